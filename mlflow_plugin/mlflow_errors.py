@@ -1,0 +1,64 @@
+"""Storage errors as MLflow sees them: one translation shared by every MLflow adapter.
+
+The object-store and format layers know nothing of MLflow; the tracking store,
+registry store and artifact repository turn their errors into ``MlflowException``
+with MLflow's error codes here, so the server answers 4xx/503 rather than 500.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    ABORTED,
+    INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
+    PERMISSION_DENIED,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    TEMPORARILY_UNAVAILABLE,
+)
+
+from mlflow_plugin.objectstore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    ConditionalWritesUnsupported,
+    InvalidKey,
+    InvalidStoreUri,
+    NotFound,
+    ObjectStoreError,
+    PreconditionFailed,
+    StorageUnavailable,
+)
+
+__all__ = ["as_mlflow_exception", "mlflow_errors"]
+
+_CODES: list[tuple[type[ObjectStoreError], int]] = [
+    (InvalidKey, INVALID_PARAMETER_VALUE),
+    (InvalidStoreUri, INVALID_PARAMETER_VALUE),
+    (NotFound, RESOURCE_DOES_NOT_EXIST),
+    (AlreadyExists, RESOURCE_ALREADY_EXISTS),
+    (PreconditionFailed, ABORTED),
+    (AccessDenied, PERMISSION_DENIED),
+    (StorageUnavailable, TEMPORARILY_UNAVAILABLE),
+    (ConditionalWritesUnsupported, INVALID_STATE),
+]
+
+
+def as_mlflow_exception(exc: ObjectStoreError) -> MlflowException:
+    """The ``MlflowException`` (with MLflow's error code) for a storage error."""
+    for error_type, code in _CODES:
+        if isinstance(exc, error_type):
+            return MlflowException(str(exc), error_code=code)
+    return MlflowException(f"storage error: {exc}")
+
+
+@contextmanager
+def mlflow_errors() -> Iterator[None]:
+    """Re-raise storage errors inside the block as ``MlflowException``."""
+    try:
+        yield
+    except ObjectStoreError as exc:
+        raise as_mlflow_exception(exc) from exc

@@ -1,0 +1,283 @@
+"""A folder on the local file system laid out exactly like the bucket.
+
+Writes are atomic: the bytes go to a hidden temp file beside the target
+(``.mlflow-bucket-tmp-*``, never listed, refused as a key), are fsynced, then
+renamed (``put``, ``put_if_match``) or hard-linked (``put_if_absent``: ``link``
+fails if the name exists, atomically) into place. Readers never see a partial
+object, and nothing but the objects themselves appears in the folder.
+
+Compare-and-swap is safe across processes on one machine: ``put``,
+``put_if_match`` and ``delete`` hold an ``flock`` on the target's folder while
+they check and replace (a rename never replaces the folder, so the lock stays
+on the right inode). Network file systems whose ``flock`` is not shared between
+hosts (some NFS set-ups) do not give that guarantee across machines: use an S3
+endpoint for multi-host writers.
+
+ETag = inode, modification time and size. The modification time is set to a
+fresh nanosecond clock reading before the rename, so a recycled inode cannot
+bring back an old ETag (the file system's own timestamps are too coarse for that).
+
+A key cannot be both an object and a folder here (``a`` and ``a/b``), unlike S3;
+such a write raises ``InvalidKey``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import stat
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mlflow_plugin.objectstore.base import (
+    RESERVED_SEGMENT_PREFIX,
+    DirectoryListing,
+    ObjectInfo,
+    ObjectStore,
+    StoredObject,
+    check_folder_prefix,
+    check_key,
+    check_prefix,
+    copy_file_atomically,
+)
+from mlflow_plugin.objectstore.errors import (
+    AlreadyExists,
+    InvalidKey,
+    NotFound,
+    ObjectStoreError,
+    PreconditionFailed,
+)
+
+__all__ = ["LocalObjectStore"]
+
+_TMP_PREFIX = RESERVED_SEGMENT_PREFIX + "tmp-"
+# A concurrent delete may prune an emptied folder while a writer is about to use it.
+_FOLDER_RETRIES = 10
+
+
+def _etag(st: os.stat_result) -> str:
+    return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+def _info(key: str, st: os.stat_result) -> ObjectInfo:
+    return ObjectInfo(key=key, size=st.st_size, etag=_etag(st), last_modified=st.st_mtime)
+
+
+def _is_internal(name: str) -> bool:
+    return name.startswith(RESERVED_SEGMENT_PREFIX)
+
+
+Writer = Callable[[str], None]
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under ``root``; see the module docstring for the guarantees."""
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = Path(root).absolute()
+        self.location = str(self.root)
+        self._fsync = fsync
+
+    # -- paths, locks and temp files --------------------------------------------------
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def _make_folder(self, key: str, folder: Path) -> None:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as exc:
+            raise InvalidKey(
+                f"{key!r} needs a folder where this local store has an object"
+            ) from exc
+        except OSError as exc:
+            raise ObjectStoreError(f"cannot create {folder} for {key!r}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _folder_lock(self, folder: Path) -> Iterator[None]:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def _stage(self, folder: Path, write: Writer) -> tuple[str, str]:
+        """Write a temp file in ``folder``; return (temp path, ETag it will have)."""
+        tmp_path = str(folder / f"{_TMP_PREFIX}{uuid.uuid4().hex}")
+        try:
+            write(tmp_path)
+            fd = os.open(tmp_path, os.O_RDONLY)
+            try:
+                now = time.time_ns()
+                os.utime(fd, ns=(now, now))
+                if self._fsync:
+                    os.fsync(fd)
+                etag = _etag(os.fstat(fd))
+            finally:
+                os.close(fd)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_path)
+            raise
+        return tmp_path, etag
+
+    def _write(self, key: str, write: Writer, commit: Callable[[str, Path], None]) -> str:
+        """Stage the bytes beside the target and ``commit(tmp_path, target)`` under a lock."""
+        path = self._path(key)
+        for _ in range(_FOLDER_RETRIES):
+            self._make_folder(key, path.parent)
+            try:
+                tmp_path, etag = self._stage(path.parent, write)
+            except FileNotFoundError:
+                if not os.path.isdir(path.parent):
+                    continue  # the folder was pruned under us: make it again
+                raise
+            try:
+                with self._folder_lock(path.parent):
+                    commit(tmp_path, path)
+                return etag
+            except FileNotFoundError:
+                continue
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_path)
+        raise ObjectStoreError(f"could not write {key!r}: its folder kept disappearing")
+
+    @staticmethod
+    def _write_bytes(data: bytes) -> Writer:
+        def write(tmp_path: str) -> None:
+            with open(tmp_path, "wb") as tmp:
+                tmp.write(data)
+
+        return write
+
+    def _prune_empty_parents(self, path: Path) -> None:
+        parent = path.parent
+        while parent != self.root:
+            try:
+                parent.rmdir()
+            except OSError:
+                return
+            parent = parent.parent
+
+    def _stat(self, key: str, path: Path) -> os.stat_result:
+        try:
+            st = path.stat()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"no object {key!r} in {self.location}") from None
+        if not stat.S_ISREG(st.st_mode):
+            raise NotFound(f"no object {key!r} in {self.location} (it is a folder)")
+        return st
+
+    # -- the interface ---------------------------------------------------------------
+
+    def get(self, key: str) -> StoredObject:
+        path = self._path(key)
+        try:
+            with open(path, "rb") as handle:
+                st = os.fstat(handle.fileno())
+                if not stat.S_ISREG(st.st_mode):
+                    raise NotFound(f"no object {key!r} in {self.location} (it is a folder)")
+                return StoredObject(data=handle.read(), etag=_etag(st))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound(f"no object {key!r} in {self.location}") from None
+
+    def head(self, key: str) -> ObjectInfo:
+        return _info(key, self._stat(key, self._path(key)))
+
+    def put(self, key: str, data: bytes) -> str:
+        return self._write(key, self._write_bytes(data), self._replace)
+
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> str:
+        def copy(tmp_path: str) -> None:
+            shutil.copyfile(path, tmp_path)
+
+        return self._write(key, copy, self._replace)
+
+    def _replace(self, tmp_path: str, target: Path) -> None:
+        try:
+            os.replace(tmp_path, target)
+        except IsADirectoryError as exc:
+            raise InvalidKey(f"{target} is a folder in this local store") from exc
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        def link(tmp_path: str, target: Path) -> None:
+            try:
+                os.link(tmp_path, target)
+            except FileExistsError:
+                raise AlreadyExists(f"object {key!r} already exists in {self.location}") from None
+
+        return self._write(key, self._write_bytes(data), link)
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        path = self._path(key)
+        self._stat(key, path)  # a missing key is NotFound, not a conflict
+
+        def swap(tmp_path: str, target: Path) -> None:
+            if _etag(self._stat(key, target)) != etag:
+                raise PreconditionFailed(f"object {key!r} changed since ETag {etag}")
+            os.replace(tmp_path, target)
+
+        return self._write(key, self._write_bytes(data), swap)
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            with self._folder_lock(path.parent):
+                if path.is_dir():
+                    return
+                path.unlink()
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        self._prune_empty_parents(path)
+
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        source = self._path(key)
+        self._stat(key, source)
+        try:
+            copy_file_atomically(source, path)
+        except FileNotFoundError:
+            raise NotFound(f"no object {key!r} in {self.location}") from None
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        folder, _, _ = prefix.rpartition("/")
+        start = self.root.joinpath(*folder.split("/")) if folder else self.root
+        found: list[tuple[str, os.stat_result]] = []
+        for dirpath, _, filenames in os.walk(start):
+            rel = os.path.relpath(dirpath, self.root)
+            base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            for name in filenames:
+                if _is_internal(name):
+                    continue
+                key = base + name
+                if not key.startswith(prefix):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    found.append((key, os.stat(os.path.join(dirpath, name))))
+        for key, st in sorted(found, key=lambda item: item[0]):
+            yield _info(key, st)
+
+    def list_dir(self, prefix: str = "") -> DirectoryListing:
+        check_folder_prefix(prefix)
+        folder = self.root.joinpath(*prefix.rstrip("/").split("/")) if prefix else self.root
+        objects: list[ObjectInfo] = []
+        folders: list[str] = []
+        try:
+            entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return DirectoryListing()
+        for entry in entries:
+            if _is_internal(entry.name):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(prefix + entry.name + "/")
+                elif entry.is_file(follow_symlinks=False):
+                    objects.append(_info(prefix + entry.name, entry.stat()))
+        return DirectoryListing(objects=objects, folders=folders)

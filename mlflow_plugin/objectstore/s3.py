@@ -1,0 +1,333 @@
+"""S3 (and S3-compatible endpoints) through boto3: the only module that imports it.
+
+One botocore client per endpoint configuration, shared by every store and thread
+of the process (botocore clients are thread-safe; creating one costs tens of
+milliseconds). Retries are botocore's "standard" mode. Conditional writes use
+``IfNoneMatch="*"`` and ``IfMatch=<etag>`` on ``PutObject``; large uploads and
+downloads go through boto3's transfer manager (parallel multipart).
+
+Every botocore failure is translated here, once, into the package's error tree.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import boto3
+import botocore.config
+import botocore.exceptions
+from boto3.s3.transfer import TransferConfig
+
+from mlflow_plugin.objectstore.base import (
+    DirectoryListing,
+    ObjectInfo,
+    ObjectStore,
+    StoredObject,
+    check_folder_prefix,
+    check_key,
+    check_prefix,
+)
+from mlflow_plugin.objectstore.errors import (
+    AccessDenied,
+    AlreadyExists,
+    NotFound,
+    ObjectStoreError,
+    PreconditionFailed,
+    StorageUnavailable,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+__all__ = ["S3ClientSettings", "S3ObjectStore", "s3_client"]
+
+MULTIPART_THRESHOLD = 16 * 1024 * 1024
+MULTIPART_CHUNK_SIZE = 16 * 1024 * 1024
+_TRANSFER_CONCURRENCY = 8
+# AWS answers 409 ConditionalRequestConflict while another conditional write to the
+# same key is in flight; the outcome is unknown until it finishes, so wait and retry.
+_CONFLICT_RETRIES = 5
+
+_ACCESS_CODES = {
+    "AccessDenied",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AllAccessDisabled",
+    "403",
+}
+_MISSING_CODES = {"NoSuchKey", "404", "NotFound", "NoSuchBucket"}
+
+
+@dataclass(frozen=True)
+class S3ClientSettings:
+    """What identifies a client: the endpoint and region (credentials come from boto3's chain)."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    max_attempts: int = 8
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+
+
+_clients: dict[S3ClientSettings, S3Client] = {}
+_clients_lock = threading.Lock()
+
+
+def s3_client(settings: S3ClientSettings) -> S3Client:
+    """Return the process-wide client for ``settings``, creating it once."""
+    with _clients_lock:
+        client = _clients.get(settings)
+        if client is None:
+            config = botocore.config.Config(
+                retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                max_pool_connections=32,
+                # Custom endpoints (MinIO, SeaweedFS, Ceph...) expect path-style addressing.
+                s3={"addressing_style": "path"} if settings.endpoint_url else None,
+            )
+            # A session per client: boto3's default session is not thread-safe to share.
+            session = boto3.session.Session()
+            client = session.client(
+                "s3",
+                endpoint_url=settings.endpoint_url,
+                region_name=settings.region,
+                config=config,
+            )
+            _clients[settings] = client
+        return client
+
+
+def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
+    error = exc.response.get("Error", {})
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    return str(error.get("Code", "")), int(status)
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects under ``s3://bucket/prefix``.
+
+    >>> store = S3ObjectStore("my-bucket", "team/project")  # doctest: +SKIP
+    >>> store.put_if_absent("_format.json", b"{}")  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        settings: S3ClientSettings | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.settings = settings or S3ClientSettings()
+        self.location = f"s3://{bucket}/{self.prefix}"
+        if self.settings.endpoint_url:
+            self.location += f" at {self.settings.endpoint_url}"
+        self._client = s3_client(self.settings)
+        self._transfer = TransferConfig(
+            multipart_threshold=MULTIPART_THRESHOLD,
+            multipart_chunksize=MULTIPART_CHUNK_SIZE,
+            max_concurrency=_TRANSFER_CONCURRENCY,
+        )
+
+    @property
+    def client(self) -> S3Client:
+        return self._client
+
+    def _full(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _relative(self, full_key: str) -> str:
+        return full_key[len(self.prefix) :]
+
+    # -- the one translation boundary -------------------------------------------------
+
+    def _raise(self, exc: Exception, key: str, action: str) -> NoReturn:
+        where = f"{key!r} in {self.location}"
+        if isinstance(exc, botocore.exceptions.ClientError):
+            code, status = _error_code(exc)
+            if code == "NoSuchBucket":
+                raise NotFound(f"bucket {self.bucket!r} does not exist ({self.location})") from exc
+            if code in _MISSING_CODES or status == 404:
+                raise NotFound(f"no object {where}") from exc
+            if code == "PreconditionFailed" or status == 412:
+                raise PreconditionFailed(f"{action} {where}: precondition failed") from exc
+            if code in _ACCESS_CODES or status == 403:
+                raise AccessDenied(f"{action} {where}: access denied ({code})") from exc
+            if status >= 500 or code in {"SlowDown", "ServiceUnavailable", "RequestTimeout"}:
+                raise StorageUnavailable(f"{action} {where}: endpoint failing ({code})") from exc
+            raise ObjectStoreError(f"{action} {where}: {code or status}: {exc}") from exc
+        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+            raise AccessDenied(
+                f"{action} {where}: no AWS credentials found (environment, profile or role)"
+            ) from exc
+        if isinstance(exc, botocore.exceptions.BotoCoreError | OSError):
+            raise StorageUnavailable(f"{action} {where}: endpoint unreachable: {exc}") from exc
+        raise exc
+
+    def _call(self, action: str, key: str, method: str, **kwargs: Any) -> Any:
+        try:
+            return getattr(self._client, method)(Bucket=self.bucket, **kwargs)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            self._raise(exc, key, action)
+
+    # -- the interface ---------------------------------------------------------------
+
+    def get(self, key: str) -> StoredObject:
+        full = self._full(key)
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=full)
+            data = response["Body"].read()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            self._raise(exc, key, "reading")
+        return StoredObject(data=data, etag=response["ETag"])
+
+    def head(self, key: str) -> ObjectInfo:
+        response = self._call("reading", key, "head_object", Key=self._full(key))
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            etag=response["ETag"],
+            last_modified=response["LastModified"].timestamp(),
+        )
+
+    def put(self, key: str, data: bytes) -> str:
+        full = self._full(key)
+        if len(data) < MULTIPART_THRESHOLD:
+            return str(self._call("writing", key, "put_object", Key=full, Body=data)["ETag"])
+        try:
+            self._client.upload_fileobj(io.BytesIO(data), self.bucket, full, Config=self._transfer)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            self._raise(exc, key, "writing")
+        return self.head(key).etag
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str:
+        full = self._full(key)
+        for attempt in range(_CONFLICT_RETRIES):
+            try:
+                response = self._client.put_object(
+                    Bucket=self.bucket,
+                    Key=full,
+                    Body=data,
+                    **condition,
+                )
+                return str(response["ETag"])
+            except botocore.exceptions.ClientError as exc:
+                _, status = _error_code(exc)
+                if status == 409 and attempt + 1 < _CONFLICT_RETRIES:
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                if status == 409:
+                    raise PreconditionFailed(f"concurrent conditional write to {key!r}") from exc
+                self._raise(exc, key, "writing")
+            except (botocore.exceptions.BotoCoreError, OSError) as exc:
+                self._raise(exc, key, "writing")
+        raise AssertionError("unreachable")
+
+    def put_if_absent(self, key: str, data: bytes) -> str:
+        try:
+            return self._conditional_put(key, data, IfNoneMatch="*")
+        except PreconditionFailed as exc:
+            raise AlreadyExists(f"object {key!r} already exists in {self.location}") from exc
+
+    def put_if_match(self, key: str, data: bytes, etag: str) -> str:
+        try:
+            return self._conditional_put(key, data, IfMatch=etag)
+        except PreconditionFailed:
+            # AWS and moto answer 404 for a missing key, SeaweedFS 412: report both alike.
+            self.head(key)
+            raise
+
+    def delete(self, key: str) -> None:
+        self._call("deleting", key, "delete_object", Key=self._full(key))
+
+    def _pages(self, prefix: str, **extra: str) -> Iterator[dict[str, Any]]:
+        paginator = self._client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(
+                Bucket=self.bucket, Prefix=self.prefix + prefix, **extra
+            ):
+                yield dict(page)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            self._raise(exc, prefix, "listing")
+
+    def _object_info(self, entry: dict[str, Any]) -> ObjectInfo:
+        return ObjectInfo(
+            key=self._relative(entry["Key"]),
+            size=int(entry["Size"]),
+            etag=entry["ETag"],
+            last_modified=entry["LastModified"].timestamp(),
+        )
+
+    def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        # S3 lists in key order, but some compatible servers (SeaweedFS) list folder by
+        # folder ("a/x" before "a-b"); sorting the whole listing keeps the promise.
+        found = [
+            self._object_info(entry)
+            for page in self._pages(prefix)
+            for entry in page.get("Contents", [])
+            if not entry["Key"].endswith("/")  # folder markers written by consoles and tools
+        ]
+        yield from sorted(found, key=lambda info: info.key)
+
+    def list_dir(self, prefix: str = "") -> DirectoryListing:
+        check_folder_prefix(prefix)
+        result = DirectoryListing()
+        for page in self._pages(prefix, Delimiter="/"):
+            for common in page.get("CommonPrefixes", []):
+                result.folders.append(self._relative(common["Prefix"]))
+            for entry in page.get("Contents", []):
+                if not entry["Key"].endswith("/"):
+                    result.objects.append(self._object_info(entry))
+        return result
+
+    def put_file(self, key: str, path: str | os.PathLike[str]) -> str:
+        full = self._full(key)
+        try:
+            self._client.upload_file(os.fspath(path), self.bucket, full, Config=self._transfer)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            if isinstance(exc, FileNotFoundError):
+                raise
+            self._raise(exc, key, "uploading")
+        return self.head(key).etag
+
+    def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
+        full = self._full(key)
+        target = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(target)), exist_ok=True)
+        try:
+            # download_file writes to a temp name and renames it into place.
+            self._client.download_file(self.bucket, full, target, Config=self._transfer)
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError, OSError) as exc:
+            self._raise(exc, key, "downloading")
+
+    def delete_prefix(self, prefix: str) -> int:
+        check_prefix(prefix)
+        keys = [
+            {"Key": entry["Key"]}
+            for page in self._pages(prefix)
+            for entry in page.get("Contents", [])
+        ]
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes 1000 keys a call
+            response = self._call(
+                "deleting",
+                prefix,
+                "delete_objects",
+                Delete={"Objects": keys[start : start + 1000], "Quiet": True},
+            )
+            if response.get("Errors"):
+                first = response["Errors"][0]
+                raise ObjectStoreError(
+                    f"deleting under {prefix!r} in {self.location}: {len(response['Errors'])} "
+                    f"objects not deleted, e.g. {first.get('Key')!r}: {first.get('Code')}"
+                )
+        return len(keys)

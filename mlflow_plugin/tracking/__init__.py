@@ -1,0 +1,1 @@
+"""MLflow tracking store on the bucket."""

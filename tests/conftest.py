@@ -1,0 +1,35 @@
+"""Fixtures shared by the whole suite: one per backend, started once per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.servers import TEST_CREDENTIALS, S3Endpoint, moto_endpoint, seaweedfs_endpoint
+
+# boto3 reads credentials when a client is created; set them before any test runs,
+# and drop anything from the developer's own environment that could point elsewhere.
+for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL"):
+    os.environ.pop(_name, None)
+os.environ.update(TEST_CREDENTIALS)
+
+
+@pytest.fixture(scope="session")
+def moto_s3() -> Iterator[S3Endpoint]:
+    with moto_endpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def seaweedfs_s3() -> Iterator[S3Endpoint]:
+    with seaweedfs_endpoint() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
+    """Each real S3 endpoint in turn."""
+    endpoint: S3Endpoint = request.getfixturevalue(f"{request.param}_s3")
+    return endpoint

@@ -1,0 +1,43 @@
+"""The S3 variant of the conformance class, shared by the moto and SeaweedFS modules."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from mlflow_plugin.objectstore import ObjectStore
+from mlflow_plugin.objectstore.s3 import S3ClientSettings, S3ObjectStore
+from tests.objectstore.conformance import ObjectStoreConformance
+from tests.servers import S3Endpoint
+
+
+class S3Conformance(ObjectStoreConformance):
+    """Each test gets a fresh prefix in one bucket per endpoint."""
+
+    endpoint_fixture = ""
+
+    @pytest.fixture
+    def endpoint(self, request: pytest.FixtureRequest) -> S3Endpoint:
+        endpoint: S3Endpoint = request.getfixturevalue(self.endpoint_fixture)
+        return endpoint
+
+    @pytest.fixture
+    def location(self, endpoint: S3Endpoint) -> tuple[str, str]:
+        return endpoint.shared_bucket, f"tests/{uuid.uuid4().hex}"
+
+    @pytest.fixture
+    def store(self, endpoint: S3Endpoint, location: tuple[str, str]) -> ObjectStore:
+        bucket, prefix = location
+        return S3ObjectStore(
+            bucket, prefix, S3ClientSettings(endpoint_url=endpoint.url, region="us-east-1")
+        )
+
+    @pytest.fixture
+    def store_uri(self, endpoint: S3Endpoint, location: tuple[str, str]) -> str:
+        bucket, prefix = location
+        return f"bucket+s3://{bucket}/{prefix}?endpoint_url={endpoint.url}"
+
+    def check_large_object_transfer(self, store: ObjectStore, key: str) -> None:
+        # A multipart upload's ETag is "<md5 of part md5s>-<number of parts>".
+        assert "-" in store.head(key).etag

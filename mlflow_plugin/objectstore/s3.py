@@ -209,7 +209,7 @@ class S3ObjectStore(ObjectStore):
             self._raise(exc, key, "writing")
         return self.head(key).etag
 
-    def _conditional_put(self, key: str, data: bytes, **condition: str) -> str:
+    def _conditional_put(self, key: str, data: bytes, **condition: Any) -> str:
         full = self._full(key)
         for attempt in range(_CONFLICT_RETRIES):
             try:
@@ -249,7 +249,7 @@ class S3ObjectStore(ObjectStore):
     def delete(self, key: str) -> None:
         self._call("deleting", key, "delete_object", Key=self._full(key))
 
-    def _pages(self, prefix: str, **extra: str) -> Iterator[dict[str, Any]]:
+    def _pages(self, prefix: str, **extra: Any) -> Iterator[dict[str, Any]]:
         paginator = self._client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(

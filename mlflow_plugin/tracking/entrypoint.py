@@ -7,15 +7,13 @@ imported inside the builder.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mlflow_plugin.tracking.store import BucketTrackingStore
 
 
-def build_tracking_store(store_uri: str, artifact_uri: str | None = None) -> Any:
-    from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import NOT_IMPLEMENTED
+def build_tracking_store(store_uri: str, artifact_uri: str | None = None) -> BucketTrackingStore:
+    from mlflow_plugin.tracking.store import BucketTrackingStore
 
-    raise MlflowException(
-        f"the bucket tracking store for {store_uri!r} is not implemented yet; "
-        "bucket+ URIs work as artifact locations for now",
-        error_code=NOT_IMPLEMENTED,
-    )
+    return BucketTrackingStore(store_uri, artifact_uri)

@@ -1,0 +1,117 @@
+"""JSON documents and the compare-and-swap loop that is the only way to change one.
+
+A mutable document changes only through ``update_document``: read (document,
+ETag), apply a pure mutation ``doc -> doc``, put with If-Match, and on a
+conflict re-read and re-apply. Because the mutation is re-applied to the newer
+document, concurrent writers merge instead of overwriting each other. A
+mutation may raise to refuse the change (e.g. a param re-logged with another
+value); nothing is written then.
+
+Non-finite floats are valid metric values; JSON has no spelling for them, so they
+are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` inside
+``{"$float": ...}`` markers and restored on read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore, PreconditionFailed
+
+__all__ = [
+    "ConflictRetriesExhausted",
+    "Document",
+    "create_document",
+    "decode",
+    "encode",
+    "read_document",
+    "update_document",
+]
+
+Document = dict[str, Any]
+Mutation = Callable[[Document], Document]
+
+_MAX_CAS_ATTEMPTS = 200
+
+
+class ConflictRetriesExhausted(PreconditionFailed):
+    """The document kept changing under us; give up rather than spin forever."""
+
+
+def _encode_floats(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {
+            "$float": "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+        }
+    if isinstance(value, dict):
+        return {key: _encode_floats(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encode_floats(item) for item in value]
+    return value
+
+
+def _decode_float(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and "$float" in obj:
+        return float(obj["$float"].replace("Infinity", "inf"))
+    return obj
+
+
+def encode(doc: Document) -> bytes:
+    return json.dumps(_encode_floats(doc), separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode(data: bytes) -> Document:
+    doc = json.loads(data, object_hook=_decode_float)
+    if not isinstance(doc, dict):
+        raise ValueError("a document must be a JSON object")
+    return doc
+
+
+def read_document(store: ObjectStore, key: str) -> tuple[Document, str]:
+    """Return (document, ETag); ``NotFound`` if absent."""
+    stored = store.get(key)
+    return decode(stored.data), stored.etag
+
+
+def create_document(store: ObjectStore, key: str, doc: Document) -> str:
+    """Create a document; ``AlreadyExists`` if the key is taken."""
+    return store.put_if_absent(key, encode(doc))
+
+
+def update_document(store: ObjectStore, key: str, mutate: Mutation) -> tuple[Document, str]:
+    """Apply ``mutate`` by compare-and-swap; return the document as written and its ETag.
+
+    ``mutate`` receives a fresh copy each attempt and must not have side effects
+    outside the document. If it returns the document unchanged, nothing is written.
+    """
+    for attempt in range(_MAX_CAS_ATTEMPTS):
+        stored = store.get(key)
+        current = decode(stored.data)
+        updated = mutate(decode(stored.data))
+        if updated == current:
+            return current, stored.etag
+        try:
+            etag = store.put_if_match(key, encode(updated), stored.etag)
+            return updated, etag
+        except PreconditionFailed:
+            # Back off a little, with jitter, so writers racing on one document spread out.
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+        except NotFound:
+            raise
+    raise ConflictRetriesExhausted(
+        f"{key!r} kept changing; gave up after {_MAX_CAS_ATTEMPTS} tries"
+    )
+
+
+def create_or_read(store: ObjectStore, key: str, doc: Document) -> tuple[Document, bool]:
+    """Create ``doc`` unless the key exists; return (the stored document, created?)."""
+    try:
+        create_document(store, key, doc)
+        return doc, True
+    except AlreadyExists:
+        return read_document(store, key)[0], False

@@ -1,0 +1,108 @@
+"""Immutable Parquet segments of metric points: columns key, step, timestamp, value (zstd).
+
+A segment is written once under a unique name, then entered in its run's
+manifest by one compare-and-swap; a segment no manifest names is invisible
+(and collected later). ``SegmentInfo`` is the manifest entry: enough to skip
+segments that cannot hold a wanted key or step, without opening them.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+__all__ = ["MetricPoint", "SegmentInfo", "decode_segment", "encode_segment"]
+
+_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("step", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("value", pa.float64()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    key: str
+    value: float
+    timestamp: int
+    step: int
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    """One manifest entry."""
+
+    name: str
+    keys: tuple[str, ...]
+    rows: int
+    min_step: int
+    max_step: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "keys": list(self.keys),
+            "rows": self.rows,
+            "min_step": self.min_step,
+            "max_step": self.max_step,
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> SegmentInfo:
+        return cls(
+            name=doc["name"],
+            keys=tuple(doc["keys"]),
+            rows=int(doc["rows"]),
+            min_step=int(doc["min_step"]),
+            max_step=int(doc["max_step"]),
+        )
+
+
+def encode_segment(name: str, points: Sequence[MetricPoint]) -> tuple[bytes, SegmentInfo]:
+    """Serialise points (in logging order) to Parquet bytes and describe them."""
+    if not points:
+        raise ValueError("a segment holds at least one point")
+    table = pa.table(
+        {
+            "key": [p.key for p in points],
+            "step": [p.step for p in points],
+            "timestamp": [p.timestamp for p in points],
+            "value": [p.value for p in points],
+        },
+        schema=_SCHEMA,
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    steps = [p.step for p in points]
+    info = SegmentInfo(
+        name=name,
+        keys=tuple(sorted({p.key for p in points})),
+        rows=len(points),
+        min_step=min(steps),
+        max_step=max(steps),
+    )
+    return sink.getvalue(), info
+
+
+def decode_segment(data: bytes, keys: Iterable[str] | None = None) -> list[MetricPoint]:
+    """Read points back, in their stored order, optionally only those of ``keys``."""
+    table = pq.read_table(io.BytesIO(data))
+    if keys is not None:
+        wanted = pa.array(sorted(set(keys)), type=pa.string())
+        table = table.filter(pc.is_in(table["key"], value_set=wanted))
+    columns = table.to_pydict()
+    return [
+        MetricPoint(key=k, value=v, timestamp=t, step=s)
+        for k, s, t, v in zip(
+            columns["key"], columns["step"], columns["timestamp"], columns["value"], strict=True
+        )
+    ]

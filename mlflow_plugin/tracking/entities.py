@@ -1,0 +1,166 @@
+"""Documents <-> MLflow entities. Pure functions, no I/O.
+
+Document shapes (JSON, written by ``store.py``):
+
+experiment: ``{experiment_id, name, artifact_location, lifecycle_stage,
+creation_time, last_update_time, tags: {k: v}}``
+
+run: ``{run_id, experiment_id, run_name, user_id, status, start_time, end_time,
+lifecycle_stage, deleted_time, artifact_uri, params: {k: v}, tags: {k: v},
+latest_metrics: {key: {value, timestamp, step}}, segments: [SegmentInfo...],
+inputs: [{dataset: {...}, tags: {k: v}}], model_inputs: [model_id...],
+model_outputs: [{model_id, step}], writers: {writer_id: last_sequence}}``
+
+logged model: ``{model_id, experiment_id, name, artifact_location,
+creation_timestamp, last_updated_timestamp, model_type, source_run_id, status,
+status_message, lifecycle_stage, tags: {k: v}, params: {k: v}, metrics: [...]}``
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.entities import (
+    Dataset,
+    DatasetInput,
+    Experiment,
+    ExperimentTag,
+    InputTag,
+    LoggedModel,
+    LoggedModelInput,
+    LoggedModelOutput,
+    LoggedModelParameter,
+    LoggedModelStatus,
+    LoggedModelTag,
+    Metric,
+    Param,
+    Run,
+    RunData,
+    RunInfo,
+    RunInputs,
+    RunOutputs,
+    RunStatus,
+    RunTag,
+)
+
+Document = dict[str, Any]
+
+__all__ = [
+    "dataset_input_to_json",
+    "experiment_from_doc",
+    "logged_model_from_doc",
+    "metric_to_json",
+    "run_from_doc",
+    "run_info_from_doc",
+]
+
+
+def experiment_from_doc(doc: Document) -> Experiment:
+    return Experiment(
+        experiment_id=doc["experiment_id"],
+        name=doc["name"],
+        artifact_location=doc["artifact_location"],
+        lifecycle_stage=doc["lifecycle_stage"],
+        tags=[ExperimentTag(k, v) for k, v in doc.get("tags", {}).items()],
+        creation_time=doc.get("creation_time"),
+        last_update_time=doc.get("last_update_time"),
+    )
+
+
+def run_info_from_doc(doc: Document) -> RunInfo:
+    return RunInfo(
+        run_id=doc["run_id"],
+        experiment_id=doc["experiment_id"],
+        user_id=doc.get("user_id") or "",
+        status=doc["status"],
+        start_time=doc.get("start_time"),  # type: ignore[arg-type]  # MLflow allows None
+        end_time=doc.get("end_time"),
+        lifecycle_stage=doc["lifecycle_stage"],
+        artifact_uri=doc.get("artifact_uri"),
+        run_name=doc.get("run_name"),
+    )
+
+
+def metric_to_json(metric: Metric) -> Document:
+    return {"value": metric.value, "timestamp": metric.timestamp, "step": metric.step}
+
+
+def dataset_input_to_json(dataset_input: DatasetInput) -> Document:
+    dataset = dataset_input.dataset
+    return {
+        "dataset": {
+            "name": dataset.name,
+            "digest": dataset.digest,
+            "source_type": dataset.source_type,
+            "source": dataset.source,
+            "schema": dataset.schema,
+            "profile": dataset.profile,
+        },
+        "tags": {tag.key: tag.value for tag in dataset_input.tags},
+    }
+
+
+def _dataset_input_from_json(doc: Document) -> DatasetInput:
+    return DatasetInput(
+        dataset=Dataset(**doc["dataset"]),
+        tags=[InputTag(k, v) for k, v in doc.get("tags", {}).items()],
+    )
+
+
+def run_from_doc(doc: Document) -> Run:
+    metrics = [
+        Metric(key, latest["value"], latest["timestamp"], latest["step"])
+        for key, latest in doc.get("latest_metrics", {}).items()
+    ]
+    data = RunData(
+        metrics=metrics,
+        params=[Param(k, v) for k, v in doc.get("params", {}).items()],
+        tags=[RunTag(k, v) for k, v in doc.get("tags", {}).items()],
+    )
+    inputs = RunInputs(
+        dataset_inputs=[_dataset_input_from_json(d) for d in doc.get("inputs", [])],
+        model_inputs=[LoggedModelInput(model_id) for model_id in doc.get("model_inputs", [])],
+    )
+    outputs = RunOutputs(
+        model_outputs=[
+            LoggedModelOutput(o["model_id"], o["step"]) for o in doc.get("model_outputs", [])
+        ]
+    )
+    return Run(
+        run_info=run_info_from_doc(doc), run_data=data, run_inputs=inputs, run_outputs=outputs
+    )
+
+
+def logged_model_from_doc(doc: Document) -> LoggedModel:
+    return LoggedModel(
+        experiment_id=doc["experiment_id"],
+        model_id=doc["model_id"],
+        name=doc["name"],
+        artifact_location=doc["artifact_location"],
+        creation_timestamp=doc["creation_timestamp"],
+        last_updated_timestamp=doc["last_updated_timestamp"],
+        model_type=doc.get("model_type"),
+        source_run_id=doc.get("source_run_id"),
+        status=LoggedModelStatus(doc["status"]),
+        status_message=doc.get("status_message"),
+        tags=[LoggedModelTag(k, v) for k, v in doc.get("tags", {}).items()],
+        params=[LoggedModelParameter(k, v) for k, v in doc.get("params", {}).items()],
+        metrics=[
+            Metric(
+                key=m["key"],
+                value=m["value"],
+                timestamp=m["timestamp"],
+                step=m["step"],
+                dataset_name=m.get("dataset_name"),
+                dataset_digest=m.get("dataset_digest"),
+                run_id=m.get("run_id"),
+                model_id=doc["model_id"],
+            )
+            for m in doc.get("metrics", [])
+        ]
+        or None,
+    )
+
+
+def is_terminal(status: str) -> bool:
+    return RunStatus.is_terminated(RunStatus.from_string(status))

@@ -9,6 +9,8 @@ segments that cannot hold a wanted key or step, without opening them.
 from __future__ import annotations
 
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["MetricPoint", "SegmentInfo", "decode_segment", "encode_segment"]
+__all__ = ["MetricPoint", "SegmentCache", "SegmentInfo", "decode_segment", "encode_segment"]
 
 _SCHEMA = pa.schema(
     [
@@ -106,3 +108,40 @@ def decode_segment(data: bytes, keys: Iterable[str] | None = None) -> list[Metri
             columns["key"], columns["step"], columns["timestamp"], columns["value"], strict=True
         )
     ]
+
+
+class SegmentCache:
+    """Decoded segments by name, least recently used first out, bounded by total rows.
+
+    Segments are immutable, so a cached copy never goes stale; the bound keeps a
+    long-running writer's memory flat.
+    """
+
+    def __init__(self, max_rows: int = 2_000_000) -> None:
+        self._max_rows = max_rows
+        self._rows = 0
+        self._entries: OrderedDict[str, list[MetricPoint]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> list[MetricPoint] | None:
+        with self._lock:
+            points = self._entries.get(name)
+            if points is not None:
+                self._entries.move_to_end(name)
+            return points
+
+    def put(self, name: str, points: list[MetricPoint]) -> None:
+        with self._lock:
+            if name in self._entries:
+                return
+            self._entries[name] = points
+            self._rows += len(points)
+            while self._rows > self._max_rows and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                self._rows -= len(evicted)
+
+    def discard(self, name: str) -> None:
+        with self._lock:
+            points = self._entries.pop(name, None)
+            if points is not None:
+                self._rows -= len(points)

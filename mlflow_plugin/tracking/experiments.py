@@ -1,0 +1,345 @@
+"""Experiments on the bucket: name claims, documents, search, lifecycle, tags.
+
+A name is claimed by ``put_if_absent`` on ``experiment-names/<sha256(name)>`` before
+the experiment document is written; a claim whose document never appeared (its
+creator died in between) is taken over after a minute. A deleted experiment keeps
+its name, as in MLflow's SQL store. Ids are random 18-digit integers, unique
+without a shared counter; the default experiment is "0".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any
+
+from mlflow.entities import (
+    Experiment,
+    ExperimentTag,
+    LifecycleStage,
+    ViewType,
+)
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
+from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.uri import append_to_uri_path
+from mlflow.utils.validation import (
+    _validate_experiment_artifact_location_length,
+    _validate_experiment_name,
+    _validate_experiment_tag,
+)
+
+from mlflow_plugin.format import keys
+from mlflow_plugin.format.documents import (
+    Document,
+    create_document,
+    encode,
+    read_document,
+    update_document,
+)
+from mlflow_plugin.objectstore import (
+    AlreadyExists,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+)
+from mlflow_plugin.tracking.entities import (
+    experiment_from_doc,
+)
+
+__all__ = ["DEFAULT_EXPERIMENT_ID", "ExperimentsMixin", "check_experiment_id"]
+
+DEFAULT_EXPERIMENT_ID = "0"
+DEFAULT_EXPERIMENT_NAME = "Default"
+_STALE_CLAIM_MS = 60_000
+
+
+def _not_found_experiment(experiment_id: str) -> MlflowException:
+    return MlflowException(f"No Experiment with id={experiment_id} exists", RESOURCE_DOES_NOT_EXIST)
+
+
+def check_experiment_id(experiment_id: Any) -> str:
+    try:
+        return str(int(experiment_id))
+    except (TypeError, ValueError):
+        raise MlflowException(
+            f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
+            INVALID_PARAMETER_VALUE,
+        ) from None
+
+
+class ExperimentsMixin:
+    """Experiment methods of the tracking store."""
+
+    # Provided by BucketTrackingStore.
+    _store: ObjectStore
+    _readers: ThreadPoolExecutor
+    _errors: Callable[[], AbstractContextManager[None]]
+    artifact_root_uri: str
+    _run_docs: Callable[[list[str], int], list[Document]]
+    _set_run_stage: Callable[..., None]
+
+    def _ensure_default_experiment(self) -> None:
+        if self._store.exists(keys.experiment_key(DEFAULT_EXPERIMENT_ID)):
+            return
+        try:
+            self._create_experiment_with_id(
+                DEFAULT_EXPERIMENT_NAME, DEFAULT_EXPERIMENT_ID, None, []
+            )
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    def _default_artifact_location(self, experiment_id: str) -> str:
+        return str(append_to_uri_path(self.artifact_root_uri, experiment_id))
+
+    def create_experiment(
+        self,
+        name: str,
+        artifact_location: str | None = None,
+        tags: list[ExperimentTag] | None = None,
+    ) -> str:
+        _validate_experiment_name(name)
+        if artifact_location:
+            _validate_experiment_artifact_location_length(artifact_location)
+        for tag in tags or []:
+            _validate_experiment_tag(tag.key, tag.value)
+        experiment_id = str(uuid.uuid4().int % 10**18)
+        with self._errors():
+            return self._create_experiment_with_id(
+                name, experiment_id, artifact_location, tags or []
+            )
+
+    def _claim_name(self, name: str, experiment_id: str) -> None:
+        claim = {
+            "name": name,
+            "experiment_id": experiment_id,
+            "claimed_at": get_current_time_millis(),
+        }
+        key = keys.experiment_name_key(name)
+        try:
+            create_document(self._store, key, claim)
+            return
+        except AlreadyExists:
+            pass
+        existing, etag = read_document(self._store, key)
+        owner = self._read_experiment_doc(existing["experiment_id"])
+        if owner is not None and owner["name"] == name:
+            if owner["lifecycle_stage"] == LifecycleStage.DELETED:
+                raise MlflowException(
+                    f"Experiment {name!r} already exists in deleted state. Restore it, or "
+                    "permanently delete it before reusing the name.",
+                    RESOURCE_ALREADY_EXISTS,
+                )
+            raise MlflowException(
+                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+        if (
+            owner is None
+            and get_current_time_millis() - existing.get("claimed_at", 0) < _STALE_CLAIM_MS
+        ):
+            # Another process is creating this experiment right now.
+            raise MlflowException(
+                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+        try:  # the claim is stale (its creator died, or the experiment was renamed): take it
+            self._store.put_if_match(key, encode(claim), etag)
+        except (PreconditionFailed, NotFound):
+            raise MlflowException(
+                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            ) from None
+
+    def _create_experiment_with_id(
+        self,
+        name: str,
+        experiment_id: str,
+        artifact_location: str | None,
+        tags: list[ExperimentTag],
+    ) -> str:
+        self._claim_name(name, experiment_id)
+        now = get_current_time_millis()
+        doc = {
+            "experiment_id": experiment_id,
+            "name": name,
+            "artifact_location": artifact_location
+            or self._default_artifact_location(experiment_id),
+            "lifecycle_stage": LifecycleStage.ACTIVE,
+            "creation_time": now,
+            "last_update_time": now,
+            "tags": {tag.key: tag.value for tag in tags},
+        }
+        try:
+            create_document(self._store, keys.experiment_key(experiment_id), doc)
+        except AlreadyExists:
+            raise MlflowException(
+                f"Experiment id {experiment_id} already exists", RESOURCE_ALREADY_EXISTS
+            ) from None
+        return experiment_id
+
+    def _read_experiment_doc(self, experiment_id: str) -> Document | None:
+        try:
+            return read_document(self._store, keys.experiment_key(experiment_id))[0]
+        except NotFound:
+            return None
+
+    def _experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> Document:
+        experiment_id = check_experiment_id(experiment_id)
+        doc = self._read_experiment_doc(experiment_id)
+        if doc is None or not LifecycleStage.matches_view_type(view_type, doc["lifecycle_stage"]):
+            raise _not_found_experiment(experiment_id)
+        return doc
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        with self._errors():
+            return experiment_from_doc(self._experiment_doc(experiment_id))
+
+    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
+        with self._errors():
+            try:
+                claim, _ = read_document(self._store, keys.experiment_name_key(experiment_name))
+            except NotFound:
+                return None
+            doc = self._read_experiment_doc(claim["experiment_id"])
+            if doc is None or doc["name"] != experiment_name:
+                return None
+            return experiment_from_doc(doc)
+
+    def _experiment_ids(self) -> list[str]:
+        return [
+            folder.split("/")[1]
+            for folder in self._store.list_dir(keys.experiments_prefix()).folders
+        ]
+
+    def _all_experiment_docs(self) -> list[Document]:
+        docs = self._readers.map(self._read_experiment_doc, self._experiment_ids())
+        return [doc for doc in docs if doc is not None]
+
+    def search_experiments(
+        self,
+        view_type: int = ViewType.ACTIVE_ONLY,
+        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
+        filter_string: str | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[Experiment]:
+        if not isinstance(max_results, int) or max_results < 1:
+            raise MlflowException(
+                f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+                "a positive integer",
+                INVALID_PARAMETER_VALUE,
+            )
+        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+            raise MlflowException(
+                f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+                f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
+                INVALID_PARAMETER_VALUE,
+            )
+        with self._errors():
+            experiments = [
+                experiment_from_doc(doc)
+                for doc in self._all_experiment_docs()
+                if LifecycleStage.matches_view_type(view_type, doc["lifecycle_stage"])
+            ]
+        filtered = SearchExperimentsUtils.filter(experiments, filter_string)
+        ordered = SearchExperimentsUtils.sort(
+            filtered, order_by or ["creation_time DESC", "experiment_id ASC"]
+        )
+        page, next_token = SearchUtils.paginate(ordered, page_token, max_results)
+        return PagedList(page, next_token)
+
+    def _update_experiment(
+        self, experiment_id: str, mutate: Callable[[Document], Document]
+    ) -> Document:
+        return update_document(self._store, keys.experiment_key(experiment_id), mutate)[0]
+
+    def _set_experiment_stage(self, experiment_id: str, stage: str, required: int) -> None:
+        doc = self._experiment_doc(experiment_id, required)
+
+        def mutate(current: Document) -> Document:
+            if not LifecycleStage.matches_view_type(required, current["lifecycle_stage"]):
+                raise _not_found_experiment(current["experiment_id"])
+            current["lifecycle_stage"] = stage
+            current["last_update_time"] = get_current_time_millis()
+            return current
+
+        self._update_experiment(doc["experiment_id"], mutate)
+        # MLflow's SQL store moves the experiment's runs along with it.
+        run_stage = (
+            LifecycleStage.DELETED if stage == LifecycleStage.DELETED else LifecycleStage.ACTIVE
+        )
+        for run in self._run_docs([doc["experiment_id"]], ViewType.ALL):
+            self._set_run_stage(run["run_id"], run_stage, check=False)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        with self._errors():
+            self._set_experiment_stage(experiment_id, LifecycleStage.DELETED, ViewType.ACTIVE_ONLY)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        with self._errors():
+            self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE, ViewType.DELETED_ONLY)
+
+    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
+        _validate_experiment_name(new_name)
+        with self._errors():
+            doc = self._experiment_doc(experiment_id)
+            if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
+            old_name = doc["name"]
+            if old_name == new_name:
+                return
+            self._claim_name(new_name, doc["experiment_id"])
+
+            def mutate(current: Document) -> Document:
+                current["name"] = new_name
+                current["last_update_time"] = get_current_time_millis()
+                return current
+
+            self._update_experiment(doc["experiment_id"], mutate)
+            self._store.delete(keys.experiment_name_key(old_name))
+
+    def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
+        _validate_experiment_tag(tag.key, tag.value)
+        with self._errors():
+            doc = self._experiment_doc(experiment_id)
+            self._check_experiment_active(doc)
+
+            def mutate(current: Document) -> Document:
+                current["tags"][tag.key] = tag.value
+                return current
+
+            self._update_experiment(doc["experiment_id"], mutate)
+
+    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
+        with self._errors():
+            doc = self._experiment_doc(experiment_id)
+            self._check_experiment_active(doc)
+
+            def mutate(current: Document) -> Document:
+                if key not in current["tags"]:
+                    raise MlflowException(
+                        f"No tag with name: {key} in experiment with id {experiment_id}",
+                        RESOURCE_DOES_NOT_EXIST,
+                    )
+                del current["tags"][key]
+                return current
+
+            self._update_experiment(doc["experiment_id"], mutate)
+
+    @staticmethod
+    def _check_experiment_active(doc: Document) -> None:
+        if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
+            raise MlflowException(
+                f"The experiment {doc['experiment_id']} must be in the 'active' state. "
+                f"Current state is {doc['lifecycle_stage']}.",
+                INVALID_PARAMETER_VALUE,
+            )

@@ -1,0 +1,138 @@
+"""Run inputs (datasets, models), outputs (models) and the logged-models tag."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from typing import Any
+
+from mlflow.entities import (
+    DatasetInput,
+    LoggedModelInput,
+    LoggedModelOutput,
+    ViewType,
+)
+from mlflow.entities.dataset_summary import _DatasetSummary
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+)
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_MODELS
+from mlflow.utils.validation import (
+    _validate_dataset_inputs,
+    _validate_run_id,
+    _validate_tag,
+)
+
+from mlflow_plugin.format.documents import (
+    Document,
+)
+from mlflow_plugin.objectstore import (
+    ObjectStore,
+)
+from mlflow_plugin.tracking.entities import (
+    dataset_input_to_json,
+)
+from mlflow_plugin.tracking.experiments import check_experiment_id
+
+__all__ = ["RunInputsMixin"]
+
+
+class RunInputsMixin:
+    """Input and output methods of the tracking store."""
+
+    # Provided by BucketTrackingStore.
+    _store: ObjectStore
+    _readers: ThreadPoolExecutor
+    _errors: Callable[[], AbstractContextManager[None]]
+    _update_run: Callable[[str, Callable[[Document], Document]], Document]
+    _run_docs: Callable[[list[str], int], list[Document]]
+    _check_run_active: Callable[[Document], None]
+
+    def log_inputs(
+        self,
+        run_id: str,
+        datasets: list[DatasetInput] | None = None,
+        models: list[LoggedModelInput] | None = None,
+    ) -> None:
+        _validate_run_id(run_id)
+        if datasets is not None:
+            if not isinstance(datasets, list):
+                raise MlflowException(
+                    f"Argument 'datasets' should be a list, got '{type(datasets)}'",
+                    INVALID_PARAMETER_VALUE,
+                )
+            _validate_dataset_inputs(datasets)
+        new_inputs = [dataset_input_to_json(d) for d in datasets or []]
+
+        def mutate(doc: Document) -> Document:
+            self._check_run_active(doc)
+            for entry in new_inputs:
+                same = [
+                    existing
+                    for existing in doc["inputs"]
+                    if existing["dataset"]["name"] == entry["dataset"]["name"]
+                    and existing["dataset"]["digest"] == entry["dataset"]["digest"]
+                ]
+                if not same:
+                    doc["inputs"].append(entry)
+            for model in models or []:
+                if model.model_id not in doc["model_inputs"]:
+                    doc["model_inputs"].append(model.model_id)
+            return doc
+
+        with self._errors():
+            self._update_run(run_id, mutate)
+
+    def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
+        _validate_run_id(run_id)
+
+        def mutate(doc: Document) -> Document:
+            self._check_run_active(doc)
+            known = {o["model_id"] for o in doc["model_outputs"]}
+            for model in models or []:
+                if model.model_id not in known:
+                    doc["model_outputs"].append({"model_id": model.model_id, "step": model.step})
+            return doc
+
+        with self._errors():
+            self._update_run(run_id, mutate)
+
+    def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
+        import json
+
+        from mlflow.models import Model
+
+        if not isinstance(mlflow_model, Model):
+            raise TypeError(
+                f"Argument 'mlflow_model' should be mlflow.models.Model, got '{type(mlflow_model)}'"
+            )
+        model_dict = mlflow_model.get_tags_dict()
+
+        def mutate(doc: Document) -> Document:
+            self._check_run_active(doc)
+            previous = json.loads(doc["tags"].get(MLFLOW_LOGGED_MODELS, "[]"))
+            value = json.dumps([*previous, model_dict])
+            _validate_tag(MLFLOW_LOGGED_MODELS, value)
+            doc["tags"][MLFLOW_LOGGED_MODELS] = value
+            return doc
+
+        with self._errors():
+            self._update_run(run_id, mutate)
+
+    def _search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
+        summaries: dict[tuple[str, str, str, str | None], None] = {}
+        with self._errors():
+            ids = [check_experiment_id(e) for e in experiment_ids]
+            for doc in self._run_docs(ids, ViewType.ALL):
+                for entry in doc.get("inputs", []):
+                    context = entry.get("tags", {}).get(MLFLOW_DATASET_CONTEXT)
+                    dataset = entry["dataset"]
+                    summaries[
+                        (doc["experiment_id"], dataset["name"], dataset["digest"], context)
+                    ] = None
+        return [
+            _DatasetSummary(experiment_id=e, name=n, digest=d, context=c)
+            for (e, n, d, c) in list(summaries)[:1000]
+        ]

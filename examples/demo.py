@@ -1,56 +1,64 @@
-"""The demo: log artifacts to a bucket-layout folder through MLflow's APIs and read them back.
+"""The demo: track a small training run in a bucket-layout folder, read it back, and browse it.
 
-python examples/demo.py                       # writes ./mlruns-bucket
-MLFLOW_BUCKET_DEMO_ROOT=bucket+s3://b/p python examples/demo.py
+    python examples/demo.py                       # writes ./mlruns-bucket
+    MLFLOW_TRACKING_URI=bucket+s3://my-bucket/team python examples/demo.py
+
+Everything goes through MLflow's standard APIs; the only change from a plain
+MLflow script is the tracking URI.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import os
-import tempfile
-import uuid
-from pathlib import Path
+import random
 
 import mlflow
 from mlflow import MlflowClient
-from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+DEFAULT_URI = "bucket+file:./mlruns-bucket"
+
+
+def train(epochs: int = 30) -> str:
+    """A stand-in training loop: a noisy decaying loss and a rising accuracy."""
+    random.seed(0)
+    mlflow.set_experiment("demo")
+    with mlflow.start_run(run_name="demo-run") as run:
+        mlflow.log_params({"optimizer": "adam", "lr": 0.01, "epochs": epochs})
+        mlflow.set_tags({"team": "vision", "stage": "demo"})
+        for epoch in range(epochs):
+            loss = 2.0 * math.exp(-epoch / 8) + random.uniform(0, 0.05)
+            mlflow.log_metrics(
+                {"Loss/train": loss, "Accuracy/train": 1 - loss / 2.2}, step=epoch, synchronous=False
+            )
+        mlflow.log_dict({"layers": [64, 32, 10], "dropout": 0.1}, "config/model.json")
+        mlflow.log_text("epoch,loss\n0,2.0\n", "logs/summary.csv")
+        return str(run.info.run_id)
+
+
+def read_back(run_id: str) -> None:
+    client = MlflowClient()
+    run = client.get_run(run_id)
+    history = client.get_metric_history(run_id, "Loss/train")
+    artifacts = [f.path for f in client.list_artifacts(run_id)]
+    print(f"run {run.info.run_name} ({run_id}): {run.info.status}")
+    print(f"  params:    {run.data.params}")
+    print(f"  metrics:   { {k: round(v, 4) for k, v in run.data.metrics.items()} }")
+    print(f"  history:   {len(history)} points of Loss/train")
+    print(f"  artifacts: {artifacts}")
+    config = mlflow.artifacts.load_dict(f"runs:/{run_id}/config/model.json")
+    assert config["layers"] == [64, 32, 10]
+    assert len(history) == int(run.data.params["epochs"])
 
 
 def main() -> None:
-    root = os.environ.get("MLFLOW_BUCKET_DEMO_ROOT", "bucket+file:./mlruns-bucket")
-    artifact_uri = f"{root.rstrip('/')}/artifacts/demo/{uuid.uuid4().hex}"
-    repo = get_artifact_repository(artifact_uri)
-    print(f"artifact repository: {type(repo).__module__}.{type(repo).__name__}")
-
-    with tempfile.TemporaryDirectory() as scratch:
-        outputs = Path(scratch) / "outputs"
-        (outputs / "plots").mkdir(parents=True)
-        (outputs / "config.json").write_text(json.dumps({"lr": 0.01, "epochs": 3}))
-        (outputs / "plots" / "loss.csv").write_text("step,loss\n0,2.3\n1,1.1\n2,0.6\n")
-        repo.log_artifacts(str(outputs))
-
-        listed = [(f.path, f.is_dir, f.file_size) for f in repo.list_artifacts()]
-        print(f"listed: {listed}")
-        config = mlflow.artifacts.load_dict(f"{artifact_uri}/config.json")
-        print(f"config read back: {config}")
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"{artifact_uri}/plots")
-        print(f"downloaded plots/: {sorted(os.listdir(local))}")
-        assert config == {"lr": 0.01, "epochs": 3}
-
-    # The tracking store on the bucket is not there yet: MLflow's own SQLite store
-    # tracks this run while its artifacts live in the bucket folder.
-    mlflow.set_tracking_uri(f"sqlite:///{Path(scratch).parent / 'mlflow-bucket-demo.db'}")
-    experiment_name = f"bucket-artifacts-{uuid.uuid4().hex[:8]}"
-    experiment_id = mlflow.create_experiment(
-        experiment_name, artifact_location=f"{root.rstrip('/')}/artifacts/{experiment_name}"
-    )
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_dict({"optimizer": {"name": "adam", "lr": 0.001}}, "config/train.json")
-        mlflow.log_text("epoch 1: loss 0.42\n", "logs/train.txt")
-    files = [f.path for f in MlflowClient().list_artifacts(run.info.run_id, "config")]
-    print(f"run {run.info.run_id} artifacts at {run.info.artifact_uri}: {files}")
-    print("demo finished: artifacts logged and read back through the bucket layout")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_URI)
+    mlflow.set_tracking_uri(uri)
+    print(f"tracking to {uri}")
+    run_id = train()
+    read_back(run_id)
+    print("\nBrowse it with:")
+    print(f"  mlflow ui --backend-store-uri '{uri}'")
 
 
 if __name__ == "__main__":

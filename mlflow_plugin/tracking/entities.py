@@ -107,7 +107,7 @@ def _dataset_input_from_json(doc: Document) -> DatasetInput:
     )
 
 
-def run_from_doc(doc: Document) -> Run:
+def run_from_doc(doc: Document, with_outputs: bool = True) -> Run:
     metrics = [
         Metric(key, latest["value"], latest["timestamp"], latest["step"])
         for key, latest in doc.get("latest_metrics", {}).items()
@@ -127,7 +127,10 @@ def run_from_doc(doc: Document) -> Run:
         ]
     )
     return Run(
-        run_info=run_info_from_doc(doc), run_data=data, run_inputs=inputs, run_outputs=outputs
+        run_info=run_info_from_doc(doc),
+        run_data=data,
+        run_inputs=inputs,
+        run_outputs=outputs if with_outputs else None,
     )
 
 
@@ -141,7 +144,7 @@ def logged_model_from_doc(doc: Document) -> LoggedModel:
         last_updated_timestamp=doc["last_updated_timestamp"],
         model_type=doc.get("model_type"),
         source_run_id=doc.get("source_run_id"),
-        status=LoggedModelStatus(doc["status"]),
+        status=LoggedModelStatus.from_int(doc["status"]),
         status_message=doc.get("status_message"),
         tags=[LoggedModelTag(k, v) for k, v in doc.get("tags", {}).items()],
         params=[LoggedModelParameter(k, v) for k, v in doc.get("params", {}).items()],
@@ -157,8 +160,7 @@ def logged_model_from_doc(doc: Document) -> LoggedModel:
                 model_id=doc["model_id"],
             )
             for m in doc.get("metrics", [])
-        ]
-        or None,
+        ],
     )
 
 

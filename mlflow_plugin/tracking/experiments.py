@@ -3,13 +3,13 @@
 A name is claimed by ``put_if_absent`` on ``experiment-names/<sha256(name)>`` before
 the experiment document is written; a claim whose document never appeared (its
 creator died in between) is taken over after a minute. A deleted experiment keeps
-its name, as in MLflow's SQL store. Ids are random 18-digit integers, unique
-without a shared counter; the default experiment is "0".
+its name, as in MLflow's SQL store. Ids are sequential integers as in MLflow's SQL
+store, taken by put-if-absent of the experiment document; the default experiment
+is "0".
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -23,13 +23,14 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     RESOURCE_ALREADY_EXISTS,
     RESOURCE_DOES_NOT_EXIST,
 )
 from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT, SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.uri import append_to_uri_path
@@ -56,12 +57,17 @@ from mlflow_plugin.objectstore import (
 from mlflow_plugin.tracking.entities import (
     experiment_from_doc,
 )
+from mlflow_plugin.tracking.validation import validate_max_results
 
 __all__ = ["DEFAULT_EXPERIMENT_ID", "ExperimentsMixin", "check_experiment_id"]
 
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
 _STALE_CLAIM_MS = 60_000
+
+
+def _name_taken(name: str) -> MlflowException:
+    return MlflowException(f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS)
 
 
 def _not_found_experiment(experiment_id: str) -> MlflowException:
@@ -114,13 +120,16 @@ class ExperimentsMixin:
             _validate_experiment_artifact_location_length(artifact_location)
         for tag in tags or []:
             _validate_experiment_tag(tag.key, tag.value)
-        experiment_id = str(uuid.uuid4().int % 10**18)
         with self._errors():
-            return self._create_experiment_with_id(
-                name, experiment_id, artifact_location, tags or []
-            )
+            return self._create_experiment_with_id(name, None, artifact_location, tags or [])
 
-    def _claim_name(self, name: str, experiment_id: str) -> None:
+    def _next_experiment_id(self) -> str:
+        folders = self._store.list_dir(keys.experiments_prefix()).folders
+        ids = [int(f.split("/")[1]) for f in folders if f.split("/")[1].isdigit()]
+        return str(max(ids, default=0) + 1)
+
+    def _claim_name(self, name: str, experiment_id: str) -> str:
+        """Claim ``name`` for ``experiment_id``; return the claim's ETag."""
         claim = {
             "name": name,
             "experiment_id": experiment_id,
@@ -128,8 +137,7 @@ class ExperimentsMixin:
         }
         key = keys.experiment_name_key(name)
         try:
-            create_document(self._store, key, claim)
-            return
+            return create_document(self._store, key, claim)
         except AlreadyExists:
             pass
         existing, etag = read_document(self._store, key)
@@ -141,50 +149,51 @@ class ExperimentsMixin:
                     "permanently delete it before reusing the name.",
                     RESOURCE_ALREADY_EXISTS,
                 )
-            raise MlflowException(
-                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
-            )
-        if (
-            owner is None
-            and get_current_time_millis() - existing.get("claimed_at", 0) < _STALE_CLAIM_MS
-        ):
-            # Another process is creating this experiment right now.
-            raise MlflowException(
-                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
-            )
-        try:  # the claim is stale (its creator died, or the experiment was renamed): take it
-            self._store.put_if_match(key, encode(claim), etag)
+            raise _name_taken(name)
+        if get_current_time_millis() - existing.get("claimed_at", 0) < _STALE_CLAIM_MS:
+            raise _name_taken(name)  # another process is creating this experiment right now
+        try:  # the claim is stale (its creator died before writing the experiment): take it
+            return self._store.put_if_match(key, encode(claim), etag)
         except (PreconditionFailed, NotFound):
-            raise MlflowException(
-                f"Experiment(name={name}) already exists.", RESOURCE_ALREADY_EXISTS
-            ) from None
+            raise _name_taken(name) from None
 
     def _create_experiment_with_id(
         self,
         name: str,
-        experiment_id: str,
+        experiment_id: str | None,
         artifact_location: str | None,
         tags: list[ExperimentTag],
     ) -> str:
-        self._claim_name(name, experiment_id)
-        now = get_current_time_millis()
-        doc = {
-            "experiment_id": experiment_id,
-            "name": name,
-            "artifact_location": artifact_location
-            or self._default_artifact_location(experiment_id),
-            "lifecycle_stage": LifecycleStage.ACTIVE,
-            "creation_time": now,
-            "last_update_time": now,
-            "tags": {tag.key: tag.value for tag in tags},
-        }
-        try:
-            create_document(self._store, keys.experiment_key(experiment_id), doc)
-        except AlreadyExists:
-            raise MlflowException(
-                f"Experiment id {experiment_id} already exists", RESOURCE_ALREADY_EXISTS
-            ) from None
-        return experiment_id
+        """Claim the name, then take the next free id (or the given one) by put-if-absent.
+
+        Ids are sequential like the SQL store's: the next is one more than the largest
+        folder under ``experiments/``. A writer that loses the race for an id moves its
+        name claim to the next one and tries again.
+        """
+        candidate = experiment_id or self._next_experiment_id()
+        claim_key = keys.experiment_name_key(name)
+        claim_etag = self._claim_name(name, candidate)
+        while True:
+            now = get_current_time_millis()
+            doc = {
+                "experiment_id": candidate,
+                "name": name,
+                "artifact_location": artifact_location
+                or self._default_artifact_location(candidate),
+                "lifecycle_stage": LifecycleStage.ACTIVE,
+                "creation_time": now,
+                "last_update_time": now,
+                "tags": {tag.key: tag.value for tag in tags},
+            }
+            try:
+                create_document(self._store, keys.experiment_key(candidate), doc)
+                return candidate
+            except AlreadyExists:
+                if experiment_id is not None:
+                    raise _name_taken(name) from None
+            candidate = str(max(int(candidate) + 1, int(self._next_experiment_id())))
+            claim = {"name": name, "experiment_id": candidate, "claimed_at": now}
+            claim_etag = self._store.put_if_match(claim_key, encode(claim), claim_etag)
 
     def _read_experiment_doc(self, experiment_id: str) -> Document | None:
         try:
@@ -232,18 +241,7 @@ class ExperimentsMixin:
         order_by: list[str] | None = None,
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
-        if not isinstance(max_results, int) or max_results < 1:
-            raise MlflowException(
-                f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
-                "a positive integer",
-                INVALID_PARAMETER_VALUE,
-            )
-        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
-                f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
-                INVALID_PARAMETER_VALUE,
-            )
+        validate_max_results(max_results)
         with self._errors():
             experiments = [
                 experiment_from_doc(doc)
@@ -297,7 +295,15 @@ class ExperimentsMixin:
             old_name = doc["name"]
             if old_name == new_name:
                 return
-            self._claim_name(new_name, doc["experiment_id"])
+            try:
+                self._claim_name(new_name, doc["experiment_id"])
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
+                # MLflow's SQL store reports this (a unique-constraint failure) as BAD_REQUEST.
+                raise MlflowException(
+                    f"Experiment(name={new_name}) already exists.", BAD_REQUEST
+                ) from exc
 
             def mutate(current: Document) -> Document:
                 current["name"] = new_name

@@ -22,7 +22,11 @@ from mlflow.entities import (
     Metric,
 )
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
+from mlflow.protos.databricks_pb2 import (
+    BAD_REQUEST,
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_DOES_NOT_EXIST,
+)
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchLoggedModelsUtils
@@ -34,6 +38,7 @@ from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, create_document, read_document, update_document
 from mlflow_plugin.objectstore import NotFound, ObjectStore
 from mlflow_plugin.tracking.entities import logged_model_from_doc
+from mlflow_plugin.tracking.model_search import model_matches_filter
 
 __all__ = ["LoggedModelsMixin"]
 
@@ -62,8 +67,13 @@ class LoggedModelsMixin:
             raise _not_found(model_id)
         return doc
 
-    def _update_model(self, model_id: str, mutate: Callable[[Document], Document]) -> Document:
-        self._model_doc(model_id)
+    def _update_model(
+        self,
+        model_id: str,
+        mutate: Callable[[Document], Document],
+        allow_deleted: bool = False,
+    ) -> Document:
+        self._model_doc(model_id, allow_deleted)
         try:
             return update_document(self._store, keys.logged_model_key(model_id), mutate)[0]
         except NotFound:
@@ -78,9 +88,7 @@ class LoggedModelsMixin:
         params: list[LoggedModelParameter] | None = None,
         model_type: str | None = None,
     ) -> LoggedModel:
-        _validate_logged_model_name(name)
-        for param in params or []:
-            _validate_param(param.key, param.value)
+        _validate_logged_model_name(name)  # the SQL store checks only the name
         with self._errors():
             experiment = self._experiment_doc(experiment_id)
             self._check_experiment_active(experiment)
@@ -128,6 +136,13 @@ class LoggedModelsMixin:
             _validate_param(param.key, param.value)
 
         def mutate(doc: Document) -> Document:
+            # Logged-model params are written once: the SQL store refuses any re-log
+            # (a primary-key violation it reports as BAD_REQUEST), even of the same value.
+            logged = [p.key for p in params if p.key in doc["params"]]
+            if logged:
+                raise MlflowException(
+                    f"Params {logged} were already logged for model {model_id!r}.", BAD_REQUEST
+                )
             doc["params"].update({param.key: param.value for param in params})
             return self._touch(doc)
 
@@ -164,7 +179,7 @@ class LoggedModelsMixin:
             return self._touch(doc)
 
         with self._errors():
-            self._update_model(model_id, mutate)
+            self._update_model(model_id, mutate, allow_deleted=True)
 
     def _record_model_metrics(self, run_id: str, metrics: list[Metric]) -> None:
         """Append metrics logged with a ``model_id`` to that model's document."""
@@ -222,13 +237,17 @@ class LoggedModelsMixin:
             )
         max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
         with self._errors():
-            models = [
-                logged_model_from_doc(doc)
+            docs = [
+                doc
                 for doc in self._model_docs(experiment_ids)
                 if doc["lifecycle_stage"] != LifecycleStage.DELETED
             ]
-        filtered = SearchLoggedModelsUtils.filter_logged_models(models, filter_string, datasets)
-        ordered = SearchLoggedModelsUtils.sort(filtered, order_by)
+        models = [
+            logged_model_from_doc(doc)
+            for doc in docs
+            if model_matches_filter(doc, filter_string, datasets)
+        ]
+        ordered = SearchLoggedModelsUtils.sort(models, order_by)
         page, next_token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results)
         return PagedList(page, next_token)
 

@@ -150,7 +150,12 @@ class MetricHistoryMixin:
         page_token: str | None = None,
     ) -> PagedList[Metric]:
         with self._errors():
-            points = self._metric_points(run_id, metric_key)
+            try:
+                points = self._metric_points(run_id, metric_key)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+                points = []  # MLflow's SQL store answers an unknown run with an empty history
         offset = SearchUtils.parse_start_offset_from_page_token(page_token)
         page = points[offset:] if max_results is None else points[offset : offset + max_results]
         next_token = None

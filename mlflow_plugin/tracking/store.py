@@ -45,7 +45,6 @@ from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_DOES_NOT_EXIST,
 )
-from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
@@ -94,6 +93,7 @@ from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
 from mlflow_plugin.tracking.traces import TracesNotStoredMixin
+from mlflow_plugin.tracking.validation import stored_metric_value, validate_max_results
 
 __all__ = ["BucketTrackingStore"]
 
@@ -219,12 +219,7 @@ class BucketTrackingStore(
         order_by: list[str] | None,
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
-        if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
-            raise MlflowException(
-                "Invalid value for request parameter max_results. It must be at "
-                f"most {SEARCH_MAX_RESULTS_THRESHOLD}, but got value {max_results}",
-                INVALID_PARAMETER_VALUE,
-            )
+        validate_max_results(max_results, allow_null=True)
         with self._errors():
             ids = [check_experiment_id(e) for e in experiment_ids]
             runs = [run_from_doc(doc) for doc in self._run_docs(ids, run_view_type)]
@@ -286,7 +281,7 @@ class BucketTrackingStore(
             )
             create_document(self._store, keys.run_key(experiment_id, run_id), doc)
             self._run_experiments[run_id] = experiment_id
-            return run_from_doc(doc)
+            return run_from_doc(doc, with_outputs=False)  # as the SQL store's create_run
 
     def _update_run(self, run_id: str, mutate: Callable[[Document], Document]) -> Document:
         try:
@@ -393,7 +388,7 @@ class BucketTrackingStore(
             if metrics:
                 name, _ = self._next_segment_name()
                 points = [
-                    MetricPoint(m.key, float(m.value), int(m.timestamp), int(m.step))
+                    MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
                     for m in metrics
                 ]
                 data, segment = encode_segment(name, points)
@@ -412,7 +407,7 @@ class BucketTrackingStore(
                 for metric in metrics:
                     if _latest_wins(latest.get(metric.key), metric):
                         latest[metric.key] = {
-                            "value": float(metric.value),
+                            "value": stored_metric_value(metric.value),
                             "timestamp": int(metric.timestamp),
                             "step": int(metric.step),
                         }

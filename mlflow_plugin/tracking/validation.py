@@ -1,0 +1,43 @@
+"""Checks MLflow's SQL store makes inline, shared by the bucket stores."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
+
+__all__ = ["stored_metric_value", "validate_max_results"]
+
+
+def validate_max_results(max_results: Any, allow_null: bool = False) -> None:
+    """``max_results`` must be a positive integer no larger than MLflow's threshold."""
+    if max_results is None and allow_null:
+        return
+    if not isinstance(max_results, int) or max_results < 1:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be "
+            "a positive integer",
+            INVALID_PARAMETER_VALUE,
+        )
+    if max_results > SEARCH_MAX_RESULTS_THRESHOLD:
+        raise MlflowException(
+            f"Invalid value {max_results} for parameter 'max_results' supplied. It must be at "
+            f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def stored_metric_value(value: float) -> float:
+    """The value MLflow's SQL store gives back: +-inf become +-max float, -0.0 becomes 0.0.
+
+    NaN stays NaN. Matching the reference store keeps results identical whichever
+    backend a team uses.
+    """
+    value = float(value)
+    if math.isinf(value):
+        return sys.float_info.max if value > 0 else -sys.float_info.max
+    return value + 0.0  # -0.0 + 0.0 == 0.0

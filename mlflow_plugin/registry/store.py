@@ -1,0 +1,368 @@
+"""MLflow's model-registry store on the bucket: the class MLflow instantiates, and models.
+
+Layout under the root (keys are spelled in ``registry.keys``)::
+
+    registry/names/<sha256(name)>.json                 name claim -> model key (put-if-absent)
+    registry/models/<model_key>/model.json             registered model (CAS): name, description,
+                                                       timestamps, tags, aliases
+    registry/models/<model_key>/versions/<%010d>.json  model versions (CAS), created put-if-absent
+
+- A name is claimed by ``put_if_absent`` before its model document is written. A
+  claim whose document is missing or names another model is not (yet) a model: it is
+  waited for a moment when fresh (its creator or renamer is mid-way) and taken over
+  when older than a minute (its creator died).
+- Rename: claim the new name, compare-and-swap the model document's name, delete the
+  old claim. Versions live under the immutable model key, so they do not move.
+- Delete: the model document goes first (the model disappears at once), then its
+  versions, then the claim.
+- Version numbers: list the versions, ``put_if_absent`` the next number, and on
+  ``AlreadyExists`` try the number after: several processes registering the same model
+  get 1..N with no gap and no duplicate. A deleted version stays as a redacted
+  tombstone, so its number is never reused (as in MLflow's SQL store).
+- Webhooks are not stored (listing answers empty, creating says so); prompts, which
+  MLflow keeps as tagged registered models, work through ``AbstractStore``'s defaults.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from mlflow.entities.model_registry import RegisteredModel, RegisteredModelTag
+from mlflow.exceptions import MlflowException
+from mlflow.prompt.registry_utils import handle_resource_already_exist_error
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+)
+from mlflow.store.entities.paged_list import PagedList
+from mlflow.store.model_registry import SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT
+from mlflow.store.model_registry.abstract_store import AbstractStore
+from mlflow.utils.time import get_current_time_millis
+from mlflow.utils.validation import (
+    _validate_model_name,
+    _validate_model_renaming,
+    _validate_registered_model_tag,
+    _validate_tag_name,
+)
+
+from mlflow_plugin.format.documents import (
+    Document,
+    create_document,
+    encode,
+    read_document,
+    update_document,
+)
+from mlflow_plugin.format.keys import FORMAT_KEY, InvalidId
+from mlflow_plugin.mlflow_errors import mlflow_errors
+from mlflow_plugin.objectstore import (
+    AlreadyExists,
+    NotFound,
+    ObjectStore,
+    PreconditionFailed,
+    check_conditional_writes_once,
+    open_object_store,
+    parse_store_uri,
+)
+from mlflow_plugin.registry import keys
+from mlflow_plugin.registry.entities import registered_model_from_doc
+from mlflow_plugin.registry.search import check_model_search_args, search_models
+from mlflow_plugin.registry.versions import ModelVersionsMixin
+from mlflow_plugin.registry.webhooks import WebhooksNotStoredMixin
+
+__all__ = ["BucketRegistryStore"]
+
+FORMAT_VERSION = 1
+_STALE_CLAIM_MS = 60_000
+_FRESH_CLAIM_WAIT_S = 5.0
+_READ_WORKERS = 16
+
+
+def not_found_model(name: str) -> MlflowException:
+    return MlflowException(f"Registered Model with name={name} not found", RESOURCE_DOES_NOT_EXIST)
+
+
+class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractStore):
+    """Model-registry ``AbstractStore`` for ``bucket+s3://`` and ``bucket+file:`` URIs.
+
+    >>> from mlflow import MlflowClient  # doctest: +SKIP
+    >>> client = MlflowClient("bucket+file:///tmp/mlruns-bucket")  # doctest: +SKIP
+    >>> client.create_registered_model("digits-cnn").name  # doctest: +SKIP
+    'digits-cnn'
+    """
+
+    def __init__(self, store_uri: str, tracking_uri: str | None = None) -> None:
+        super().__init__(store_uri, tracking_uri)
+        with mlflow_errors():
+            location = parse_store_uri(store_uri)
+            self._store: ObjectStore = open_object_store(location)
+            if location.is_s3:
+                check_conditional_writes_once(self._store)
+            with suppress(AlreadyExists):
+                create_document(
+                    self._store, FORMAT_KEY, {"format": "mlflow-bucket", "version": FORMAT_VERSION}
+                )
+        self.store_uri = store_uri
+        self.tracking_uri = tracking_uri or store_uri
+
+    @property
+    def object_store(self) -> ObjectStore:
+        return self._store
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        with mlflow_errors():
+            try:
+                yield
+            except InvalidId as exc:
+                raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from exc
+
+    def _read_all(self, read: Any, keys_to_read: list[str]) -> list[Any]:
+        if len(keys_to_read) < 2:
+            return [read(key) for key in keys_to_read]
+        with ThreadPoolExecutor(min(_READ_WORKERS, len(keys_to_read))) as pool:
+            return list(pool.map(read, keys_to_read))
+
+    # -- names and model documents ----------------------------------------------------
+
+    def _read_or_none(self, key: str) -> Document | None:
+        try:
+            return read_document(self._store, key)[0]
+        except NotFound:
+            return None
+
+    def _claimed_model(self, claim: Document) -> Document | None:
+        """The model document a claim points at, if it carries the claimed name."""
+        model = self._read_or_none(keys.model_key(claim["model_key"]))
+        return model if model is not None and model["name"] == claim["name"] else None
+
+    def _model_doc(self, name: str) -> Document:
+        """The model document for ``name``; RESOURCE_DOES_NOT_EXIST if there is none."""
+        _validate_model_name(name)
+        deadline = time.monotonic() + _FRESH_CLAIM_WAIT_S
+        while True:
+            claim = self._read_or_none(keys.model_name_key(name))
+            if claim is None:
+                raise not_found_model(name)
+            model = self._claimed_model(claim)
+            if model is not None:
+                return model
+            # A fresh claim's creator (or renamer) is between its two writes: wait for it.
+            fresh = get_current_time_millis() - claim.get("claimed_at", 0) < _STALE_CLAIM_MS
+            if not fresh or time.monotonic() > deadline:
+                raise not_found_model(name)
+            time.sleep(0.05)
+
+    def _update_model(self, name: str, mutate: Any) -> Document:
+        """Compare-and-swap the model document of ``name``; the name must still be its own."""
+        model = self._model_doc(name)
+
+        def checked(doc: Document) -> Document:
+            if doc["name"] != name:
+                raise not_found_model(name)
+            result: Document = mutate(doc)
+            return result
+
+        try:
+            return update_document(self._store, keys.model_key(model["model_key"]), checked)[0]
+        except NotFound:
+            raise not_found_model(name) from None
+
+    def _touch_model(self, name: str, now: int) -> None:
+        def mutate(doc: Document) -> Document:
+            doc["last_updated_timestamp"] = max(doc["last_updated_timestamp"], now)
+            return doc
+
+        self._update_model(name, mutate)
+
+    def _claim_name(self, name: str, model_key: str, new_tags: list[RegisteredModelTag]) -> None:
+        """Claim ``name`` for ``model_key``; raise RESOURCE_ALREADY_EXISTS if it is taken."""
+        key = keys.model_name_key(name)
+        claim = {"name": name, "model_key": model_key, "claimed_at": get_current_time_millis()}
+        try:
+            create_document(self._store, key, claim)
+            return
+        except AlreadyExists:
+            pass
+        existing, etag = read_document(self._store, key)
+        owner = self._claimed_model(existing)
+        if owner is not None:
+            handle_resource_already_exist_error(
+                name,
+                owner["tags"].get("mlflow.prompt.is_prompt") is not None,
+                any(t.key == "mlflow.prompt.is_prompt" for t in new_tags),
+            )
+        if get_current_time_millis() - existing.get("claimed_at", 0) < _STALE_CLAIM_MS:
+            # Someone is creating or renaming to this name right now.
+            raise MlflowException(
+                f"Registered Model (name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            )
+        try:  # the claim's creator died between its two writes: take the name over
+            self._store.put_if_match(key, encode(claim), etag)
+        except (PreconditionFailed, NotFound):
+            raise MlflowException(
+                f"Registered Model (name={name}) already exists.", RESOURCE_ALREADY_EXISTS
+            ) from None
+
+    def _release_name(self, name: str, model_key: str) -> None:
+        key = keys.model_name_key(name)
+        with suppress(NotFound):
+            claim = read_document(self._store, key)[0]
+            if claim["model_key"] == model_key:
+                self._store.delete(key)
+
+    def _all_models(self) -> list[tuple[Document, list[Document]]]:
+        """Every registered model with its version documents (one listing, parallel reads)."""
+        model_doc_keys: list[str] = []
+        version_keys: dict[str, list[str]] = {}
+        for info in self._store.list(keys.models_prefix()):
+            model_key = info.key[len(keys.models_prefix()) :].split("/", 1)[0]
+            if info.key == keys.model_key(model_key):
+                model_doc_keys.append(info.key)
+            elif keys.version_from_key(info.key) is not None:
+                version_keys.setdefault(model_key, []).append(info.key)
+        # Versions of a model whose document is gone (a delete in progress) are not read.
+        wanted = model_doc_keys + [
+            key
+            for doc_key in model_doc_keys
+            for key in version_keys.get(doc_key[len(keys.models_prefix()) :].split("/")[0], [])
+        ]
+        docs = dict(zip(wanted, self._read_all(self._read_or_none, wanted), strict=True))
+        result: list[tuple[Document, list[Document]]] = []
+        for doc_key in model_doc_keys:
+            model = docs[doc_key]
+            if model is None:
+                continue
+            versions = [
+                doc
+                for key in version_keys.get(model["model_key"], [])
+                if (doc := docs[key]) is not None
+            ]
+            result.append((model, versions))
+        return result
+
+    # -- registered models ------------------------------------------------------------
+
+    def create_registered_model(
+        self,
+        name: str,
+        tags: list[RegisteredModelTag] | None = None,
+        description: str | None = None,
+        deployment_job_id: str | None = None,
+    ) -> RegisteredModel:
+        _validate_model_name(name)
+        for tag in tags or []:
+            _validate_registered_model_tag(tag.key, tag.value)
+        now = get_current_time_millis()
+        model_key = uuid.uuid4().hex
+        doc: Document = {
+            "model_key": model_key,
+            "name": name,
+            "creation_timestamp": now,
+            "last_updated_timestamp": now,
+            "description": description,
+            "tags": {tag.key: tag.value for tag in tags or []},
+            "aliases": {},
+            "deployment_job_id": deployment_job_id or None,
+        }
+        with self._errors():
+            self._claim_name(name, model_key, list(tags or []))
+            create_document(self._store, keys.model_key(model_key), doc)
+            return registered_model_from_doc(doc, [])
+
+    def get_registered_model(self, name: str) -> RegisteredModel:
+        with self._errors():
+            model = self._model_doc(name)
+            return registered_model_from_doc(model, self._version_docs(model["model_key"]))
+
+    def update_registered_model(
+        self, name: str, description: str | None, deployment_job_id: str | None = None
+    ) -> RegisteredModel:
+        now = get_current_time_millis()
+
+        def mutate(doc: Document) -> Document:
+            doc["description"] = description
+            if deployment_job_id is not None:
+                doc["deployment_job_id"] = deployment_job_id or None
+            doc["last_updated_timestamp"] = now
+            return doc
+
+        with self._errors():
+            model = self._update_model(name, mutate)
+            return registered_model_from_doc(model, self._version_docs(model["model_key"]))
+
+    def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
+        _validate_model_renaming(new_name)
+        with self._errors():
+            model = self._model_doc(name)
+            model_key = model["model_key"]
+            now = get_current_time_millis()
+            if new_name == name:  # as in SQL: nothing moves, the timestamps do
+                self._touch_model(name, now)
+                touched = self._model_doc(name)
+                return registered_model_from_doc(touched, self._touch_versions(model_key, now))
+            self._claim_name(new_name, model_key, [])
+
+            def mutate(doc: Document) -> Document:
+                doc["name"] = new_name
+                doc["last_updated_timestamp"] = now
+                return doc
+
+            try:
+                renamed = self._update_model(name, mutate)
+            except BaseException:
+                self._release_name(new_name, model_key)
+                raise
+            self._release_name(name, model_key)
+            versions = self._touch_versions(model_key, now)
+            return registered_model_from_doc(renamed, versions)
+
+    def delete_registered_model(self, name: str) -> None:
+        with self._errors():
+            model = self._model_doc(name)
+            model_key = model["model_key"]
+            self._store.delete(keys.model_key(model_key))
+            self._store.delete_prefix(keys.versions_prefix(model_key))
+            self._release_name(name, model_key)
+
+    def search_registered_models(
+        self,
+        filter_string: str | None = None,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[RegisteredModel]:
+        max_results = (
+            SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT if max_results is None else max_results
+        )
+        check_model_search_args(max_results)
+        with self._errors():
+            models = [registered_model_from_doc(m, v) for m, v in self._all_models()]
+        return search_models(models, filter_string, max_results, order_by, page_token)
+
+    def set_registered_model_tag(self, name: str, tag: RegisteredModelTag) -> None:
+        _validate_model_name(name)
+        _validate_registered_model_tag(tag.key, tag.value)
+
+        def mutate(doc: Document) -> Document:
+            doc["tags"][tag.key] = tag.value
+            return doc
+
+        with self._errors():
+            self._update_model(name, mutate)
+
+    def delete_registered_model_tag(self, name: str, key: str) -> None:
+        _validate_model_name(name)
+        _validate_tag_name(key)
+
+        def mutate(doc: Document) -> Document:
+            doc["tags"].pop(key, None)
+            return doc
+
+        with self._errors():
+            self._update_model(name, mutate)

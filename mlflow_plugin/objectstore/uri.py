@@ -34,6 +34,10 @@ SCHEMES = (S3_SCHEME, FILE_SCHEME)
 KNOWN_OPTIONS: dict[str, str] = {
     "endpoint_url": "S3 endpoint, e.g. http://127.0.0.1:9000 (MinIO, SeaweedFS, Ceph, R2...)",
     "region": "S3 region used to sign requests",
+    "flush_interval": "seconds between uploads of buffered metrics (tracking store)",
+    "flush_points": "buffered metric points that trigger an upload (tracking store)",
+    "spool": "true/false: keep buffered writes on local disk until uploaded (tracking store)",
+    "spool_dir": "folder for the local spool (tracking store)",
 }
 
 _SECRET_NAME = re.compile(

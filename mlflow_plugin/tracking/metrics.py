@@ -62,12 +62,14 @@ class MetricHistoryMixin:
     _errors: Callable[[], AbstractContextManager[None]]
     _segment_cache: SegmentCache
     _run_doc: Callable[[str], Document]
-    _update_run: Callable[[str, Callable[[Document], Document]], Document]
+    _read_run: Callable[[str], Document]
+    _cas_run: Callable[[str, Callable[[Document], Document]], Document]
     _next_segment_name: Callable[[], tuple[str, int]]
 
     def _compact(self, experiment_id: str, run_id: str) -> None:
         """Merge the run's small segments into one; drop the merged objects after the swap."""
-        doc = self._run_doc(run_id)
+        # Runs inside a flush: read and swap without flushing again.
+        doc = self._read_run(run_id)
         small = [
             SegmentInfo.from_json(s) for s in doc["segments"] if s["rows"] < _SMALL_SEGMENT_ROWS
         ]
@@ -93,7 +95,7 @@ class MetricHistoryMixin:
             return current
 
         try:
-            self._update_run(run_id, mutate)
+            self._cas_run(run_id, mutate)
         except _CompactionLost:
             # Another writer compacted first; our merged copy is named by no manifest.
             self._store.delete(keys.metric_segment_key(experiment_id, run_id, name))

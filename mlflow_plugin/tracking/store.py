@@ -22,6 +22,8 @@ Decisions beyond DESIGN.md, written down here:
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import threading
 import uuid
@@ -43,6 +45,7 @@ from mlflow.entities import (
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
+    INVALID_STATE,
     RESOURCE_DOES_NOT_EXIST,
 )
 from mlflow.store.tracking.abstract_store import AbstractStore
@@ -68,14 +71,13 @@ from mlflow_plugin.format.documents import (
 from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
-    SegmentInfo,
-    encode_segment,
 )
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.objectstore import (
     AlreadyExists,
     NotFound,
     ObjectStore,
+    ObjectStoreError,
     check_conditional_writes_once,
     open_object_store,
     parse_store_uri,
@@ -92,10 +94,15 @@ from mlflow_plugin.tracking.experiments import (
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
+from mlflow_plugin.tracking.settings import spool_settings, write_settings
+from mlflow_plugin.tracking.spool import Spool, orphaned_spools, spool_root
 from mlflow_plugin.tracking.traces import TracesNotStoredMixin
 from mlflow_plugin.tracking.validation import stored_metric_value, validate_max_results
+from mlflow_plugin.tracking.write_buffer import RunNotWritable, WriteBuffer
 
 __all__ = ["BucketTrackingStore"]
+
+_logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _READ_WORKERS = 16
@@ -128,7 +135,9 @@ class BucketTrackingStore(
     >>> mlflow.set_tracking_uri("bucket+file:./mlruns-bucket")  # doctest: +SKIP
     """
 
-    def __init__(self, store_uri: str, artifact_uri: str | None = None) -> None:
+    def __init__(
+        self, store_uri: str, artifact_uri: str | None = None, *, recover_in_background: bool = True
+    ) -> None:
         super().__init__()
         with mlflow_errors():
             self._location = parse_store_uri(store_uri)
@@ -144,8 +153,26 @@ class BucketTrackingStore(
         self._sequence = 0
         self._sequence_lock = threading.Lock()
         self._run_experiments: dict[str, str] = {}
+        self._writable_runs: dict[str, str] = {}  # run id -> experiment id, checked once
         self._segment_cache = SegmentCache()
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
+        spool_dir = spool_settings(self._location)
+        self._spool_root = spool_root(spool_dir, self._location.to_uri()) if spool_dir else None
+        self._buffer = WriteBuffer(
+            self._store,
+            self._writer_id,
+            write_settings(self._location),
+            self._segment_cache,
+            after_upload=self._maybe_compact,
+            spool=Spool(self._spool_root / self._writer_id, store_uri)
+            if self._spool_root
+            else None,
+        )
+        if self._spool_root is not None and recover_in_background:
+            # What a crashed process on this machine left is uploaded in the background.
+            threading.Thread(
+                target=self.recover_spools, name="mlflow-bucket-recovery", daemon=True
+            ).start()
         with mlflow_errors():
             self._ensure_default_experiment()
 
@@ -181,6 +208,11 @@ class BucketTrackingStore(
         return keys.run_key(self._run_experiment(run_id), run_id)
 
     def _run_doc(self, run_id: str) -> Document:
+        """The run document, after uploading this process's buffered writes to it."""
+        self._flush_run(run_id)
+        return self._read_run(run_id)
+
+    def _read_run(self, run_id: str) -> Document:
         try:
             return read_document(self._store, self._run_key(run_id))[0]
         except NotFound:
@@ -193,6 +225,7 @@ class BucketTrackingStore(
             return None
 
     def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
+        self._buffer.flush()
         run_keys = [
             info.key
             for experiment_id in experiment_ids
@@ -284,6 +317,11 @@ class BucketTrackingStore(
             return run_from_doc(doc, with_outputs=False)  # as the SQL store's create_run
 
     def _update_run(self, run_id: str, mutate: Callable[[Document], Document]) -> Document:
+        """Compare-and-swap the run document, after uploading buffered writes to it."""
+        self._flush_run(run_id)
+        return self._cas_run(run_id, mutate)
+
+    def _cas_run(self, run_id: str, mutate: Callable[[Document], Document]) -> Document:
         try:
             return update_document(self._store, self._run_key(run_id), mutate)[0]
         except NotFound:
@@ -316,6 +354,8 @@ class BucketTrackingStore(
             return run_info_from_doc(self._update_run(run_id, mutate))
 
     def _set_run_stage(self, run_id: str, stage: str, check: bool = True) -> None:
+        self._writable_runs.pop(run_id, None)
+
         def mutate(doc: Document) -> Document:
             doc["lifecycle_stage"] = stage
             doc["deleted_time"] = (
@@ -371,54 +411,143 @@ class BucketTrackingStore(
     def _next_segment_name(self) -> tuple[str, int]:
         with self._sequence_lock:
             self._sequence += 1
-            return f"{self._writer_id}-{self._sequence:010d}", self._sequence
+            # Distinct from batch segments, which are "<writer>-<sequence>".
+            return f"{self._writer_id}-c{self._sequence:010d}", self._sequence
 
     def log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
     ) -> None:
+        """Validate, then append metrics and tags to the write buffer (no I/O per call).
+
+        Params (rare, and refused when re-logged with another value) and a run-name
+        tag change the run document at once, so their errors reach the caller.
+        """
         _validate_run_id(run_id)
         metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
         _validate_batch_log_limits(metrics, params, tags)
         _validate_param_keys_unique(params)
-        with self._errors():
+        experiment_id = self._writable_runs.get(run_id)
+        run_name = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)
+        if (
+            experiment_id is None
+            or params
+            or run_name is not None
+            or self._has_model_metric(metrics)
+        ):
+            with self._errors():
+                self._log_batch_slow(run_id, metrics, params, tags, run_name)
+            return
+        # The hot path (metrics and tags of a run already checked): memory and spool only.
+        points = [
+            MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
+            for m in metrics
+        ]
+        self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
+
+    @staticmethod
+    def _has_model_metric(metrics: list[Metric]) -> bool:
+        return any(m.model_id for m in metrics)
+
+    def _log_batch_slow(
+        self,
+        run_id: str,
+        metrics: list[Metric],
+        params: list[Param],
+        tags: list[RunTag],
+        run_name: str | None,
+    ) -> None:
+        experiment_id = self._writable_run(run_id)
+        if params or run_name is not None:
+            self._log_params_now(run_id, params, run_name)
+        points = [
+            MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
+            for m in metrics
+        ]
+        self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
+        if params or run_name is not None:
+            self._flush_run(run_id)
+        self._record_model_metrics(run_id, metrics)
+
+    def _writable_run(self, run_id: str) -> str:
+        """The run's experiment, after checking once per process that the run is active."""
+        experiment_id = self._writable_runs.get(run_id)
+        if experiment_id is None:
             doc = self._run_doc(run_id)
             self._check_run_active(doc)
-            self._check_params(doc, params, run_id)
-            segment: SegmentInfo | None = None
-            if metrics:
-                name, _ = self._next_segment_name()
-                points = [
-                    MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
-                    for m in metrics
-                ]
-                data, segment = encode_segment(name, points)
-                self._store.put(keys.metric_segment_key(doc["experiment_id"], run_id, name), data)
-                self._segment_cache.put(name, points)
+            experiment_id = self._writable_runs[run_id] = doc["experiment_id"]
+        return experiment_id
 
-            def mutate(current: Document) -> Document:
-                self._check_run_active(current)
-                self._check_params(current, params, run_id)
-                current["params"].update({p.key: p.value for p in params})
-                for tag in tags:
-                    current["tags"][tag.key] = tag.value
-                    if tag.key == MLFLOW_RUN_NAME:
-                        current["run_name"] = tag.value
-                latest = current["latest_metrics"]
-                for metric in metrics:
-                    if _latest_wins(latest.get(metric.key), metric):
-                        latest[metric.key] = {
-                            "value": stored_metric_value(metric.value),
-                            "timestamp": int(metric.timestamp),
-                            "step": int(metric.step),
-                        }
-                if segment is not None:
-                    current["segments"].append(segment.to_json())
-                return current
+    def _log_params_now(self, run_id: str, params: list[Param], run_name: str | None) -> None:
+        def mutate(current: Document) -> Document:
+            self._check_run_active(current)
+            self._check_params(current, params, run_id)
+            current["params"].update({p.key: p.value for p in params})
+            if run_name is not None:
+                current["run_name"] = run_name
+                current["tags"][MLFLOW_RUN_NAME] = run_name
+            return current
 
-            self._update_run(run_id, mutate)
-            self._record_model_metrics(run_id, metrics)
-            if segment is not None and len(doc["segments"]) + 1 > COMPACT_AFTER_SEGMENTS:
-                self._compact(doc["experiment_id"], run_id)
+        self._update_run(run_id, mutate)
+
+    def _flush_run(self, run_id: str) -> None:
+        """Upload this process's buffered writes to a run before reading or changing it."""
+        if self._buffer.pending(run_id):
+            # A deleted run is reported by the buffer; the caller's own check answers the caller.
+            with contextlib.suppress(RunNotWritable):
+                self._buffer.flush(run_id)
+
+    def flush(self) -> None:
+        """Upload everything this process has buffered."""
+        with self._errors():
+            try:
+                self._buffer.flush()
+            except RunNotWritable as exc:
+                raise MlflowException(
+                    f"buffered writes for run {exc} were not stored: the run was deleted",
+                    INVALID_STATE,
+                ) from exc
+
+    def recover_spools(self) -> tuple[int, int]:
+        """Upload what dead writers left in this root's spool; return (batches, open lines).
+
+        Sealed batches keep their writer and sequence, so one that was already applied
+        is skipped; open lines join this writer's buffer (and spool) and are flushed.
+        """
+        if self._spool_root is None:
+            return 0, 0
+        batches = lines = 0
+        for orphan in orphaned_spools(self._spool_root):
+            complete = True
+            for batch in orphan.batches:
+                try:
+                    self._buffer.upload(batch)
+                    batches += 1
+                except RunNotWritable:
+                    _logger.warning("spooled batch for deleted run %s not stored", batch.run_id)
+                except ObjectStoreError as exc:
+                    _logger.warning("replaying the spool in %s failed: %s", orphan.folder, exc)
+                    complete = False
+                    break
+            if complete:
+                for line in orphan.open_lines:
+                    self._buffer.append(line.run_id, line.experiment_id, line.points, line.tags)
+                    lines += 1
+                with contextlib.suppress(ObjectStoreError, RunNotWritable):
+                    self._buffer.flush()
+            orphan.release(remove=complete)
+        return batches, lines
+
+    def close(self) -> None:
+        """Upload everything buffered and release the spool; the store stays readable."""
+        self._buffer.close()
+
+    def flush_async_logging(self) -> None:
+        super().flush_async_logging()
+        self.flush()
+
+    def _maybe_compact(self, experiment_id: str, run_id: str, segments: int) -> None:
+        if segments > COMPACT_AFTER_SEGMENTS:
+            self._compact(experiment_id, run_id)
 
     @staticmethod
     def _check_params(doc: Document, params: list[Param], run_id: str) -> None:

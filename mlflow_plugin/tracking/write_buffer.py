@@ -1,0 +1,248 @@
+"""The buffered write path: ``log_batch`` appends in memory; a flusher uploads.
+
+Each run has one *open* batch that ``append`` extends (no I/O), and a queue of
+*sealed* batches. A flush seals every open batch (giving it the writer's next
+sequence number), then uploads each run's sealed batches in order: one Parquet
+segment plus one compare-and-swap of the run document per batch. A sealed batch
+never changes again, so retrying it after an error is safe and, thanks to the
+sequence recorded in the run document, idempotent. A run whose upload fails keeps
+its queue (later batches wait behind the failed one) and is retried at the next
+flush.
+
+Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
+points are buffered, before any read or other change of the same run in this
+process (so a process always sees its own writes), on ``flush()``, and at
+interpreter exit. Past ``max_buffered_points`` (an endpoint that stays down),
+``append`` flushes synchronously, which is the only time logging waits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import logging
+import threading
+import weakref
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mlflow_plugin.format import keys
+from mlflow_plugin.format.documents import Document, update_document
+from mlflow_plugin.format.run_batches import RunBatch, apply_batch
+from mlflow_plugin.format.segments import MetricPoint, SegmentCache, SegmentInfo, encode_segment
+from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
+from mlflow_plugin.tracking.spool import OpenLine, Spool
+
+__all__ = ["RunNotWritable", "WriteBuffer", "WriteSettings"]
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WriteSettings:
+    """When the buffer flushes (see the README's configuration table)."""
+
+    flush_interval: float = 5.0
+    flush_points: int = 20_000
+    max_buffered_points: int = 2_000_000
+
+
+class RunNotWritable(Exception):
+    """The run was deleted (by another process) before its buffered points arrived."""
+
+
+@dataclass
+class _RunQueue:
+    experiment_id: str
+    open_points: list[MetricPoint]
+    open_tags: dict[str, str]
+    sealed: deque[RunBatch]
+
+
+_live_buffers: weakref.WeakSet[WriteBuffer] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for buffer in list(_live_buffers):
+        buffer.flush(raise_errors=False)
+
+
+class WriteBuffer:
+    """Per-process buffer of metric points and tags, flushed run by run."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        writer_id: str,
+        settings: WriteSettings,
+        segment_cache: SegmentCache,
+        after_upload: Callable[[str, str, int], None],
+        spool: Spool | None = None,
+    ) -> None:
+        self._store = store
+        self._spool = spool
+        self._writer_id = writer_id
+        self._settings = settings
+        self._segment_cache = segment_cache
+        self._after_upload = after_upload  # (experiment_id, run_id, segments in manifest)
+        self._sequence = itertools.count(1)
+        self._runs: dict[str, _RunQueue] = {}
+        self._buffered = 0
+        self._lock = threading.Lock()  # guards _runs and _buffered
+        self._flush_lock = threading.Lock()  # one flush at a time, in order
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        _live_buffers.add(self)
+
+    # -- the hot path ------------------------------------------------------------------
+
+    def append(
+        self, run_id: str, experiment_id: str, points: list[MetricPoint], tags: dict[str, str]
+    ) -> None:
+        with self._lock:
+            if self._spool is not None:
+                self._spool.append(OpenLine(run_id, experiment_id, points, tags))
+            queue = self._runs.get(run_id)
+            if queue is None:
+                queue = self._runs[run_id] = _RunQueue(experiment_id, [], {}, deque())
+            queue.open_points.extend(points)
+            queue.open_tags.update(tags)
+            self._buffered += len(points)
+            buffered = self._buffered
+            if self._thread is None:
+                self._start_flusher()
+        if buffered >= self._settings.max_buffered_points:
+            self.flush(raise_errors=False)
+        elif buffered >= self._settings.flush_points:
+            self._wake.set()
+
+    def pending(self, run_id: str) -> bool:
+        with self._lock:
+            queue = self._runs.get(run_id)
+            return bool(queue and (queue.open_points or queue.open_tags or queue.sealed))
+
+    # -- flushing ----------------------------------------------------------------------
+
+    def _start_flusher(self) -> None:
+        self._thread = threading.Thread(
+            target=self._flush_loop, name="mlflow-bucket-flusher", daemon=True
+        )
+        self._thread.start()
+
+    def _flush_loop(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._settings.flush_interval)
+            self._wake.clear()
+            self.flush(raise_errors=False)
+
+    def _seal(self) -> None:
+        """Seal every run's open batch (all at once: the spool's open log is one file)."""
+        with self._lock:
+            sealed: list[RunBatch] = []
+            for run_id, queue in self._runs.items():
+                if not (queue.open_points or queue.open_tags):
+                    continue
+                batch = RunBatch(
+                    run_id=run_id,
+                    experiment_id=queue.experiment_id,
+                    writer_id=self._writer_id,
+                    sequence=next(self._sequence),
+                    points=queue.open_points,
+                    tags=queue.open_tags,
+                )
+                queue.sealed.append(batch)
+                sealed.append(batch)
+                self._buffered -= len(queue.open_points)
+                queue.open_points, queue.open_tags = [], {}
+            if self._spool is not None and sealed:
+                self._spool.seal(sealed)
+
+    def flush(self, run_id: str | None = None, raise_errors: bool = True) -> None:
+        """Upload buffered data (of one run, or all); keep what fails for the next flush."""
+        with self._flush_lock:
+            self._seal()
+            with self._lock:
+                run_ids = [run_id] if run_id is not None else list(self._runs)
+            first_error: Exception | None = None
+            for rid in run_ids:
+                try:
+                    self._upload_run(rid)
+                except (ObjectStoreError, RunNotWritable) as exc:
+                    first_error = first_error or exc
+            if first_error is not None and raise_errors:
+                raise first_error
+
+    def _upload_run(self, run_id: str) -> None:
+        with self._lock:
+            queue = self._runs.get(run_id)
+        while queue is not None and queue.sealed:
+            batch = queue.sealed[0]
+            try:
+                self._upload(batch)
+            except RunNotWritable:
+                queue.sealed.popleft()
+                if self._spool is not None:
+                    self._spool.done(batch)
+                _logger.warning(
+                    "%d metric points and %d tags for run %s were not stored: the run was "
+                    "deleted before they were uploaded",
+                    len(batch.points),
+                    len(batch.tags),
+                    run_id,
+                )
+                raise
+            except ObjectStoreError as exc:
+                _logger.warning(
+                    "upload of %d buffered metric points for run %s failed (%s); keeping them "
+                    "for the next flush",
+                    len(batch.points),
+                    run_id,
+                    exc,
+                )
+                raise
+            queue.sealed.popleft()
+            if self._spool is not None:
+                self._spool.done(batch)
+        with self._lock:
+            if queue is not None and not (queue.sealed or queue.open_points or queue.open_tags):
+                self._runs.pop(run_id, None)
+
+    def upload(self, batch: RunBatch) -> None:
+        """Upload one sealed batch now (a dead writer's, replayed from its spool)."""
+        self._upload(batch)
+
+    def _upload(self, batch: RunBatch) -> None:
+        segment: SegmentInfo | None = None
+        if batch.points:
+            data, segment = encode_segment(batch.segment, batch.points)
+            key = keys.metric_segment_key(batch.experiment_id, batch.run_id, batch.segment)
+            self._store.put(key, data)
+            self._segment_cache.put(batch.segment, batch.points)
+
+        def mutate(doc: Document) -> Document:
+            if doc["lifecycle_stage"] != "active":
+                raise RunNotWritable(batch.run_id)
+            return apply_batch(doc, batch, segment)
+
+        try:
+            doc, _ = update_document(
+                self._store, keys.run_key(batch.experiment_id, batch.run_id), mutate
+            )
+        except NotFound:
+            raise RunNotWritable(batch.run_id) from None
+        if segment is not None:
+            self._after_upload(batch.experiment_id, batch.run_id, len(doc["segments"]))
+
+    def close(self) -> None:
+        """Flush everything, stop the flusher thread, release the spool."""
+        self.flush(raise_errors=False)
+        self._closed = True
+        self._wake.set()
+        if self._spool is not None:
+            with self._lock:
+                empty = not self._runs
+            self._spool.close(remove=empty)
+            self._spool = None

@@ -1,0 +1,213 @@
+"""The buffered write path: no request per call, own writes visible, a crash loses nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking._tracking_service.utils import _get_store
+
+from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.servers import S3Endpoint
+
+
+@pytest.fixture
+def s3_uri(moto_s3: S3Endpoint, tmp_path: Path) -> str:
+    prefix = f"write-path/{uuid.uuid4().hex}"
+    return (
+        f"bucket+s3://{moto_s3.shared_bucket}/{prefix}?endpoint_url={moto_s3.url}"
+        f"&spool_dir={tmp_path / 'spool'}&flush_interval=3600"
+    )
+
+
+def _requests_made(store: BucketTrackingStore, action: object) -> int:
+    """How many object-store calls ``action()`` makes (counted at the store's boundary)."""
+    calls = 0
+    inner = store.object_store
+    originals = {}
+    for name in ("get", "head", "put", "put_if_absent", "put_if_match", "delete", "list"):
+        original = getattr(inner, name)
+        originals[name] = original
+
+        def counted(*args: object, _original: object = original, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            return _original(*args, **kwargs)  # type: ignore[operator]
+
+        setattr(inner, name, counted)
+    try:
+        action()  # type: ignore[operator]
+    finally:
+        for name, original in originals.items():
+            setattr(inner, name, original)
+    return calls
+
+
+def test_log_batch_makes_no_request_and_reads_see_own_writes(s3_uri: str) -> None:
+    client = MlflowClient(s3_uri)
+    run_id = client.create_run(client.create_experiment("buffered")).info.run_id
+    store = _get_store(s3_uri)
+    assert isinstance(store, BucketTrackingStore)
+    client.log_metric(run_id, "warmup", 1.0)  # the first call checks the run once
+
+    def log_many() -> None:
+        for step in range(200):
+            client.log_batch(run_id, metrics=[Metric("loss", 1.0 / (step + 1), 1000 + step, step)])
+        client.set_tag(run_id, "phase", "train")
+
+    assert _requests_made(store, log_many) == 0
+    # The same process sees its own writes at once (they are uploaded first).
+    assert len(client.get_metric_history(run_id, "loss")) == 200
+    assert client.get_run(run_id).data.tags["phase"] == "train"
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, RunTag
+    uri, run_id, ready = sys.argv[1], sys.argv[2], sys.argv[3]
+    client = MlflowClient(uri)
+    for step in range(500):
+        client.log_batch(run_id, metrics=[Metric("loss", float(step), 1000 + step, step)],
+                         tags=[RunTag("last", str(step))] if step % 100 == 0 else [])
+    open(ready, "w").close()
+    time.sleep(600)  # killed here, with everything still buffered (flush_interval=3600)
+    """
+)
+
+
+def test_a_killed_writer_loses_nothing_and_the_next_process_replays_it(
+    s3_uri: str, tmp_path: Path
+) -> None:
+    client = MlflowClient(s3_uri)
+    run_id = client.create_run(client.create_experiment("crash")).info.run_id
+    ready = tmp_path / "ready"
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, s3_uri, run_id, str(ready)])
+    try:
+        for _ in range(600):
+            if ready.exists() or writer.poll() is not None:
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert ready.exists(), "the writer did not get through its logging"
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+
+    # Nothing reached the bucket: the writer died with its points buffered and spooled.
+    assert client.get_metric_history(run_id, "loss") == []
+
+    # `sync` (the next process on this root does the same in the background) replays it.
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_plugin", "sync", s3_uri],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    history = client.get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == list(range(500))
+    assert client.get_run(run_id).data.tags["last"] == "400"
+
+    # Replaying again changes nothing: no duplicates.
+    again = subprocess.run(
+        [sys.executable, "-m", "mlflow_plugin", "sync", s3_uri], capture_output=True, text=True
+    )
+    assert again.returncode == 0, again.stderr
+    assert len(client.get_metric_history(run_id, "loss")) == 500
+
+
+def test_sealed_batches_replay_idempotently(s3_uri: str) -> None:
+    """A batch applied before the crash (its spool file not yet deleted) is not applied twice."""
+    client = MlflowClient(s3_uri)
+    run_id = client.create_run(client.create_experiment("idempotent")).info.run_id
+    store = _get_store(s3_uri)
+    assert isinstance(store, BucketTrackingStore)
+    client.log_batch(run_id, metrics=[Metric("m", 1.0, 1, 0)], tags=[RunTag("t", "v")])
+    store.flush()
+    run_doc = store._read_run(run_id)
+    writer, sequence = next(iter(run_doc["writers"].items()))
+    from mlflow_plugin.format.run_batches import RunBatch
+    from mlflow_plugin.format.segments import MetricPoint
+
+    replayed = RunBatch(
+        run_id, run_doc["experiment_id"], writer, sequence, [MetricPoint("m", 1.0, 1, 0)]
+    )
+    store._buffer.upload(replayed)
+    assert len(client.get_metric_history(run_id, "m")) == 1
+    assert len(store._read_run(run_id)["segments"]) == 1
+
+
+def test_endpoint_down_then_back_loses_nothing(tmp_path: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3_client(S3ClientSettings(endpoint_url=url, region="us-east-1")).create_bucket(Bucket="outage")
+    uri = f"bucket+s3://outage/root?endpoint_url={url}&spool_dir={tmp_path}&flush_interval=0.5"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("outage")).info.run_id
+    client.log_metric(run_id, "loss", 0.0, step=0)
+    server.stop()  # unreachable from here on; logging carries on
+    try:
+        for step in range(1, 300):
+            client.log_metric(run_id, "loss", float(step), step=step)
+        client.set_tag(run_id, "during", "outage")
+        subprocess.run(["sleep", "1.5"], check=True)  # the flusher tries, and fails, meanwhile
+    finally:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()  # moto keeps its objects in-process: the bucket is back as it was
+    try:
+        client.set_terminated(run_id)  # flushes first
+        assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(300))
+        assert client.get_run(run_id).data.tags["during"] == "outage"
+    finally:
+        server.stop()
+
+
+def test_compaction_never_shows_a_reader_a_missing_segment(tmp_path: Path) -> None:
+    uri = f"bucket+file://{tmp_path / 'root'}"
+    writer = BucketTrackingStore(uri)
+    reader = BucketTrackingStore(uri)  # its own caches: it reads what is in the bucket
+    run_id = writer.create_run(writer.create_experiment("compaction"), "u", 0, [], "r").info.run_id
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    done = False
+
+    def read() -> None:
+        while not done:
+            try:
+                seen.append(len(reader.get_metric_history(run_id, "m")))
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    import threading
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        for step in range(80):  # 80 flushes: compaction runs every 16 segments
+            writer.log_batch(run_id, [Metric("m", float(step), step, step)], [], [])
+            writer.flush()
+    finally:
+        done = True
+        for thread in readers:
+            thread.join()
+    assert errors == []
+    assert len(writer._read_run(run_id)["segments"]) <= 17
+    assert len(reader.get_metric_history(run_id, "m")) == 80
+    assert seen and max(seen) <= 80

@@ -1,0 +1,257 @@
+"""``autolog``: one context manager that tracks a plain PyTorch training loop.
+
+Step numbering: with an optimizer, the step is the number of ``optimizer.step()``
+calls so far (like a trainer's global step): the learning rate and gradient norm of
+update n are logged at step n, and ``run.log({...})`` called after that update logs at
+step n too. Without an optimizer, each ``run.log`` call without a step logs at the
+current step and then advances it (W&B's rule).
+"""
+
+from __future__ import annotations
+
+import time
+from types import TracebackType
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+from mlflow.entities import Param
+
+from mlflow_plugin.torch.config import log_config
+from mlflow_plugin.torch.graph import log_model_graph
+from mlflow_plugin.torch.scalars import ScalarValue, now_ms
+from mlflow_plugin.torch.watch import Watch, WatchWhat, watch
+from mlflow_plugin.torch.worker import RunTarget, get_worker
+
+__all__ = ["AutologRun", "autolog"]
+
+_EXAMPLE_ROWS = 2
+
+
+class AutologRun:
+    """What ``autolog`` returns: the run, its step, and ``log`` (see ``autolog``)."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        optimizer: torch.optim.Optimizer | None,
+        config: Any,
+        *,
+        run_name: str | None,
+        log_graph: bool,
+        log_model: bool,
+        watch_log: WatchWhat | None,
+        log_freq: int,
+        log_system_metrics: bool,
+        timing_every: int,
+    ) -> None:
+        self.model, self.optimizer, self.config = model, optimizer, config
+        self.run_name = run_name
+        self.log_graph, self.log_model = log_graph, log_model
+        self.watch_log, self.log_freq = watch_log, log_freq
+        self.log_system_metrics, self.timing_every = log_system_metrics, timing_every
+        self.step = 0
+        self.example_input: Any = None
+        self._owns_run = False
+        self._handles: list[Any] = []
+        self._watch: Watch | None = None
+        self._last_lrs: list[float] = []
+        self._window_start: float | None = None
+        self._target: RunTarget | None = None
+        self._first_forward: Any = None
+
+    @property
+    def run_id(self) -> str:
+        return self.target.run_id
+
+    @property
+    def target(self) -> RunTarget:
+        if self._target is None:
+            raise RuntimeError("autolog(...) must be entered with 'with' first")
+        return self._target
+
+    # -- the context -------------------------------------------------------------------
+
+    def __enter__(self) -> AutologRun:
+        run = mlflow.active_run()
+        if run is None:
+            run = mlflow.start_run(
+                run_name=self.run_name, log_system_metrics=self.log_system_metrics
+            )
+            self._owns_run = True
+        self._target = RunTarget(run.info.run_id, mlflow.get_tracking_uri())
+        if self.config is not None:
+            log_config(self.config, run_id=self.run_id)
+        self._first_forward = self.model.register_forward_pre_hook(self._on_first_forward)
+        self._handles.append(self._first_forward)
+        if self.optimizer is not None:
+            self._log_optimizer_params(self.optimizer)
+            self._handles.append(self.optimizer.register_step_pre_hook(self._before_step))
+            self._handles.append(self.optimizer.register_step_post_hook(self._after_step))
+        if self.watch_log is not None:
+            self._watch = watch(
+                self.model,
+                self.watch_log,
+                self.log_freq,
+                run_id=self.run_id,
+                step_fn=self._update_step,
+            )
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        if self._watch is not None:
+            self._watch.remove()
+        try:
+            get_worker().flush()
+            if exc_type is None and self.log_model:
+                self._log_final_model()
+        finally:
+            if self._owns_run:
+                status = "FINISHED"
+                if exc_type is not None:
+                    status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+                mlflow.end_run(status)
+
+    # -- W&B-style logging ---------------------------------------------------------------
+
+    def log(self, metrics: dict[str, ScalarValue], step: int | None = None) -> None:
+        """Log scalars (numbers or one-element tensors, no device sync) at ``step``.
+
+        >>> with autolog(model, optimizer) as run:  # doctest: +SKIP
+        ...     run.log({"loss": loss, "acc": acc})
+        """
+        at = self.step if step is None else int(step)
+        worker, stamp, target = get_worker(), now_ms(), self.target
+        for key, value in metrics.items():
+            worker.log_scalar(target, key, value, at, stamp)
+        if step is None and self.optimizer is None:
+            self.step += 1
+
+    # -- hooks ---------------------------------------------------------------------------
+
+    def _update_step(self) -> int:
+        return self.step + 1 if self.optimizer is not None else self.step
+
+    def _on_first_forward(self, module: torch.nn.Module, args: Any) -> None:
+        self._first_forward.remove()
+        self.example_input = _slice_example(args)
+        if self.log_graph:
+            log_model_graph(module, self.example_input, run_id=self.run_id)
+
+    def _log_optimizer_params(self, optimizer: torch.optim.Optimizer) -> None:
+        params = {"optimizer": type(optimizer).__name__}
+        for key, value in optimizer.defaults.items():
+            if isinstance(value, bool | int | float | str) or value is None:
+                params[f"optimizer/{key}"] = str(value)
+            elif isinstance(value, tuple | list):
+                params[f"optimizer/{key}"] = str(list(value))
+        client = get_worker().client(self.target.tracking_uri)
+        client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+
+    def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        worker, stamp, target, at = get_worker(), now_ms(), self.target, self.step + 1
+        grads = [
+            p.grad
+            for group in optimizer.param_groups
+            for p in group["params"]
+            if p.grad is not None
+        ]
+        if grads:
+            norm = torch.nn.utils.get_total_norm(grads, foreach=None)
+            worker.log_scalar(target, "train/grad_norm", norm, at, stamp)
+        lrs = [float(group["lr"]) for group in optimizer.param_groups]
+        if lrs != self._last_lrs:
+            self._last_lrs = lrs
+            for i, lr in enumerate(lrs):
+                key = "optimizer/lr" if len(lrs) == 1 else f"optimizer/lr/group{i}"
+                worker.log_scalar(target, key, lr, at, stamp)
+
+    def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        self.step += 1
+        if self.step % self.timing_every == 0:
+            now = time.perf_counter()
+            if self._window_start is not None:
+                rate = self.timing_every / (now - self._window_start)
+                get_worker().log_scalar(
+                    self.target, "perf/steps_per_sec", rate, self.step, now_ms()
+                )
+            self._window_start = now
+
+    def _log_final_model(self) -> None:
+        import mlflow.pytorch
+
+        example = self.example_input
+        if isinstance(example, tuple) and len(example) == 1:
+            example = example[0]
+        if isinstance(example, torch.Tensor):
+            mlflow.pytorch.log_model(self.model, name="model", input_example=example.numpy())
+        else:  # pt2 export needs one tensor example; pickle takes any model
+            mlflow.pytorch.log_model(self.model, name="model", serialization_format="pickle")
+
+
+def _slice_example(args: Any) -> Any:
+    """The first rows of each tensor argument, detached on the CPU (the model's example)."""
+
+    def cut(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.detach()[:_EXAMPLE_ROWS].cpu().clone()
+        if isinstance(value, np.ndarray):
+            return value[:_EXAMPLE_ROWS].copy()
+        return value
+
+    return tuple(cut(v) for v in args)
+
+
+def autolog(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    config: Any = None,
+    *,
+    run_name: str | None = None,
+    log_graph: bool = True,
+    log_model: bool = True,
+    watch: WatchWhat | None = None,
+    log_freq: int = 100,
+    log_system_metrics: bool = False,
+    timing_every: int = 50,
+) -> AutologRun:
+    """Track a plain training loop: a context manager that starts (or joins) a run.
+
+    >>> from mlflow_plugin.torch import autolog
+    >>> with autolog(model, optimizer, config={"lr": 1e-3}, watch="all") as run:  # doctest: +SKIP
+    ...     for x, y in loader:
+    ...         optimizer.zero_grad()
+    ...         loss = loss_fn(model(x), y)
+    ...         loss.backward()
+    ...         optimizer.step()
+    ...         run.log({"train/loss": loss})
+
+    Logs the config (params + ``config.yaml``), the model graph on the first forward
+    pass (``model_graph/``), the optimizer's hyper-parameters as params, the learning
+    rate of each param group whenever it changes (``optimizer/lr``), the gradient norm
+    (``train/grad_norm``) and ``perf/steps_per_sec`` every ``timing_every`` steps;
+    ``watch=`` adds histograms; ``log_system_metrics=True`` starts MLflow's system
+    monitor. On exit: the model with ``mlflow.pytorch.log_model`` (``log_model=False``
+    to skip), and, for a run it started, status FAILED on an exception, KILLED on
+    KeyboardInterrupt, FINISHED otherwise.
+    """
+    return AutologRun(
+        model,
+        optimizer,
+        config,
+        run_name=run_name,
+        log_graph=log_graph,
+        log_model=log_model,
+        watch_log=watch,
+        log_freq=log_freq,
+        log_system_metrics=log_system_metrics,
+        timing_every=timing_every,
+    )

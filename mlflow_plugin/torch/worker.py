@@ -1,0 +1,140 @@
+"""The one background thread of the helpers: drains scalars and runs queued uploads.
+
+The training loop only appends to the scalar buffer or queues a task (rendering an
+image, writing an artifact); this thread does the I/O every ``interval`` seconds or
+when the buffer is large. ``flush()`` drains everything in the caller's thread and
+raises any error a background task met, so nothing is dropped silently. The process's
+``atexit`` hook flushes too; it runs before MLflow's own exit hook ends the active run,
+because hooks run in reverse order of registration and MLflow registers at import.
+"""
+
+from __future__ import annotations
+
+import atexit
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable
+
+from mlflow.tracking import MlflowClient
+
+from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
+
+__all__ = ["BackgroundWorker", "RunTarget", "current_target", "flush", "get_worker"]
+
+
+class BackgroundWorker:
+    """Drains a ScalarBuffer and runs tasks in submission order, on a daemon thread."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        self.interval = interval
+        self._clients: dict[str, MlflowClient] = {}
+        self.scalars = ScalarBuffer(self.client)
+        self._tasks: deque[Callable[[], None]] = deque()
+        # Called by an explicit flush only (not the periodic drain): they queue final writes.
+        self.flush_hooks: list[Callable[[], None]] = []
+        self._errors: list[BaseException] = []
+        self._drain_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="mlflow-torch-logger", daemon=True)
+        self._thread.start()
+
+    def client(self, tracking_uri: str) -> MlflowClient:
+        """One client per tracking URI, reused by every drain."""
+        client = self._clients.get(tracking_uri)
+        if client is None:
+            client = self._clients[tracking_uri] = MlflowClient(tracking_uri)
+        return client
+
+    def log_scalar(
+        self, target: RunTarget, key: str, value: object, step: int, timestamp_ms: int
+    ) -> None:
+        if self.scalars.append(target, key, value, step, timestamp_ms):
+            self._wake.set()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the worker thread, after every task submitted before it."""
+        self._tasks.append(task)
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Run pending tasks and log pending scalars now; raise what background work met."""
+        with self._drain_lock:
+            self._drain()
+            # Hooks see what the drain just recorded and queue the final writes for it.
+            for hook in list(self.flush_hooks):
+                hook()
+            self._drain()
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RuntimeError(
+                f"{len(errors)} background logging task(s) failed; the first: {errors[0]!r}"
+            ) from errors[0]
+
+    def _drain(self) -> None:
+        # Tasks first: a histogram task appends its percentile metrics to the scalars.
+        for _ in range(len(self._tasks)):
+            task = self._tasks.popleft()
+            try:
+                task()
+            except Exception as exc:
+                self._errors.append(exc)
+        try:
+            self.scalars.drain()
+        except Exception as exc:
+            self._errors.append(exc)
+
+    def _run(self) -> None:
+        while not self._stopped:
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            with self._drain_lock:
+                self._drain()
+
+    def close(self) -> None:
+        self._stopped = True
+        self._wake.set()
+        self.flush()
+
+
+_worker: BackgroundWorker | None = None
+_worker_lock = threading.Lock()
+
+
+def get_worker() -> BackgroundWorker:
+    """The process's worker, started on first use."""
+    global _worker
+    if _worker is None:
+        with _worker_lock:
+            if _worker is None:
+                _worker = BackgroundWorker()
+                atexit.register(_flush_at_exit)
+    return _worker
+
+
+def flush() -> None:
+    """Log everything the helpers have buffered so far (scalars, histograms, images).
+
+    >>> from mlflow_plugin.torch import flush
+    >>> flush()  # e.g. before reading metrics back with MlflowClient
+    """
+    if _worker is not None:
+        _worker.flush()
+
+
+def _flush_at_exit() -> None:
+    try:
+        flush()
+    except Exception as exc:  # at exit there is nobody left to raise to
+        print(f"mlflow_plugin.torch: logging at exit failed: {exc!r}", file=sys.stderr)
+
+
+def current_target(run_id: str | None = None) -> RunTarget:
+    """The run to log to: ``run_id`` if given, else the active run (started if none)."""
+    import mlflow
+
+    if run_id is None:
+        run = mlflow.active_run() or mlflow.start_run()
+        run_id = run.info.run_id
+    return RunTarget(run_id, mlflow.get_tracking_uri())

@@ -1,0 +1,119 @@
+"""Histograms: bins equal numpy's, percentile metrics, step images, immutable raw chunks."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from mlflow_plugin.torch import SummaryWriter, flush, log_histogram, read_histograms
+from mlflow_plugin.torch.histograms import device_histogram, percentiles, unpack_histogram
+from tests.torch.conftest import artifact_paths, history, image_steps
+
+
+def host(values: torch.Tensor, bins: int) -> tuple[list[float], list[float]]:
+    stats = unpack_histogram(device_histogram(values, bins), "k", 0, 0)
+    return stats.counts, stats.edges
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        torch.randn(10_000, generator=torch.Generator().manual_seed(0)),
+        torch.rand(37, 5, generator=torch.Generator().manual_seed(1)) * 100 - 20,
+        torch.arange(100, dtype=torch.int64),
+        torch.full((7,), 3.0),
+        torch.tensor([1.5]),
+    ],
+    ids=["normal", "uniform-2d", "integers", "constant", "single"],
+)
+@pytest.mark.parametrize("bins", [1, 10, 64])
+def test_bins_match_numpy_histogram(values: torch.Tensor, bins: int) -> None:
+    counts, edges = host(values, bins)
+    expected_counts, expected_edges = np.histogram(values.numpy().astype(np.float64), bins=bins)
+    assert counts == expected_counts.tolist()
+    assert np.allclose(edges, expected_edges, rtol=0, atol=1e-12)
+
+
+def test_non_finite_values_are_left_out_and_counted() -> None:
+    values = torch.tensor([0.0, 1.0, math.nan, math.inf, -math.inf, 2.0])
+    stats = unpack_histogram(device_histogram(values, 4), "k", 0, 0)
+    assert stats.counts == np.histogram([0.0, 1.0, 2.0], bins=4)[0].tolist()
+    assert (stats.num, stats.nonfinite, stats.min, stats.max, stats.sum) == (3, 3, 0.0, 2.0, 3.0)
+
+
+def test_percentiles_follow_the_data() -> None:
+    values = torch.randn(100_000, generator=torch.Generator().manual_seed(2))
+    bands = percentiles(unpack_histogram(device_histogram(values, 64), "k", 0, 0))
+    width = (values.max() - values.min()).item() / 64
+    for name, q in [("p7", 6.68), ("p16", 15.87), ("p50", 50.0), ("p84", 84.13)]:
+        assert bands[name] == pytest.approx(np.percentile(values.numpy(), q), abs=width)
+    assert (bands["p0"], bands["p100"]) == (values.min().item(), values.max().item())
+
+
+def test_a_logged_histogram_is_metrics_images_raw_bins_and_an_overview(
+    client: MlflowClient,
+) -> None:
+    generator = torch.Generator().manual_seed(3)
+    logged = {step: torch.randn(500, generator=generator) + step / 100 for step in (0, 100, 200)}
+    with mlflow.start_run() as run:
+        for step, values in logged.items():
+            log_histogram("weights/fc1", values, step, bins=16)
+        flush()
+    run_id = run.info.run_id
+    medians = history(client, run_id, "weights/fc1/p50")
+    assert [s for s, _ in medians] == [0, 100, 200]
+    for (step, median), values in zip(medians, logged.values(), strict=True):
+        width = (values.max() - values.min()).item() / 16
+        assert median == pytest.approx(values.median().item(), abs=width), step
+    for name in ("p0", "p7", "p16", "p31", "p69", "p84", "p93", "p100"):
+        assert len(history(client, run_id, f"weights/fc1/{name}")) == 3
+    assert image_steps(client, run_id, "histograms/weights/fc1") == [0, 100, 200]
+    assert "histograms/weights/fc1/overview.png" in artifact_paths(client, run_id, "histograms")
+
+    records = read_histograms(run_id, "weights/fc1")
+    assert [r.step for r in records] == [0, 100, 200]
+    for record, values in zip(records, logged.values(), strict=True):
+        counts, edges = np.histogram(values.numpy().astype(np.float64), bins=16)
+        assert record.counts == counts.tolist() and np.allclose(record.edges, edges)
+        assert record.num == 500 and record.sum == pytest.approx(values.double().sum().item())
+
+
+def jsonl_files(client: MlflowClient, run_id: str) -> list[str]:
+    return [p for p in artifact_paths(client, run_id, "histograms/h") if p.endswith(".jsonl")]
+
+
+def test_raw_chunks_are_new_files_never_rewritten(client: MlflowClient) -> None:
+    with mlflow.start_run() as run:
+        log_histogram("h", torch.arange(10.0), 0, image=False)
+        flush()
+        first = jsonl_files(client, run.info.run_id)
+        content = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{first[0]}")
+        log_histogram("h", torch.arange(20.0), 1, image=False)
+        flush()
+    chunks = jsonl_files(client, run.info.run_id)
+    assert len(first) == 1 and len(chunks) == 2 and first[0] in chunks
+    assert mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{first[0]}") == content
+    assert [r.num for r in read_histograms(run.info.run_id, "h")] == [10, 20]
+
+
+def test_writer_histograms_raw_and_numpy_bins(client: MlflowClient) -> None:
+    values = np.random.default_rng(4).normal(size=1000)
+    with SummaryWriter() as writer:
+        writer.add_histogram("auto", values, 1, bins="auto")
+        writer.add_histogram("tf", torch.tensor(values), 2)
+        writer.add_histogram_raw(
+            "raw", min=0.0, max=3.0, num=6, sum=9.0, sum_squares=17.0,
+            bucket_limits=[1.0, 2.0, 3.0], bucket_counts=[1, 2, 3], global_step=5,
+        )  # fmt: skip
+    (auto,) = read_histograms(writer.run_id, "auto")
+    assert auto.counts == np.histogram(values, bins="auto")[0].tolist()
+    assert len(read_histograms(writer.run_id, "tf")[0].counts) == 64
+    (raw,) = read_histograms(writer.run_id, "raw")
+    assert (raw.edges, raw.counts, raw.step) == ([0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0], 5)
+    assert history(writer_client := MlflowClient(), writer.run_id, "raw/p50") == [(5, 2.0)]
+    assert writer_client is not None

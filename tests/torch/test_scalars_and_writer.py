@@ -1,0 +1,125 @@
+"""SummaryWriter: scalars (buffered, tensors read in bulk), text, hparams, meshes, PR curves..."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+import mlflow_plugin.torch as mt
+from mlflow_plugin.torch import SummaryWriter
+from mlflow_plugin.torch.summaries import pr_curve
+from tests.torch.conftest import artifact_paths, history, image_steps
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(mt.__all__) == sorted(
+        [
+            "AutologRun", "SummaryWriter", "Watch", "autolog", "flush", "log_config",
+            "log_histogram", "log_image", "log_model_graph", "read_histograms", "unwatch", "watch",
+        ]
+    )  # fmt: skip
+
+
+def test_scalars_of_every_kind_are_all_there_after_close(client: MlflowClient) -> None:
+    weights = torch.ones(3, requires_grad=True)
+    with SummaryWriter() as writer:
+        for step in range(1500):  # more than one log_batch chunk
+            loss = (weights * step).sum()  # a tensor with an autograd graph
+            writer.add_scalar("loss", loss, step)
+            writer.add_scalar("lr", 0.1, step)
+            writer.add_scalar("np", np.float32(step / 2), step)
+        writer.add_scalars("acc", {"train": 0.9, "test": 0.8}, 7)
+        run_id = writer.run_id
+    assert client.get_run(run_id).info.status == "FINISHED"
+    assert history(client, run_id, "loss") == [(s, 3.0 * s) for s in range(1500)]
+    assert history(client, run_id, "np") == [(s, s / 2) for s in range(1500)]
+    assert len(history(client, run_id, "lr")) == 1500
+    assert history(client, run_id, "acc/train") == [(7, 0.9)]
+    assert history(client, run_id, "acc/test") == [(7, 0.8)]
+
+
+def test_walltime_sets_the_timestamp(client: MlflowClient) -> None:
+    with SummaryWriter() as writer:
+        writer.add_scalar("x", 1.0, 3, walltime=1_700_000_000.25)
+    (point,) = client.get_metric_history(writer.run_id, "x")
+    assert (point.step, point.timestamp) == (3, 1_700_000_000_250)
+
+
+def test_a_writer_joins_the_active_run_and_leaves_it_open(client: MlflowClient) -> None:
+    with mlflow.start_run() as run:
+        writer = SummaryWriter()
+        writer.add_scalar("x", 2.0, 1)
+        writer.close()
+        assert writer.run_id == run.info.run_id
+        assert client.get_run(run.info.run_id).info.status == "RUNNING"
+        assert history(client, run.info.run_id, "x") == [(1, 2.0)]
+
+
+def test_bad_values_and_names_fail_at_the_call(client: MlflowClient) -> None:
+    with SummaryWriter() as writer:
+        with pytest.raises(ValueError, match="one-element tensor"):
+            writer.add_scalar("x", torch.ones(2), 0)
+        with pytest.raises(MlflowException):
+            writer.add_scalar("bad\x00name", 1.0, 0)
+
+
+def test_text_hparams_mesh_pr_curve_and_embedding(client: MlflowClient) -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 50)
+    predictions = rng.random(50)
+    with SummaryWriter() as writer:
+        writer.add_text("notes", "**hello**", 4)
+        writer.add_hparams(
+            {"lr": 0.1, "opt": {"name": "sgd"}}, {"hparam/acc": 0.75}, run_name="trial"
+        )
+        vertices = torch.tensor([[[0.0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]])
+        faces = torch.tensor([[[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]]])
+        colors = torch.full((1, 4, 3), 200, dtype=torch.uint8)
+        writer.add_mesh("tetra", vertices, colors=colors, faces=faces, global_step=2)
+        writer.add_pr_curve("pr", labels, predictions, 5, num_thresholds=11)
+        writer.add_embedding(torch.eye(3), metadata=["a", "b", "c"], tag="emb", global_step=1)
+    run_id = writer.run_id
+    load = mlflow.artifacts.load_text
+    assert load(f"runs:/{run_id}/text/notes/step-000000004.md") == "**hello**"
+
+    (child,) = client.search_runs(
+        [client.get_run(run_id).info.experiment_id], "tags.mlflow.parentRunId = '" + run_id + "'"
+    )
+    assert child.info.run_name == "trial"
+    assert child.data.params == {"lr": "0.1", "opt.name": "sgd"}
+    assert child.data.metrics == {"hparam/acc": 0.75}
+
+    ply = load(f"runs:/{run_id}/meshes/tetra/step-000000002.ply").splitlines()
+    assert ply[:3] == ["ply", "format ascii 1.0", "element vertex 4"]
+    assert "element face 4" in ply and ply[-1] == "3 1 2 3" and "1 0 0 200 200 200" in ply
+    assert image_steps(client, run_id, "meshes/tetra") == [2]
+
+    curve = json.loads(load(f"runs:/{run_id}/pr_curves/pr/step-000000005.json"))
+    assert curve == pr_curve(labels, predictions, 11)
+    # At threshold 0.5, precision and recall are those of "predicted >= 0.5".
+    chosen = predictions >= 0.5
+    true_pos = int((chosen & (labels == 1)).sum())
+    assert curve["true_positives"][5] == true_pos
+    assert curve["precision"][5] == pytest.approx(true_pos / chosen.sum())
+    assert curve["recall"][5] == pytest.approx(true_pos / (labels == 1).sum())
+    assert image_steps(client, run_id, "pr_curves/pr") == [5]
+
+    folder = f"runs:/{run_id}/embeddings/emb/000000001"
+    assert load(f"{folder}/tensors.tsv").splitlines() == ["1\t0\t0", "0\t1\t0", "0\t0\t1"]
+    assert load(f"{folder}/metadata.tsv").splitlines() == ["a", "b", "c"]
+
+
+def test_unsupported_calls_raise_and_purge_step_warns(client: MlflowClient) -> None:
+    with pytest.warns(UserWarning, match="purge_step"):
+        writer = SummaryWriter(purge_step=10)
+    for name in ("add_audio", "add_video", "add_onnx_graph", "add_custom_scalars"):
+        with pytest.raises(NotImplementedError, match=name):
+            getattr(writer, name)("tag", None)
+    writer.close()
+    assert artifact_paths(client, writer.run_id) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,8 @@ from tests.servers import TEST_CREDENTIALS, S3Endpoint, moto_endpoint, seaweedfs
 for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_S3_ENDPOINT_URL"):
     os.environ.pop(_name, None)
 os.environ.update(TEST_CREDENTIALS)
+# Spools of S3 stores opened by tests go to a scratch folder, not the user's cache.
+os.environ["MLFLOW_BUCKET_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-spool-")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from mlflow_plugin.objectstore.errors import InvalidKey
+
 __all__ = [
     "FORMAT_KEY",
     "InvalidId",
@@ -28,8 +30,8 @@ FORMAT_KEY = "_format.json"
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 
 
-class InvalidId(ValueError):
-    """An id that is not a plain token (letters, digits, ``-``, ``_``)."""
+class InvalidId(InvalidKey):
+    """An id that is not a plain token (letters, digits, ``-``, ``_``): it would make a bad key."""
 
 
 def check_id(value: object, what: str) -> str:

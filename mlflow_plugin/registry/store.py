@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 from mlflow.entities.model_registry import RegisteredModel, RegisteredModelTag
 from mlflow.exceptions import MlflowException
 from mlflow.prompt.registry_utils import handle_resource_already_exist_error
 from mlflow.protos.databricks_pb2 import (
-    INVALID_PARAMETER_VALUE,
     RESOURCE_ALREADY_EXISTS,
     RESOURCE_DOES_NOT_EXIST,
 )
@@ -58,7 +56,7 @@ from mlflow_plugin.format.documents import (
     read_document,
     update_document,
 )
-from mlflow_plugin.format.keys import FORMAT_KEY, InvalidId
+from mlflow_plugin.format.keys import FORMAT_KEY
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.objectstore import (
     AlreadyExists,
@@ -114,13 +112,8 @@ class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractSt
     def object_store(self) -> ObjectStore:
         return self._store
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        with mlflow_errors():
-            try:
-                yield
-            except InvalidId as exc:
-                raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from exc
+    # Storage errors (a bad id included: InvalidId is an InvalidKey) -> MlflowException.
+    _errors = staticmethod(mlflow_errors)
 
     def _read_all(self, read: Any, keys_to_read: list[str]) -> list[Any]:
         if len(keys_to_read) < 2:

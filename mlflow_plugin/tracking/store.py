@@ -27,9 +27,9 @@ import logging
 import math
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 from mlflow.entities import (
@@ -180,13 +180,8 @@ class BucketTrackingStore(
     def object_store(self) -> ObjectStore:
         return self._store
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        with mlflow_errors():
-            try:
-                yield
-            except keys.InvalidId as exc:
-                raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from exc
+    # Storage errors (a bad id included: InvalidId is an InvalidKey) -> MlflowException.
+    _errors = staticmethod(mlflow_errors)
 
     # -- experiments -----------------------------------------------------------------
 

@@ -65,8 +65,10 @@ _live_buffers: weakref.WeakSet[WriteBuffer] = weakref.WeakSet()
 
 @atexit.register
 def _flush_at_exit() -> None:
+    # Closing also removes an empty spool folder. MLflow's own exit hook (end_run) may
+    # still log after this one; the buffer keeps working, without the spool.
     for buffer in list(_live_buffers):
-        buffer.flush(raise_errors=False)
+        buffer.close()
 
 
 class WriteBuffer:

@@ -39,6 +39,21 @@ def _log_from_process(uri: str, run_id: str, worker: int, steps: int) -> None:
     client.log_param(run_id, f"param{worker}", str(worker))
 
 
+def _log_from_threads_in_process(uri: str, run_id: str, worker: int, threads: int) -> None:
+    client = MlflowClient(uri)
+
+    def log(thread: int) -> None:
+        for step in range(20):
+            client.log_batch(
+                run_id,
+                metrics=[Metric(f"p{worker}t{thread}", float(step), 1000 + step, step)],
+                tags=[RunTag(f"p{worker}t{thread}", str(step))],
+            )
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(log, range(threads)))
+
+
 def _create_experiment_in_process(uri: str, name: str, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
     try:
         results.put(("created", MlflowClient(uri).create_experiment(name)))
@@ -140,3 +155,24 @@ def test_async_logging_loses_nothing(tracking_uri: str) -> None:
     assert data.metrics == {"a": 59.0, "b": -59.0}
     assert {f"t{s}" for s in range(0, 60, 10)} <= set(data.tags)
     assert data.params == {"p": "1"}
+
+
+def test_two_processes_of_eight_threads_lose_nothing(tracking_uri: str) -> None:
+    client = MlflowClient(tracking_uri)
+    run_id = client.create_run(client.create_experiment("ranks")).info.run_id
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_log_from_threads_in_process, args=(tracking_uri, run_id, w, 8))
+        for w in range(2)
+    ]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(180)
+        assert child.exitcode == 0
+    run = client.get_run(run_id)
+    for worker in range(2):
+        for thread in range(8):
+            key = f"p{worker}t{thread}"
+            assert [m.step for m in client.get_metric_history(run_id, key)] == list(range(20))
+            assert run.data.tags[key] == "19"

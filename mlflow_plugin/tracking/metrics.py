@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -64,7 +65,6 @@ class MetricHistoryMixin:
     _run_doc: Callable[[str], Document]
     _read_run: Callable[[str], Document]
     _cas_run: Callable[[str, Callable[[Document], Document]], Document]
-    _next_segment_name: Callable[[], tuple[str, int]]
 
     def _compact(self, experiment_id: str, run_id: str) -> None:
         """Merge the run's small segments into one; drop the merged objects after the swap."""
@@ -81,13 +81,16 @@ class MetricHistoryMixin:
             ]
         except NotFound:
             return  # another writer compacted these segments first
-        name, _ = self._next_segment_name()
+        # Random, so two processes (or a forked child) never pick the same name.
+        name = f"c{uuid.uuid4().hex}"
         data, merged = encode_segment(name, points)
         self._store.put(keys.metric_segment_key(experiment_id, run_id, name), data)
         merged_names = {info.name for info in small}
 
         def mutate(current: Document) -> Document:
             present = {s["name"] for s in current["segments"]}
+            if merged.name in present:
+                return current  # our swap landed, its answer was lost and retried: done
             if not merged_names <= present:
                 raise _CompactionLost()
             kept = [s for s in current["segments"] if s["name"] not in merged_names]

@@ -25,17 +25,29 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from mlflow_plugin.format.run_batches import RunBatch
 from mlflow_plugin.format.segments import MetricPoint
+from mlflow_plugin.objectstore import StoreLocation
 
-__all__ = ["OpenLine", "Spool", "orphaned_spools", "spool_root"]
+__all__ = ["OpenLine", "Spool", "orphaned_spools", "root_identity", "spool_root"]
 
 
-def spool_root(base: str | os.PathLike[str], store_uri: str) -> Path:
-    return Path(base) / hashlib.sha256(store_uri.encode("utf-8")).hexdigest()[:16]
+def root_identity(location: StoreLocation) -> str:
+    """The root a spool belongs to: scheme, bucket or folder, prefix and endpoint.
+
+    Write-path options (flush interval, spool folder...) are left out, so a process
+    configured differently (or ``sync``) still finds what another one left.
+    """
+    endpoint = location.endpoint_url() if location.is_s3 else None
+    kept = tuple((k, v) for k, v in location.options if k == "endpoint_url")
+    return replace(location, options=kept).to_uri() + (f" @ {endpoint}" if endpoint else "")
+
+
+def spool_root(base: str | os.PathLike[str], root: str) -> Path:
+    return Path(base) / hashlib.sha256(root.encode("utf-8")).hexdigest()[:16]
 
 
 def default_spool_dir() -> str:
@@ -51,6 +63,11 @@ class OpenLine:
     experiment_id: str
     points: list[MetricPoint]
     tags: dict[str, str]
+
+
+def _key_json(key: str) -> str:
+    # MLflow's name check lets a trailing newline through ("$" matches before it).
+    return json.dumps(key) if "\n" in key else f'"{key}"'
 
 
 class Spool:
@@ -71,7 +88,8 @@ class Spool:
         # validated upstream (no quotes, backslashes or control characters), and NaN is
         # written as Python's json module reads it back.
         points = ",".join(
-            f'["{p.key}",{"NaN" if p.value != p.value else repr(p.value)},{p.timestamp},{p.step}]'
+            f"[{_key_json(p.key)},{'NaN' if p.value != p.value else repr(p.value)},"
+            f"{p.timestamp},{p.step}]"
             for p in line.points
         )
         tags = json.dumps(line.tags, separators=(",", ":")) if line.tags else "{}"
@@ -141,11 +159,17 @@ def orphaned_spools(root: Path) -> Iterator[OrphanedSpool]:
     if not root.is_dir():
         return
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(folder / "lock", os.O_RDWR)
+        except FileNotFoundError:
+            continue  # another recoverer removed it just now
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)  # its writer is alive
+            # Still the folder's lock (not one a finished recoverer deleted under us)?
+            if os.fstat(fd).st_ino != os.stat(folder / "lock").st_ino:
+                raise FileNotFoundError(folder)
+        except (BlockingIOError, FileNotFoundError):
+            os.close(fd)  # its writer is alive, or another recoverer has it
             continue
         batches = [
             RunBatch.from_json(json.loads(path.read_text()))

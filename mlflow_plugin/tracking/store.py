@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import threading
 import uuid
 from collections.abc import Callable
@@ -95,7 +96,7 @@ from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
 from mlflow_plugin.tracking.settings import spool_settings, write_settings
-from mlflow_plugin.tracking.spool import Spool, orphaned_spools, spool_root
+from mlflow_plugin.tracking.spool import Spool, orphaned_spools, root_identity, spool_root
 from mlflow_plugin.tracking.traces import TracesNotStoredMixin
 from mlflow_plugin.tracking.validation import stored_metric_value, validate_max_results
 from mlflow_plugin.tracking.write_buffer import RunNotWritable, WriteBuffer
@@ -150,14 +151,16 @@ class BucketTrackingStore(
         self.store_uri = store_uri
         self.artifact_root_uri = artifact_uri or self._location.join("artifacts").to_uri()
         self._writer_id = uuid.uuid4().hex[:16]
-        self._sequence = 0
-        self._sequence_lock = threading.Lock()
         self._run_experiments: dict[str, str] = {}
         self._writable_runs: dict[str, str] = {}  # run id -> experiment id, checked once
         self._segment_cache = SegmentCache()
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
+        # A forked child cannot use the parent's pool threads; give it a pool of its own.
+        os.register_at_fork(after_in_child=self._new_readers)
         spool_dir = spool_settings(self._location)
-        self._spool_root = spool_root(spool_dir, self._location.to_uri()) if spool_dir else None
+        self._spool_root = (
+            spool_root(spool_dir, root_identity(self._location)) if spool_dir else None
+        )
         self._buffer = WriteBuffer(
             self._store,
             self._writer_id,
@@ -175,6 +178,9 @@ class BucketTrackingStore(
             ).start()
         with mlflow_errors():
             self._ensure_default_experiment()
+
+    def _new_readers(self) -> None:
+        self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
 
     @property
     def object_store(self) -> ObjectStore:
@@ -220,7 +226,9 @@ class BucketTrackingStore(
             return None
 
     def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
-        self._buffer.flush()
+        # This process's writes first; a failing upload (reported by the buffer) must not
+        # fail a search of other runs.
+        self._buffer.flush(raise_errors=False)
         run_keys = [
             info.key
             for experiment_id in experiment_ids
@@ -402,12 +410,6 @@ class BucketTrackingStore(
 
         with self._errors():
             self._update_run(run_id, mutate)
-
-    def _next_segment_name(self) -> tuple[str, int]:
-        with self._sequence_lock:
-            self._sequence += 1
-            # Distinct from batch segments, which are "<writer>-<sequence>".
-            return f"{self._writer_id}-c{self._sequence:010d}", self._sequence
 
     def log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]

@@ -21,7 +21,9 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
+import os
 import threading
+import uuid
 import weakref
 from collections import deque
 from collections.abc import Callable
@@ -63,6 +65,14 @@ class _RunQueue:
 _live_buffers: weakref.WeakSet[WriteBuffer] = weakref.WeakSet()
 
 
+def _reset_after_fork() -> None:
+    for buffer in list(_live_buffers):
+        buffer.after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 @atexit.register
 def _flush_at_exit() -> None:
     # Closing also removes an empty spool folder. MLflow's own exit hook (end_run) may
@@ -91,8 +101,10 @@ class WriteBuffer:
         self._after_upload = after_upload  # (experiment_id, run_id, segments in manifest)
         self._sequence = itertools.count(1)
         self._runs: dict[str, _RunQueue] = {}
-        self._buffered = 0
-        self._lock = threading.Lock()  # guards _runs and _buffered
+        self._buffered = 0  # points in memory: open and sealed-but-not-uploaded
+        self._open = 0  # points not sealed yet: what the flush threshold counts
+        self._synchronous = False  # set in a forked child, which may exit without atexit
+        self._lock = threading.Lock()  # guards _runs and the counters
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -113,12 +125,15 @@ class WriteBuffer:
             queue.open_points.extend(points)
             queue.open_tags.update(tags)
             self._buffered += len(points)
-            buffered = self._buffered
+            self._open += len(points)
+            buffered, waiting = self._buffered, self._open
             if self._thread is None:
                 self._start_flusher()
-        if buffered >= self._settings.max_buffered_points:
+        if self._synchronous:
+            self.flush(run_id)
+        elif buffered >= self._settings.max_buffered_points:
             self.flush(raise_errors=False)
-        elif buffered >= self._settings.flush_points:
+        elif waiting >= self._settings.flush_points:
             self._wake.set()
 
     def pending(self, run_id: str) -> bool:
@@ -138,7 +153,10 @@ class WriteBuffer:
         while not self._closed:
             self._wake.wait(self._settings.flush_interval)
             self._wake.clear()
-            self.flush(raise_errors=False)
+            try:
+                self.flush(raise_errors=False)
+            except Exception:  # the flusher must outlive any one failure; the data stays queued
+                _logger.exception("background flush failed; retrying at the next interval")
 
     def _seal(self) -> None:
         """Seal every run's open batch (all at once: the spool's open log is one file)."""
@@ -157,8 +175,8 @@ class WriteBuffer:
                 )
                 queue.sealed.append(batch)
                 sealed.append(batch)
-                self._buffered -= len(queue.open_points)
                 queue.open_points, queue.open_tags = [], {}
+            self._open = 0
             if self._spool is not None and sealed:
                 self._spool.seal(sealed)
 
@@ -185,9 +203,7 @@ class WriteBuffer:
             try:
                 self._upload(batch)
             except RunNotWritable:
-                queue.sealed.popleft()
-                if self._spool is not None:
-                    self._spool.done(batch)
+                self._forget(queue, batch)
                 _logger.warning(
                     "%d metric points and %d tags for run %s were not stored: the run was "
                     "deleted before they were uploaded",
@@ -205,12 +221,18 @@ class WriteBuffer:
                     exc,
                 )
                 raise
-            queue.sealed.popleft()
-            if self._spool is not None:
-                self._spool.done(batch)
+            self._forget(queue, batch)
         with self._lock:
             if queue is not None and not (queue.sealed or queue.open_points or queue.open_tags):
                 self._runs.pop(run_id, None)
+
+    def _forget(self, queue: _RunQueue, batch: RunBatch) -> None:
+        """A sealed batch is settled (uploaded, or its run is gone): drop it everywhere."""
+        with self._lock:
+            queue.sealed.popleft()
+            self._buffered -= len(batch.points)
+            if self._spool is not None:
+                self._spool.done(batch)
 
     def upload(self, batch: RunBatch) -> None:
         """Upload one sealed batch now (a dead writer's, replayed from its spool)."""
@@ -238,13 +260,30 @@ class WriteBuffer:
         if segment is not None:
             self._after_upload(batch.experiment_id, batch.run_id, len(doc["segments"]))
 
+    def after_fork_in_child(self) -> None:
+        """A forked child starts afresh: its own writer id and locks, no inherited data.
+
+        The parent uploads what it had buffered. The child writes through (a
+        ``multiprocessing`` child ends with ``os._exit``, skipping exit hooks) and has no
+        spool (the parent's file descriptors are not its to use).
+        """
+        self._writer_id = uuid.uuid4().hex[:16]
+        self._sequence = itertools.count(1)
+        self._runs = {}
+        self._buffered = self._open = 0
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread = None
+        self._spool = None
+        self._synchronous = True
+
     def close(self) -> None:
         """Flush everything, stop the flusher thread, release the spool."""
         self.flush(raise_errors=False)
         self._closed = True
         self._wake.set()
-        if self._spool is not None:
-            with self._lock:
-                empty = not self._runs
-            self._spool.close(remove=empty)
-            self._spool = None
+        with self._lock:  # appends and seals check the spool under this lock
+            if self._spool is not None:
+                self._spool.close(remove=not self._runs)
+                self._spool = None

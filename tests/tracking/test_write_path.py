@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -211,3 +212,55 @@ def test_compaction_never_shows_a_reader_a_missing_segment(tmp_path: Path) -> No
     assert len(writer._read_run(run_id)["segments"]) <= 17
     assert len(reader.get_metric_history(run_id, "m")) == 80
     assert seen and max(seen) <= 80
+
+
+def test_compaction_whose_answer_was_lost_keeps_every_point(tmp_path: Path) -> None:
+    """The swap lands, its answer is lost, the retry sees 412: the merged segment stays."""
+    from mlflow_plugin.objectstore import PreconditionFailed
+
+    store = BucketTrackingStore(f"bucket+file://{tmp_path / 'root'}")
+    run_id = store.create_run(store.create_experiment("lost"), "u", 0, [], "r").info.run_id
+    inner = store.object_store
+    original = inner.put_if_match
+    armed = {"compaction": False}
+
+    def lose_the_answer(key: str, data: bytes, etag: str) -> str:
+        result = original(key, data, etag)
+        segments = json.loads(data).get("segments") or [{"name": "-"}]
+        if armed["compaction"] and "-" not in segments[0]["name"]:  # a merged segment first
+            armed["compaction"] = False
+            raise PreconditionFailed("answer lost after the write landed")
+        return result
+
+    inner.put_if_match = lose_the_answer  # type: ignore[method-assign]
+    for step in range(20):
+        armed["compaction"] = step == 16  # the flush that triggers the first compaction
+        store.log_batch(run_id, [Metric("m", float(step), step, step)], [], [])
+        store.flush()
+    fresh = BucketTrackingStore(f"bucket+file://{tmp_path / 'root'}")
+    assert [m.step for m in fresh.get_metric_history(run_id, "m")] == list(range(20))
+
+
+def _log_in_forked_child(uri: str, run_id: str) -> None:
+    client = MlflowClient(uri)
+    for step in range(3):
+        client.log_metric(run_id, "child", float(step), step=step)
+
+
+def test_a_forked_child_keeps_its_own_points_and_the_parents(tmp_path: Path) -> None:
+    import multiprocessing
+
+    uri = f"bucket+file://{tmp_path / 'root'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("fork")).info.run_id
+    client.log_metric(run_id, "parent", 0.0, step=0)  # buffered in the parent at fork time
+    child = multiprocessing.get_context("fork").Process(
+        target=_log_in_forked_child, args=(uri, run_id)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    for step in range(1, 5):
+        client.log_metric(run_id, "parent", float(step), step=step)
+    assert [m.step for m in client.get_metric_history(run_id, "parent")] == list(range(5))
+    assert [m.step for m in client.get_metric_history(run_id, "child")] == list(range(3))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from mlflow_plugin.objectstore import (
     check_conditional_writes,
     open_object_store,
 )
+from tests.processes import run_in_processes
 
 LARGE_OBJECT_BYTES = 20 * 1024 * 1024  # above the 16 MiB multipart threshold
 
@@ -171,18 +171,11 @@ class ObjectStoreConformance:
             return  # an in-process store has no second process to race with
         store.put_if_absent("counter.json", json.dumps({"count": 0, "writers": {}}).encode())
         processes, times = 4, 10
-        context = multiprocessing.get_context("spawn")
-        children = [
-            context.Process(
-                target=_increment_in_child, args=(store_uri, "counter.json", times, f"p{i}")
-            )
-            for i in range(processes)
-        ]
-        for child in children:
-            child.start()
-        for child in children:
-            child.join(120)
-            assert child.exitcode == 0
+        run_in_processes(
+            _increment_in_child,
+            [(store_uri, "counter.json", times, f"p{i}") for i in range(processes)],
+            timeout=120,
+        )
         doc = json.loads(store.get("counter.json").data)
         assert doc["count"] == processes * times
         assert doc["writers"] == {f"p{i}": times for i in range(processes)}

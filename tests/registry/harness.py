@@ -1,9 +1,9 @@
-"""Harness for the registry differential suite: scenarios, serialisation, normalisation.
+"""The registry suite's scenario book: serialisation and normalisation of registry entities.
 
-A scenario is ``scenario(client) -> object``: it drives an ``MlflowClient`` whose tracking
-and registry URIs are the same store and returns what a user could observe. It runs on
-MLflow's ``SqlAlchemyStore`` (``sqlite:///``, the reference) and on the bucket store; the
-normalised results must be equal.
+A scenario (see ``tests/differential/book.py``) drives an ``MlflowClient`` whose tracking
+and registry URIs are the same store. It runs on MLflow's ``SqlAlchemyStore``
+(``sqlite:///``, the reference) and on the bucket store; the normalised results must be
+equal. Scenarios read ``attempt``'s results as plain JSON.
 
 Normalisation hides only what legitimately differs between two stores:
 
@@ -20,51 +20,16 @@ Errors are compared as (class name, error code), never by message.
 
 from __future__ import annotations
 
-import difflib
-import json
-from collections.abc import Callable
-from typing import Any
-
-from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.store.entities.paged_list import PagedList
 
-Scenario = Callable[[MlflowClient], object]
+from tests.differential.book import ScenarioBook, plain_json
+from tests.differential.normalise import Normaliser
 
-SCENARIOS: dict[str, Scenario] = {}
-
-WALL_CLOCK_FLOOR = 10**12
-_TIMESTAMP_KEYS = frozenset({"creation_timestamp", "last_updated_timestamp"})
-_ID_KEYS = {"run_id": "run", "source_run_id": "run", "logged_model_id": "model"}
-
-
-def scenario(fn: Scenario) -> Scenario:
-    """Register a scenario under its function name."""
-    if fn.__name__ in SCENARIOS:
-        raise ValueError(f"duplicate scenario name {fn.__name__}")
-    SCENARIOS[fn.__name__] = fn
-    return fn
-
-
-def attempt(fn: Callable[..., object], *args: Any, **kwargs: Any) -> object:
-    """Call ``fn``; on failure return ``["error", class name, error code]``."""
-    try:
-        return to_json(fn(*args, **kwargs))
-    except Exception as exc:
-        return ["error", type(exc).__name__, getattr(exc, "error_code", None)]
-
-
-def all_pages(fetch: Callable[[str | None], PagedList[Any]]) -> list[object]:
-    """Follow page tokens from the first page to the last."""
-    pages: list[object] = []
-    token: str | None = None
-    for _ in range(50):
-        page = fetch(token)
-        pages.append(to_json(page))
-        token = page.token
-        if not token:
-            return pages
-    raise AssertionError("more than 50 pages: a page token never ran out")
+normalise = Normaliser(
+    timestamp_keys=frozenset({"creation_timestamp", "last_updated_timestamp"}),
+    id_keys={"run_id": "run", "source_run_id": "run", "logged_model_id": "model"},
+)
 
 
 def version_json(mv: ModelVersion, *, with_aliases: bool = True) -> dict[str, object]:
@@ -117,69 +82,10 @@ def to_json(value: object) -> object:
         return model_json(value)
     if isinstance(value, ModelVersion):
         return version_json(value)
-    if isinstance(value, dict):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    raise TypeError(f"scenario returned a {type(value).__name__}, which to_json does not know")
+    return plain_json(value, to_json)
 
 
-def normalise(value: object) -> object:
-    """Placeholders for run and logged-model ids, ``"<now>"`` for wall-clock timestamps."""
-    placeholders: dict[str, str] = {}
-
-    def placeholder(kind: str, raw: str) -> str:
-        if raw not in placeholders:
-            placeholders[raw] = (
-                f"<{kind}{sum(p.startswith(f'<{kind}') for p in placeholders.values()) + 1}>"
-            )
-        return placeholders[raw]
-
-    def collect(node: object, key: str | None) -> None:
-        if isinstance(node, dict):
-            for k in sorted(node):
-                collect(node[k], k)
-        elif isinstance(node, list):
-            for item in node:
-                collect(item, key)
-        elif isinstance(node, str) and key in _ID_KEYS and node:
-            placeholder(_ID_KEYS[key], node)
-
-    def substitute(text: str) -> str:
-        for raw, name in placeholders.items():
-            text = text.replace(raw, name)
-        return text
-
-    def walk(node: object, key: str | None) -> object:
-        if isinstance(node, dict):
-            return {k: walk(node[k], k) for k in sorted(node)}
-        if isinstance(node, list):
-            return [walk(item, key) for item in node]
-        if key in _TIMESTAMP_KEYS and isinstance(node, int) and node >= WALL_CLOCK_FLOOR:
-            return "<now>"
-        if isinstance(node, str):
-            return substitute(node)
-        return node
-
-    collect(value, None)
-    return walk(value, None)
-
-
-def render(value: object) -> str:
-    return json.dumps(value, indent=1, sort_keys=True, default=str)
-
-
-def difference(expected: object, actual: object) -> str:
-    """A unified diff of two normalised results, reference first."""
-    return "\n".join(
-        difflib.unified_diff(
-            render(expected).splitlines(),
-            render(actual).splitlines(),
-            fromfile="sqlite (reference)",
-            tofile="bucket",
-            lineterm="",
-            n=4,
-        )
-    )
+BOOK = ScenarioBook(to_json, normalise, attempts_to_json=True, max_pages=50)
+scenario = BOOK.scenario
+attempt = BOOK.attempt
+all_pages = BOOK.all_pages

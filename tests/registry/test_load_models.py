@@ -9,8 +9,6 @@ interpreter that only has ``MLFLOW_TRACKING_URI`` loads ``models:/name@alias`` a
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +20,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from tests.processes import run_python
 from tests.servers import S3Endpoint
 
 MODEL = "digits-cnn"
@@ -80,15 +79,7 @@ def test_register_alias_and_load_in_fresh_process(bucket_uri: str, tmp_path: Pat
         expected = net(torch.ones((1, 4)))
     env = {**os.environ, "MLFLOW_TRACKING_URI": bucket_uri}
     env.pop("MLFLOW_REGISTRY_URI", None)
-    done = subprocess.run(
-        [sys.executable, "-c", LOAD_IN_FRESH_PROCESS],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = run_python(["-c", LOAD_IN_FRESH_PROCESS], env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     total = round(float(expected.sum()), 4)
     assert f"pytorch (1, 3) {total}" in done.stdout

@@ -7,7 +7,7 @@ import time
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from tests.tracking.differential import all_pages, attempt, scenario, slug
+from tests.tracking.harness import all_pages, attempt, scenario, slug
 
 
 def _create(client: MlflowClient, *names: str) -> list[str]:

@@ -15,7 +15,7 @@ from mlflow.entities import (
     Metric,
 )
 
-from tests.tracking.differential import all_pages, attempt, scenario
+from tests.tracking.harness import all_pages, attempt, scenario
 
 T0 = 1_000_000
 

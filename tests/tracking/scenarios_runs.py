@@ -5,7 +5,7 @@ from __future__ import annotations
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
-from tests.tracking.differential import attempt, scenario
+from tests.tracking.harness import attempt, scenario
 
 T0 = 1_000_000  # explicit timestamps below the wall-clock floor stay in the compared result
 

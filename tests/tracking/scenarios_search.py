@@ -7,7 +7,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag, ViewType
 
-from tests.tracking.differential import all_pages, attempt, scenario, slug
+from tests.tracking.harness import all_pages, attempt, scenario, slug
 
 T0 = 1_000_000
 

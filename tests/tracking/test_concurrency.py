@@ -17,6 +17,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from tests.processes import SPAWN, run_in_processes
 from tests.servers import S3Endpoint
 
 
@@ -96,16 +97,9 @@ def test_processes_logging_one_run_lose_nothing(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("processes")).info.run_id
     workers, steps = 4, 25
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(target=_log_from_process, args=(tracking_uri, run_id, w, steps))
-        for w in range(workers)
-    ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(180)
-        assert child.exitcode == 0
+    run_in_processes(
+        _log_from_process, [(tracking_uri, run_id, w, steps) for w in range(workers)], timeout=180
+    )
 
     run = MlflowClient(tracking_uri).get_run(run_id)
     for worker in range(workers):
@@ -118,18 +112,12 @@ def test_processes_logging_one_run_lose_nothing(tracking_uri: str) -> None:
 def test_racing_processes_create_exactly_one_experiment(tracking_uri: str) -> None:
     MlflowClient(tracking_uri).search_experiments()  # initialise the root once, up front
     name = f"race-{uuid.uuid4().hex[:8]}"
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    children = [
-        context.Process(target=_create_experiment_in_process, args=(tracking_uri, name, results))
-        for _ in range(6)
-    ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(180)
-        assert child.exitcode == 0
-    outcomes = [results.get(timeout=10) for _ in children]
+    results = SPAWN.Queue()
+    racers = 6
+    run_in_processes(
+        _create_experiment_in_process, [(tracking_uri, name, results)] * racers, timeout=180
+    )
+    outcomes = [results.get(timeout=10) for _ in range(racers)]
     created = [value for kind, value in outcomes if kind == "created"]
     assert len(created) == 1, outcomes
     refused = [value for kind, value in outcomes if kind == "refused"]
@@ -160,16 +148,9 @@ def test_async_logging_loses_nothing(tracking_uri: str) -> None:
 def test_two_processes_of_eight_threads_lose_nothing(tracking_uri: str) -> None:
     client = MlflowClient(tracking_uri)
     run_id = client.create_run(client.create_experiment("ranks")).info.run_id
-    context = multiprocessing.get_context("spawn")
-    children = [
-        context.Process(target=_log_from_threads_in_process, args=(tracking_uri, run_id, w, 8))
-        for w in range(2)
-    ]
-    for child in children:
-        child.start()
-    for child in children:
-        child.join(180)
-        assert child.exitcode == 0
+    run_in_processes(
+        _log_from_threads_in_process, [(tracking_uri, run_id, w, 8) for w in range(2)], timeout=180
+    )
     run = client.get_run(run_id)
     for worker in range(2):
         for thread in range(8):

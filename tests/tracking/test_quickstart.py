@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.processes import run_python
 from tests.servers import S3Endpoint
 
 QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
@@ -28,15 +27,7 @@ def test_quickstart_logs_a_run_and_a_second_process_reads_it_back(
     tracking_uri: str, tmp_path: Path
 ) -> None:
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    result = subprocess.run(
-        [sys.executable, str(QUICKSTART)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    result = run_python([str(QUICKSTART)], env=env, cwd=tmp_path)
     output = f"stdout:\n{result.stdout}\nstderr:\n{result.stderr[-5000:]}"
     assert result.returncode == 0, output
 

@@ -1,0 +1,135 @@
+"""The differential test class: each scenario on MLflow's sqlite store and on the bucket store.
+
+The sqlite result is the expected one; the bucket store, on a local folder and on a moto S3
+server, must give the same normalised result. A suite subclasses ``DifferentialSuite``,
+sets its ``book`` (the scenarios), the ``title`` its scenario count is printed under, the
+least number of scenarios it expects and its prefix in the moto bucket, and says how to
+create the reference schema; it may override how a client opens a store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+from uuid import uuid4
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from tests.differential.book import ScenarioBook
+from tests.differential.normalise import difference
+from tests.servers import S3Endpoint
+
+CANDIDATES = ("bucket_file", "bucket_s3")
+SHARED_MEMORY = Path("/dev/shm")
+
+
+class DifferentialSuite:
+    """Each scenario of ``book`` on sqlite (expected) and on each candidate (actual)."""
+
+    book: ClassVar[ScenarioBook]
+    title: ClassVar[str]  # printed with the scenario count
+    min_scenarios: ClassVar[int]
+    s3_prefix: ClassVar[str]  # where the moto candidate lives in the shared bucket
+
+    @staticmethod
+    def create_reference_schema(client: MlflowClient) -> None:
+        """Make MLflow create and migrate a new sqlite database (its first call does)."""
+        raise NotImplementedError
+
+    def client(self, uri: str) -> MlflowClient:
+        """The client a scenario drives on the store at ``uri``."""
+        return MlflowClient(tracking_uri=uri)
+
+    def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
+        if "name" in metafunc.fixturenames:
+            metafunc.parametrize("name", sorted(self.book.scenarios))
+        if "backend" in metafunc.fixturenames:
+            metafunc.parametrize("backend", CANDIDATES)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def sqlite_template(cls) -> Iterator[Path]:
+        """One migrated MLflow database; each scenario gets a copy (migrations take about 1 s).
+
+        It lives in memory (/dev/shm) where there is one: SQLite syncs every commit to disk,
+        and on tmpfs the reference runs about twice as fast.
+        """
+        shm = str(SHARED_MEMORY) if SHARED_MEMORY.is_dir() else None
+        folder = Path(tempfile.mkdtemp(prefix="mlflow-diff-", dir=shm))
+        path = folder / "template.db"
+        uri = f"sqlite:///{path}"
+        cls.create_reference_schema(MlflowClient(tracking_uri=uri, registry_uri=uri))
+        yield path
+        shutil.rmtree(folder, ignore_errors=True)
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def reference_results(cls) -> dict[str, object]:
+        """Normalised sqlite results, computed once per scenario and shared by both candidates."""
+        return {}
+
+    @pytest.fixture(autouse=True)
+    def _isolated(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+        # The sqlite store resolves its default artifact root (./mlruns) against the cwd.
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+        monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+        yield
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+
+    def run_on_sqlite(self, name: str, template: Path) -> object:
+        path = template.with_name(f"{name}-{uuid4().hex}.db")
+        shutil.copyfile(template, path)
+        try:
+            return self.book.observe(name, self.client(f"sqlite:///{path}"))
+        finally:
+            path.unlink()
+
+    def reference(self, name: str, template: Path, results: dict[str, object]) -> object:
+        if name not in results:
+            results[name] = self.run_on_sqlite(name, template)
+        return results[name]
+
+    def candidate_uri(self, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+        if backend == "bucket_file":
+            return f"bucket+file://{tmp_path}/root"
+        moto: S3Endpoint = request.getfixturevalue("moto_s3")
+        prefix = f"{self.s3_prefix}/{uuid4().hex}"
+        return f"bucket+s3://{moto.shared_bucket}/{prefix}?endpoint_url={moto.url}"
+
+    def check_reference_is_deterministic(
+        self, name: str, template: Path, results: dict[str, object]
+    ) -> None:
+        """Two sqlite runs agree: a difference on a candidate is the store's, not the harness's."""
+        first = self.reference(name, template, results)
+        second = self.run_on_sqlite(name, template)
+        if first != second:
+            pytest.fail(f"{name} is not deterministic:\n{difference(first, second)}", pytrace=False)
+
+    def test_scenario(
+        self,
+        name: str,
+        backend: str,
+        tmp_path: Path,
+        sqlite_template: Path,
+        reference_results: dict[str, object],
+        request: pytest.FixtureRequest,
+    ) -> None:
+        expected = self.reference(name, sqlite_template, reference_results)
+        client = self.client(self.candidate_uri(backend, tmp_path, request))
+        actual = self.book.observe(name, client)
+        if actual != expected:
+            pytest.fail(
+                f"{name} differs on {backend}:\n{difference(expected, actual)}", pytrace=False
+            )
+
+    def test_scenario_count(self) -> None:
+        message = f"{self.title}: {len(self.book.scenarios)}"
+        print(message)
+        assert len(self.book.scenarios) >= self.min_scenarios, message

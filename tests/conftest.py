@@ -36,3 +36,11 @@ def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
     """Each real S3 endpoint in turn."""
     endpoint: S3Endpoint = request.getfixturevalue(f"{request.param}_s3")
     return endpoint
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the differential suites' scenario counts, which the issues ask to see."""
+    from tests.differential.suite import SCENARIO_COUNTS
+
+    for line in SCENARIO_COUNTS:
+        terminalreporter.write_line(line)

@@ -28,6 +28,10 @@ CANDIDATES = ("bucket_file", "bucket_s3")
 SHARED_MEMORY = Path("/dev/shm")
 
 
+#: "<suite>: <count>" lines, printed by tests/conftest.py at the end of the run.
+SCENARIO_COUNTS: list[str] = []
+
+
 class DifferentialSuite:
     """Each scenario of ``book`` on sqlite (expected) and on each candidate (actual)."""
 
@@ -132,4 +136,5 @@ class DifferentialSuite:
     def test_scenario_count(self) -> None:
         message = f"{self.title}: {len(self.book.scenarios)}"
         print(message)
+        SCENARIO_COUNTS.append(message)  # shown again in pytest's closing summary
         assert len(self.book.scenarios) >= self.min_scenarios, message

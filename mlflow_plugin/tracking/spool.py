@@ -9,9 +9,10 @@ Layout, one folder per writer (a store instance in a process)::
         batch-<seq>.json    a sealed RunBatch, deleted once its compare-and-swap succeeded
 
 ``append`` writes its line with one unbuffered ``write`` (a process crash loses
-nothing that ``log_batch`` accepted). Sealing writes every sealed batch file
-atomically, then truncates ``open.jsonl``. A writer folder whose lock is free
-belongs to a process that died: ``recover`` replays its sealed batches first (in
+nothing that ``log_batch`` accepted; a power loss can lose the lines since the last
+seal, since fsyncing every call would cost more than the call). Sealing writes every
+sealed batch file atomically and fsynced, then truncates ``open.jsonl``. A writer
+folder whose lock is free belongs to a process that died: ``recover`` replays its sealed batches first (in
 sequence order; already-applied ones are skipped by the run document's writer
 sequence) and then its open lines, and removes the folder.
 """
@@ -101,8 +102,17 @@ class Spool:
         for batch in batches:
             path = self.folder / f"batch-{batch.sequence:010d}.json"
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(batch.to_json(), separators=(",", ":")))
+            with open(tmp, "w") as handle:
+                handle.write(json.dumps(batch.to_json(), separators=(",", ":")))
+                handle.flush()
+                os.fsync(handle.fileno())  # durable before the open lines are dropped
             os.replace(tmp, path)
+        if batches:
+            dir_fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dir_fd)  # the renames themselves
+            finally:
+                os.close(dir_fd)
         os.ftruncate(self._open_fd, 0)
 
     def done(self, batch: RunBatch) -> None:

@@ -12,9 +12,9 @@ Layout, one folder per writer (a store instance in a process)::
 nothing that ``log_batch`` accepted; a power loss can lose the lines since the last
 seal, since fsyncing every call would cost more than the call). Sealing writes every
 sealed batch file atomically and fsynced, then truncates ``open.jsonl``. A writer
-folder whose lock is free belongs to a process that died: ``recover`` replays its sealed batches first (in
-sequence order; already-applied ones are skipped by the run document's writer
-sequence) and then its open lines, and removes the folder.
+folder whose lock is free belongs to a process that died: ``recover`` replays its
+sealed batches first (in sequence order; already-applied ones are skipped by the run
+document's writer sequence) and then its open lines, and removes the folder.
 """
 
 from __future__ import annotations

@@ -115,6 +115,11 @@ class Spool:
                 os.close(dir_fd)
         os.ftruncate(self._open_fd, 0)
 
+    def load(self, sequence: int) -> RunBatch:
+        """A sealed batch read back from disk (its points were dropped from memory)."""
+        path = self.folder / f"batch-{sequence:010d}.json"
+        return RunBatch.from_json(json.loads(path.read_text()))
+
     def done(self, batch: RunBatch) -> None:
         with contextlib.suppress(FileNotFoundError):
             (self.folder / f"batch-{batch.sequence:010d}.json").unlink()

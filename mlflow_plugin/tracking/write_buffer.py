@@ -12,8 +12,10 @@ flush.
 Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
 points are buffered, before any read or other change of the same run in this
 process (so a process always sees its own writes), on ``flush()``, and at
-interpreter exit. Past ``max_buffered_points`` (an endpoint that stays down),
-``append`` flushes synchronously, which is the only time logging waits.
+interpreter exit. Past ``max_buffered_points`` (an endpoint that stays down), sealed
+batches that are safe in the spool leave memory (they are read back from disk when
+uploaded), so memory stays bounded while the spool grows, with a warning. Without a
+spool, ``append`` then flushes synchronously, the only time logging waits.
 """
 
 from __future__ import annotations
@@ -104,6 +106,7 @@ class WriteBuffer:
         self._buffered = 0  # points in memory: open and sealed-but-not-uploaded
         self._open = 0  # points not sealed yet: what the flush threshold counts
         self._synchronous = False  # set in a forked child, which may exit without atexit
+        self._offloaded: set[int] = set()  # sequences whose points live only in the spool
         self._lock = threading.Lock()  # guards _runs and the counters
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._wake = threading.Event()
@@ -131,7 +134,9 @@ class WriteBuffer:
                 self._start_flusher()
         if self._synchronous:
             self.flush(run_id)
-        elif buffered >= self._settings.max_buffered_points:
+        elif self._spool is not None and waiting >= self._settings.max_buffered_points // 2:
+            self._seal()  # sealing puts the points on disk; past the bound they leave memory
+        elif self._spool is None and buffered >= self._settings.max_buffered_points:
             self.flush(raise_errors=False)
         elif waiting >= self._settings.flush_points:
             self._wake.set()
@@ -179,6 +184,33 @@ class WriteBuffer:
             self._open = 0
             if self._spool is not None and sealed:
                 self._spool.seal(sealed)
+                self._offload_over_bound()
+
+    def _offload_over_bound(self) -> None:
+        """Drop the points of the oldest spooled batches from memory while over the bound."""
+        if self._buffered < self._settings.max_buffered_points:
+            return
+        # Never a queue's head: it may be uploading right now, reading its points.
+        oldest_first = sorted(
+            (
+                batch
+                for queue in self._runs.values()
+                for batch in list(queue.sealed)[1:]
+                if batch.sequence not in self._offloaded
+            ),
+            key=lambda batch: batch.sequence,
+        )
+        if oldest_first and not self._offloaded:
+            _logger.warning(
+                "%d metric points are waiting for the store; keeping the oldest on local disk "
+                "only (spool: %s) until uploads succeed again",
+                self._buffered,
+                self._spool.folder if self._spool else None,
+            )
+        for batch in oldest_first:
+            self._offloaded.add(batch.sequence)
+            self._buffered -= len(batch.points)
+            batch.points = []
 
     def flush(self, run_id: str | None = None, raise_errors: bool = True) -> None:
         """Upload buffered data (of one run, or all); keep what fails for the next flush."""
@@ -230,7 +262,8 @@ class WriteBuffer:
         """A sealed batch is settled (uploaded, or its run is gone): drop it everywhere."""
         with self._lock:
             queue.sealed.popleft()
-            self._buffered -= len(batch.points)
+            self._buffered -= len(batch.points)  # 0 for an offloaded batch: counted already
+            self._offloaded.discard(batch.sequence)
             if self._spool is not None:
                 self._spool.done(batch)
 
@@ -239,6 +272,8 @@ class WriteBuffer:
         self._upload(batch)
 
     def _upload(self, batch: RunBatch) -> None:
+        if batch.sequence in self._offloaded and self._spool is not None:
+            batch = self._spool.load(batch.sequence)  # the full batch, back from disk
         segment: SegmentInfo | None = None
         if batch.points:
             data, segment = encode_segment(batch.segment, batch.points)
@@ -276,6 +311,7 @@ class WriteBuffer:
         self._wake = threading.Event()
         self._thread = None
         self._spool = None
+        self._offloaded = set()
         self._synchronous = True
 
     def close(self) -> None:

@@ -264,3 +264,37 @@ def test_a_forked_child_keeps_its_own_points_and_the_parents(tmp_path: Path) -> 
         client.log_metric(run_id, "parent", float(step), step=step)
     assert [m.step for m in client.get_metric_history(run_id, "parent")] == list(range(5))
     assert [m.step for m in client.get_metric_history(run_id, "child")] == list(range(3))
+
+
+def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) -> None:
+    from moto.server import ThreadedMotoServer
+
+    from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
+    from mlflow_plugin.tracking.write_buffer import WriteSettings
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3_client(S3ClientSettings(endpoint_url=url, region="us-east-1")).create_bucket(Bucket="long")
+    uri = f"bucket+s3://long/root?endpoint_url={url}&spool_dir={tmp_path}&flush_interval=3600"
+    store = BucketTrackingStore(uri)
+    run_id = store.create_run(store.create_experiment("long"), "u", 0, [], "r").info.run_id
+    store.log_batch(run_id, [Metric("loss", 0.0, 0, 0)], [], [])
+    store._buffer._settings = WriteSettings(
+        flush_interval=3600, flush_points=10**9, max_buffered_points=400
+    )
+    server.stop()
+    try:
+        for step in range(1, 5000):
+            store.log_batch(run_id, [Metric("loss", float(step), step, step)], [], [])
+            assert store._buffer._buffered <= 400  # memory stays bounded: the rest is on disk
+    finally:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+    try:
+        store.flush()
+        history = BucketTrackingStore(uri).get_metric_history(run_id, "loss")
+        assert [m.step for m in history] == list(range(5000))
+    finally:
+        server.stop()

@@ -37,7 +37,12 @@ from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
 from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
 from mlflow_plugin.tracking.store import BucketTrackingStore
-from tests.servers import TEST_CREDENTIALS, S3Endpoint, moto_process_endpoint
+from tests.servers import (
+    TEST_CREDENTIALS,
+    S3Endpoint,
+    interruptible_moto_endpoint,
+    moto_process_endpoint,
+)
 
 os.environ.update(TEST_CREDENTIALS)
 logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request log lines
@@ -134,32 +139,24 @@ OUTAGE_CALLS = 6000
 
 def outage_latency() -> tuple[float, float, float, bool]:
     """p50/p99/max microseconds of log_metric while the endpoint is down; all points kept?"""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    s3_client(S3ClientSettings(endpoint_url=url, region="us-east-1")).create_bucket(Bucket="outage")
-    spool = tempfile.mkdtemp()
-    uri = f"bucket+s3://outage/run?endpoint_url={url}&spool_dir={spool}"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("outage")
-    run = mlflow.start_run()
-    mlflow.log_metric("warmup", 0.0)
-    server.stop()  # the endpoint is now unreachable
-    latencies = []
-    for step in range(OUTAGE_CALLS):
-        started = time.perf_counter()
-        mlflow.log_metric("loss", float(step), step=step)
-        latencies.append((time.perf_counter() - started) * 1e6)
-        if step % 500 == 0:
-            time.sleep(1.0)  # a training step's worth of time: the flusher keeps failing meanwhile
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()  # moto keeps its objects in-process: the bucket is back as it was
-    mlflow.end_run()
-    kept = len(MlflowClient(uri).get_metric_history(run.info.run_id, "loss")) == OUTAGE_CALLS
-    server.stop()
+    with interruptible_moto_endpoint("outage") as endpoint:
+        spool = tempfile.mkdtemp()
+        uri = f"bucket+s3://outage/run?endpoint_url={endpoint.url}&spool_dir={spool}"
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment("outage")
+        run = mlflow.start_run()
+        mlflow.log_metric("warmup", 0.0)
+        endpoint.down()
+        latencies = []
+        for step in range(OUTAGE_CALLS):
+            started = time.perf_counter()
+            mlflow.log_metric("loss", float(step), step=step)
+            latencies.append((time.perf_counter() - started) * 1e6)
+            if step % 500 == 0:
+                time.sleep(1.0)  # a training step's worth of time: the flusher keeps failing
+        endpoint.up()
+        mlflow.end_run()
+        kept = len(MlflowClient(uri).get_metric_history(run.info.run_id, "loss")) == OUTAGE_CALLS
     latencies.sort()
     return (
         statistics.median(latencies),

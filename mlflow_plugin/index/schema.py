@@ -1,0 +1,84 @@
+"""The index's tables: MLflow's own run and experiment tables, plus the mirror's bookkeeping.
+
+Runs and experiments are mirrored into the tables of MLflow's SQL store
+(``mlflow.store.tracking.dbmodels``), so the filter and order-by translation that
+MLflow's ``SqlAlchemyStore`` applies can be applied here unchanged: a search through
+the index answers what MLflow's own SQL store answers for the same data. Two tables
+of ours sit beside them: the stored text of every mirrored document with the ETag it
+was read at (what a sync compares and what a search returns), and the index's
+version and root.
+"""
+
+from __future__ import annotations
+
+from mlflow.store.db.base_sql_model import Base as MlflowBase
+from mlflow.store.tracking.dbmodels.models import (
+    SqlDataset,
+    SqlExperiment,
+    SqlExperimentTag,
+    SqlInput,
+    SqlInputTag,
+    SqlLatestMetric,
+    SqlParam,
+    SqlRun,
+    SqlTag,
+)
+from sqlalchemy import Index, String, Table, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "INDEX_VERSION",
+    "MLFLOW_TABLES",
+    "IndexBase",
+    "IndexMeta",
+    "IndexedDocument",
+    "MlflowBase",
+]
+
+#: Bump when the tables or what is mirrored into them change: an index of another
+#: version is dropped and rebuilt from the bucket.
+INDEX_VERSION = 1
+
+MLFLOW_TABLES: list[Table] = [
+    model.__table__
+    for model in (
+        SqlExperiment,
+        SqlExperimentTag,
+        SqlRun,
+        SqlTag,
+        SqlParam,
+        SqlLatestMetric,
+        SqlDataset,
+        SqlInput,
+        SqlInputTag,
+    )
+]
+
+
+class IndexBase(DeclarativeBase):
+    pass
+
+
+class IndexedDocument(IndexBase):
+    """A document as last read from the bucket, with the ETag of that read."""
+
+    __tablename__ = "bucket_documents"
+    __table_args__ = (Index("bucket_documents_kind_experiment", "kind", "experiment_id"),)
+
+    key: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "run" or "experiment"
+    entity_id: Mapped[str] = mapped_column(String(64), index=True)
+    experiment_id: Mapped[str] = mapped_column(String(32))
+    etag: Mapped[str] = mapped_column(String(128))
+    # The stored text, or "" for a document that could not be mirrored (kept so that an
+    # unchanged corrupt document is not fetched again on every sync).
+    body: Mapped[str] = mapped_column(Text)
+
+
+class IndexMeta(IndexBase):
+    """``version`` and ``root``: an index of another version or root is rebuilt."""
+
+    __tablename__ = "bucket_index_meta"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,331 @@
+"""Bringing the index up to date with the bucket: list, fetch what changed, mirror it.
+
+A scope (the experiments, or one experiment's runs) is synced when it is older than
+the staleness bound or when this process wrote into it since its last sync. Only
+documents whose ETag differs from the indexed one are fetched, in parallel, and
+mirrored in transactions of a few hundred documents; documents gone from the
+listing are removed. Concurrent callers share one sync per scope: the second waits
+for the first and then finds the scope fresh.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from mlflow.store.tracking.dbmodels.models import (
+    SqlDataset,
+    SqlExperiment,
+    SqlExperimentTag,
+    SqlInput,
+    SqlInputTag,
+    SqlLatestMetric,
+    SqlParam,
+    SqlRun,
+    SqlTag,
+)
+from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from mlflow_plugin.format import keys
+from mlflow_plugin.format.documents import decode
+from mlflow_plugin.index.database import IndexDatabase
+from mlflow_plugin.index.rows import (
+    ExperimentRows,
+    RunRows,
+    UnmirrorableDocument,
+    experiment_rows,
+    run_rows,
+)
+from mlflow_plugin.index.schema import IndexedDocument
+from mlflow_plugin.objectstore import NotFound, ObjectStore, StoredObject
+
+__all__ = ["EXPERIMENTS_SCOPE", "IndexSync", "SyncReport", "runs_scope"]
+
+_log = logging.getLogger(__name__)
+
+EXPERIMENTS_SCOPE = "experiments"
+_CHUNK = 400  # documents per transaction: bounds memory and the length of a write lock
+_IN_CHUNK = 500  # ids per IN (...) clause, under every database's parameter limit
+
+
+def runs_scope(experiment_id: str) -> str:
+    return f"runs/{experiment_id}"
+
+
+@dataclass
+class SyncReport:
+    listed: int = 0
+    fetched: int = 0
+    removed: int = 0
+    unmirrorable: int = 0
+
+    def add(self, other: SyncReport) -> None:
+        self.listed += other.listed
+        self.fetched += other.fetched
+        self.removed += other.removed
+        self.unmirrorable += other.unmirrorable
+
+
+def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class IndexSync:
+    """Keeps one index database in step with one bucket root."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        database: IndexDatabase,
+        staleness: float,
+        fetchers: ThreadPoolExecutor,
+    ) -> None:
+        self._store = store
+        self._database = database
+        self._staleness = staleness
+        self._fetchers = fetchers
+        self._synced_at: dict[str, float] = {}
+        self._dirty: set[str] = set()
+        self._lock = threading.Lock()
+        self._scope_locks: dict[str, threading.Lock] = {}
+
+    # -- freshness ---------------------------------------------------------------------
+
+    def note_write(self, key: str) -> None:
+        """This process wrote ``key``: the next read of its scope syncs it."""
+        document = keys.document_of_key(key)
+        with self._lock:
+            if document is not None:
+                kind, experiment_id, _ = document
+                self._dirty.add(
+                    EXPERIMENTS_SCOPE if kind == "experiment" else runs_scope(experiment_id)
+                )
+            elif key.startswith(keys.experiments_prefix()) and key.endswith("/"):
+                self._dirty.update(self._synced_at)  # a whole folder went: re-list everything
+
+    def forget(self) -> None:
+        """Treat every scope as never synced (the database was rebuilt)."""
+        with self._lock:
+            self._synced_at.clear()
+
+    def _stale(self, scope: str) -> bool:
+        synced_at = self._synced_at.get(scope)
+        return (
+            synced_at is None
+            or scope in self._dirty
+            or time.monotonic() - synced_at > self._staleness
+        )
+
+    def _fresh(self, scope: str, sync: Callable[[], SyncReport]) -> SyncReport:
+        with self._lock:
+            if not self._stale(scope):
+                return SyncReport()
+            scope_lock = self._scope_locks.setdefault(scope, threading.Lock())
+        with scope_lock:
+            with self._lock:
+                if not self._stale(scope):
+                    return SyncReport()  # a concurrent caller just synced it
+                self._dirty.discard(scope)  # a write from now on marks it again
+            started = time.monotonic()
+            report = sync()
+            with self._lock:
+                self._synced_at[scope] = started
+            return report
+
+    def fresh_experiments(self) -> SyncReport:
+        return self._fresh(EXPERIMENTS_SCOPE, self._sync_experiments)
+
+    def fresh_runs(self, experiment_ids: Iterable[str]) -> SyncReport:
+        report = SyncReport()
+        for experiment_id in experiment_ids:
+            report.add(
+                self._fresh(
+                    runs_scope(experiment_id), functools.partial(self._sync_runs, experiment_id)
+                )
+            )
+        return report
+
+    def experiment_ids(self) -> list[str]:
+        ids = [
+            folder.split("/")[1]
+            for folder in self._store.list_dir(keys.experiments_prefix()).folders
+        ]
+        return [e for e in ids if keys.is_valid_id(e)]
+
+    # -- syncing -----------------------------------------------------------------------
+
+    def _indexed(self, kind: str, experiment_id: str | None) -> dict[str, str]:
+        query = select(IndexedDocument.key, IndexedDocument.etag).where(
+            IndexedDocument.kind == kind
+        )
+        if experiment_id is not None:
+            query = query.where(IndexedDocument.experiment_id == experiment_id)
+        with self._database.read() as session:
+            return {key: etag for key, etag in session.execute(query)}
+
+    def _fetch(self, key: str) -> tuple[str, StoredObject | None]:
+        try:
+            return key, self._store.get(key)
+        except NotFound:
+            return key, None
+
+    def _head(self, key: str) -> tuple[str, str | None]:
+        try:
+            return key, self._store.head(key).etag
+        except NotFound:
+            return key, None
+
+    def _sync_runs(self, experiment_id: str) -> SyncReport:
+        listed = {
+            info.key: info.etag
+            for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
+            if keys.document_of_key(info.key) is not None
+        }
+        return self._mirror("run", experiment_id, listed)
+
+    def _sync_experiments(self) -> SyncReport:
+        experiment_keys = [keys.experiment_key(e) for e in self.experiment_ids()]
+        heads = self._fetchers.map(self._head, experiment_keys)
+        listed = {key: etag for key, etag in heads if etag is not None}
+        return self._mirror("experiment", None, listed)
+
+    def _mirror(self, kind: str, experiment_id: str | None, listed: dict[str, str]) -> SyncReport:
+        indexed = self._indexed(kind, experiment_id)
+        changed = [key for key, etag in listed.items() if indexed.get(key) != etag]
+        vanished = [key for key in indexed if key not in listed]
+        report = SyncReport(listed=len(listed))
+        for chunk in _chunks(changed, _CHUNK):
+            fetched = list(self._fetchers.map(self._fetch, chunk))
+            gone = [key for key, stored in fetched if stored is None]
+            present = [(key, stored) for key, stored in fetched if stored is not None]
+            with self._database.write() as session:
+                self._remove(session, kind, gone)
+                report.unmirrorable += self._replace(session, kind, present)
+            report.fetched += len(present)
+            report.removed += len(gone)
+        for chunk in _chunks(vanished, _IN_CHUNK):
+            with self._database.write() as session:
+                self._remove(session, kind, chunk)
+            report.removed += len(chunk)
+        return report
+
+    # -- writing rows ------------------------------------------------------------------
+
+    def _remove(self, session: Session, kind: str, document_keys: Sequence[str]) -> None:
+        if not document_keys:
+            return
+        entity_ids = [keys.document_of_key(key) for key in document_keys]
+        if kind == "run":
+            _delete_runs(session, [d[2] for d in entity_ids if d is not None])
+        else:
+            _delete_experiments(session, [int(d[1]) for d in entity_ids if d is not None])
+        session.execute(delete(IndexedDocument).where(IndexedDocument.key.in_(document_keys)))
+
+    def _replace(
+        self, session: Session, kind: str, fetched: Sequence[tuple[str, StoredObject]]
+    ) -> int:
+        """Mirror fetched documents over their previous rows; return how many were unusable."""
+        self._remove(session, kind, [key for key, _ in fetched])
+        runs: list[RunRows] = []
+        experiments: list[ExperimentRows] = []
+        documents = []
+        unusable = 0
+        for key, stored in fetched:
+            document = keys.document_of_key(key)
+            assert document is not None  # listed keys were filtered on it
+            _, experiment_id, run_id = document
+            body = stored.data.decode("utf-8", errors="replace")
+            try:
+                doc = decode(stored.data)
+                if kind == "run":
+                    runs.append(run_rows(doc, run_id, experiment_id))
+                else:
+                    experiments.append(experiment_rows(doc, experiment_id))
+            except (UnmirrorableDocument, ValueError, KeyError, TypeError) as exc:
+                _log.warning("%s is left out of the search index: %s", key, exc)
+                body, unusable = "", unusable + 1
+            documents.append(
+                {
+                    "key": key,
+                    "kind": kind,
+                    "entity_id": run_id if kind == "run" else experiment_id,
+                    "experiment_id": experiment_id,
+                    "etag": stored.etag,
+                    "body": body,
+                }
+            )
+        _insert_runs(session, runs)
+        _insert_experiments(session, experiments)
+        if documents:
+            session.execute(insert(IndexedDocument), documents)
+        return unusable
+
+
+def _delete_runs(session: Session, run_ids: Sequence[str]) -> None:
+    for chunk in _chunks(run_ids, _IN_CHUNK):
+        inputs: Any = select(SqlInput.input_uuid).where(SqlInput.destination_id.in_(chunk))
+        session.execute(delete(SqlInputTag).where(SqlInputTag.input_uuid.in_(inputs)))
+        session.execute(delete(SqlInput).where(SqlInput.destination_id.in_(chunk)))
+        for table in (SqlTag, SqlParam, SqlLatestMetric):
+            session.execute(delete(table).where(table.run_uuid.in_(chunk)))
+        session.execute(delete(SqlRun).where(SqlRun.run_uuid.in_(chunk)))
+
+
+def _delete_experiments(session: Session, experiment_ids: Sequence[int]) -> None:
+    session.execute(
+        delete(SqlExperimentTag).where(SqlExperimentTag.experiment_id.in_(experiment_ids))
+    )
+    session.execute(delete(SqlExperiment).where(SqlExperiment.experiment_id.in_(experiment_ids)))
+
+
+def _insert_runs(session: Session, runs: Sequence[RunRows]) -> None:
+    if not runs:
+        return
+    session.execute(insert(SqlRun), [r.run for r in runs])
+    for table, rows in (
+        (SqlTag, [row for r in runs for row in r.tags]),
+        (SqlParam, [row for r in runs for row in r.params]),
+        (SqlLatestMetric, [row for r in runs for row in r.latest_metrics]),
+        (SqlInput, [row for r in runs for row in r.inputs]),
+        (SqlInputTag, [row for r in runs for row in r.input_tags]),
+    ):
+        if rows:
+            session.execute(insert(table), rows)
+    _insert_missing_datasets(session, [row for r in runs for row in r.datasets])
+
+
+def _insert_missing_datasets(session: Session, datasets: Sequence[dict[str, object]]) -> None:
+    # Datasets are shared by the runs of an experiment (MLflow's key: experiment, name, digest).
+    wanted = {(d["experiment_id"], d["name"], d["digest"]): d for d in datasets}
+    if not wanted:
+        return
+    columns = tuple_(SqlDataset.experiment_id, SqlDataset.name, SqlDataset.digest)
+    present: set[tuple[Any, ...]] = set()
+    pks = list(wanted)
+    for start in range(0, len(pks), _IN_CHUNK // 3):
+        found: Any = session.execute(
+            select(SqlDataset.experiment_id, SqlDataset.name, SqlDataset.digest).where(
+                columns.in_(pks[start : start + _IN_CHUNK // 3])
+            )
+        )
+        present.update(tuple(row) for row in found)
+    missing = [row for pk, row in wanted.items() if pk not in present]
+    if missing:
+        session.execute(insert(SqlDataset), missing)
+
+
+def _insert_experiments(session: Session, experiments: Sequence[ExperimentRows]) -> None:
+    if not experiments:
+        return
+    session.execute(insert(SqlExperiment), [e.experiment for e in experiments])
+    tags = [row for e in experiments for row in e.tags]
+    if tags:
+        session.execute(insert(SqlExperimentTag), tags)

@@ -1,0 +1,1 @@
+"""The MLflow UI in a real browser, served by ``mlflow server`` on a bucket store."""

@@ -1,0 +1,253 @@
+"""The query index: a cache of the bucket that searches read, kept fresh by ETag.
+
+What the index must never do is answer wrongly for long: another process's change
+shows after the staleness bound, this process's own writes show at once, and a
+deleted, outdated or damaged index is rebuilt without the user noticing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Metric, Param, RunTag, ViewType
+from mlflow.exceptions import MlflowException
+
+from mlflow_plugin.index.schema import INDEX_VERSION
+from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.servers import S3Endpoint
+
+
+def _search_tags(store: BucketTrackingStore, experiment_id: str, key: str) -> list[str | None]:
+    runs = store.search_runs([experiment_id], None, ViewType.ALL, order_by=["attributes.run_name"])
+    return [run.data.tags.get(key) for run in runs]
+
+
+def _fill(store: BucketTrackingStore, runs: int) -> tuple[str, list[str]]:
+    experiment_id = store.create_experiment(f"exp-{uuid.uuid4().hex[:8]}")
+    run_ids = []
+    for i in range(runs):
+        run = store.create_run(experiment_id, "user", i, [], f"run-{i:03d}")
+        store.log_batch(
+            run.info.run_id,
+            [Metric("acc", i / runs, i, 0)],
+            [Param("lr", str(i % 3))],
+            [RunTag("state", "before")],
+        )
+        run_ids.append(run.info.run_id)
+    return experiment_id, run_ids
+
+
+def _index_file(store: BucketTrackingStore) -> Path:
+    url = store._index().url
+    assert url.startswith("sqlite:///")
+    return Path(url[len("sqlite:///") :])
+
+
+_OTHER_PROCESS = textwrap.dedent(
+    """
+    import sys
+    from mlflow import MlflowClient
+    client = MlflowClient(sys.argv[1])
+    print("ready", flush=True)
+    sys.stdin.readline()
+    client.set_tag(sys.argv[2], "state", "after")
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.fixture(params=["file", "moto"])
+def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return f"bucket+file:{tmp_path / 'root'}"
+    endpoint: S3Endpoint = request.getfixturevalue("moto_s3")
+    prefix = uuid.uuid4().hex[:8]
+    return f"bucket+s3://{endpoint.shared_bucket}/{prefix}?endpoint_url={endpoint.url}"
+
+
+def _with_option(uri: str, option: str) -> str:
+    return f"{uri}{'&' if '?' in uri else '?'}{option}"
+
+
+def test_another_process_change_shows_after_the_staleness_bound(root_uri: str) -> None:
+    bound = 4.0
+    store = BucketTrackingStore(_with_option(root_uri, f"index_staleness={bound}"))
+    experiment_id, run_ids = _fill(store, 3)
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS, root_uri, run_ids[1]],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert other.stdout is not None and other.stdin is not None
+    assert other.stdout.readline().strip() == "ready"
+    assert _search_tags(store, experiment_id, "state") == ["before"] * 3
+    synced_at = time.monotonic()
+    other.stdin.write("go\n")
+    other.stdin.flush()
+    assert other.stdout.readline().strip() == "done"
+    assert other.wait(timeout=60) == 0
+    if time.monotonic() - synced_at < bound:
+        # Within the bound a search answers from the index without listing the bucket.
+        assert _search_tags(store, experiment_id, "state") == ["before"] * 3
+    time.sleep(max(0.0, synced_at + bound + 0.2 - time.monotonic()))
+    assert _search_tags(store, experiment_id, "state") == ["before", "after", "before"]
+
+
+def test_own_writes_show_at_once_whatever_the_bound(root_uri: str) -> None:
+    store = BucketTrackingStore(_with_option(root_uri, "index_staleness=3600"))
+    experiment_id, run_ids = _fill(store, 2)
+    assert _search_tags(store, experiment_id, "state") == ["before", "before"]
+    store.set_tag(run_ids[0], RunTag("state", "after"))
+    assert _search_tags(store, experiment_id, "state") == ["after", "before"]
+    store.delete_run(run_ids[1])
+    active = store.search_runs([experiment_id], None, ViewType.ACTIVE_ONLY)
+    assert [run.info.run_id for run in active] == [run_ids[0]]
+    store.log_batch(run_ids[0], [Metric("acc", 5.0, 99, 1)], [], [])
+    found = store.search_runs([experiment_id], "metrics.acc > 4", ViewType.ALL)
+    assert [run.info.run_id for run in found] == [run_ids[0]]
+    renamed = f"renamed-{uuid.uuid4().hex[:6]}"
+    store.rename_experiment(experiment_id, renamed)
+    names = [e.name for e in store.search_experiments(filter_string=f"name = '{renamed}'")]
+    assert names == [renamed]
+
+
+def test_a_sync_fetches_only_changed_documents(root_uri: str) -> None:
+    store = BucketTrackingStore(root_uri)
+    _experiment_id, run_ids = _fill(store, 12)
+    index = store._index()
+    first = index.sync_everything()
+    assert first.fetched >= 12
+    again = index.sync_everything()
+    assert (again.fetched, again.removed) == (0, 0)
+    assert again.listed == first.listed
+    store.set_tag(run_ids[4], RunTag("state", "after"))
+    store.delete_experiment(store.create_experiment(f"gone-{uuid.uuid4().hex[:6]}"))
+    third = index.sync_everything()
+    assert third.fetched == 2  # the changed run and the new experiment
+
+
+def test_a_deleted_index_is_rebuilt_transparently(tmp_path: Path) -> None:
+    store = BucketTrackingStore(f"bucket+file:{tmp_path / 'root'}?index_staleness=3600")
+    experiment_id, _ = _fill(store, 5)
+    before = store.search_runs([experiment_id], "params.lr = '1'", ViewType.ALL)
+    index_file = _index_file(store)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{index_file}{suffix}").unlink(missing_ok=True)
+    after = store.search_runs([experiment_id], "params.lr = '1'", ViewType.ALL)
+    assert [r.info.run_id for r in after] == [r.info.run_id for r in before]
+    assert len(after) == 2 and index_file.exists()
+
+
+def test_an_index_of_another_version_is_dropped_and_rebuilt(tmp_path: Path) -> None:
+    uri = f"bucket+file:{tmp_path / 'root'}"
+    store = BucketTrackingStore(uri)
+    experiment_id, _run_ids = _fill(store, 4)
+    store.search_runs([experiment_id], None, ViewType.ALL)
+    index_file = _index_file(store)
+    with sqlite3.connect(index_file) as db:
+        db.execute("UPDATE bucket_index_meta SET value = '0' WHERE name = 'version'")
+        db.execute("UPDATE tags SET value = 'stale' WHERE key = 'state'")  # would be wrong
+    fresh = BucketTrackingStore(uri)
+    assert _search_tags(fresh, experiment_id, "state") == ["before"] * 4
+    with sqlite3.connect(index_file) as db:
+        (version,) = db.execute(
+            "SELECT value FROM bucket_index_meta WHERE name = 'version'"
+        ).fetchone()
+    assert version == str(INDEX_VERSION)
+
+
+def test_a_damaged_run_document_is_left_out_of_searches(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "root"
+    store = BucketTrackingStore(f"bucket+file:{root}")
+    experiment_id, run_ids = _fill(store, 3)
+    runs_folder = root / "experiments" / experiment_id / "runs"
+    (runs_folder / "0123456789abcdef0123456789abcdef.json").write_text('{"run_id": 7')
+    (runs_folder / f"{'f' * 32}.json").write_text('{"run_id": "someone-else"}')
+    with caplog.at_level(logging.WARNING, logger="mlflow_plugin.index.sync"):
+        found = store.search_runs([experiment_id], None, ViewType.ALL)
+    assert sorted(r.info.run_id for r in found) == sorted(run_ids)
+    assert sum("left out of the search index" in m for m in caplog.messages) == 2
+
+
+def test_the_index_file_is_user_only(tmp_path: Path) -> None:
+    store = BucketTrackingStore(f"bucket+file:{tmp_path / 'root'}")
+    store.search_experiments()
+    index_file = _index_file(store)
+    assert stat.S_IMODE(index_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(index_file.parent.stat().st_mode) == 0o700
+
+
+def test_an_index_url_in_the_tracking_uri_is_used(tmp_path: Path) -> None:
+    custom = tmp_path / "custom" / "index.sqlite"
+    store = BucketTrackingStore(f"bucket+file:{tmp_path / 'root'}?index=sqlite:///{custom}")
+    experiment_id, _ = _fill(store, 2)
+    assert len(store.search_runs([experiment_id], None, ViewType.ALL)) == 2
+    assert custom.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("index=not-a-url", "SQLAlchemy database URL"),
+        ("index=postgresql://user:secret@db.example/mlflow", "MLFLOW_BUCKET_INDEX_URL"),
+        ("index_staleness=-1", "index_staleness"),
+        ("index_staleness=soon", "index_staleness"),
+    ],
+)
+def test_bad_index_settings_are_refused_clearly(tmp_path: Path, option: str, message: str) -> None:
+    store = BucketTrackingStore(f"bucket+file:{tmp_path / 'root'}?{option}")
+    with pytest.raises(MlflowException, match=message) as raised:
+        store.search_experiments()
+    assert raised.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "secret" not in str(raised.value)
+
+
+_SEARCHER = textwrap.dedent(
+    """
+    import sys
+    from mlflow.entities import ViewType
+    from mlflow_plugin.tracking.store import BucketTrackingStore
+    store = BucketTrackingStore(sys.argv[1] + "?index_staleness=0")
+    counts = set()
+    for _ in range(25):
+        counts.add(len(store.search_runs([sys.argv[2]], None, ViewType.ALL, max_results=1000)))
+    print(max(counts))
+    """
+)
+
+
+def test_processes_sharing_one_index_file_sync_side_by_side(tmp_path: Path) -> None:
+    uri = f"bucket+file:{tmp_path / 'root'}"
+    store = BucketTrackingStore(uri)
+    experiment_id, _ = _fill(store, 5)
+    env = dict(os.environ)
+    searchers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _SEARCHER, uri, experiment_id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(3)
+    ]
+    for i in range(20):
+        store.create_run(experiment_id, "user", 100 + i, [], f"late-{i:02d}")
+    for searcher in searchers:
+        out, err = searcher.communicate(timeout=300)
+        assert searcher.returncode == 0, err
+        assert 5 <= int(out.strip()) <= 25
+    assert len(store.search_runs([experiment_id], None, ViewType.ALL, max_results=1000)) == 25

@@ -1,0 +1,76 @@
+"""``doctor URI``: is the store reachable, and does it honour conditional writes?"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from mlflow_plugin.cli.common import (
+    EXIT_OK,
+    CommandFailed,
+    Output,
+    add_command_parser,
+    store_uri,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command_parser(
+        subparsers,
+        "doctor",
+        help="check that a store is reachable and honours conditional writes",
+        description=(
+            "Check that the store answers, and that it honours If-None-Match / If-Match "
+            "on writes (a probe object is written, conflicted and deleted under _probe/). "
+            "An endpoint that ignores conditional writes would let concurrent writers "
+            "overwrite each other: it is reported with exit code 1."
+        ),
+        run=run,
+    )
+    parser.add_argument(
+        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlflow_plugin.format import keys
+    from mlflow_plugin.format.documents import read_document
+    from mlflow_plugin.objectstore import (
+        ConditionalWritesUnsupported,
+        NotFound,
+        ObjectStoreError,
+        check_conditional_writes,
+        open_object_store,
+        parse_store_uri,
+    )
+
+    out = Output(args.quiet)
+    location = parse_store_uri(args.uri)
+    out.info(f"store:     {location.to_uri()}")
+    if location.is_s3:
+        out.info(f"endpoint:  {location.endpoint_url() or 'AWS default'}")
+    store = open_object_store(location)
+    try:
+        started = time.perf_counter()
+        # A listing, not a HEAD: a missing bucket answers a HEAD like a missing key.
+        next(iter(store.list(keys.FORMAT_KEY)), None)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        try:
+            marker = read_document(store, keys.FORMAT_KEY)[0]
+            layout = f"{marker.get('format')} version {marker.get('version')}"
+        except NotFound:
+            layout = "empty (the first MLflow client initialises it)"
+    except ObjectStoreError as exc:
+        raise CommandFailed(f"store not reachable: {exc}") from exc
+    out.info(f"reachable: yes ({elapsed_ms:.1f} ms round trip)")
+    out.info(f"format:    {layout}")
+    try:
+        check_conditional_writes(store)
+    except ConditionalWritesUnsupported as exc:
+        raise CommandFailed(f"conditional writes are not honoured: {exc}") from exc
+    except ObjectStoreError as exc:
+        raise CommandFailed(f"writing the probe object failed: {exc}") from exc
+    out.info("conditional writes (If-None-Match, If-Match): honoured")
+    return EXIT_OK

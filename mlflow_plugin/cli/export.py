@@ -1,0 +1,56 @@
+"""``export URI RUN_ID``: a run's metric history to Parquet or CSV."""
+
+from __future__ import annotations
+
+import argparse
+
+from mlflow_plugin.cli.common import (
+    EXIT_OK,
+    CommandFailed,
+    Output,
+    add_command_parser,
+    store_uri,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command_parser(
+        subparsers,
+        "export",
+        help="write a run's metric history to Parquet or CSV",
+        description=(
+            "Write every point of a run's metrics (or of the --metric keys) as a table "
+            "with the columns key, step, timestamp (ms since the epoch), value."
+        ),
+        run=run,
+    )
+    parser.add_argument(
+        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
+    )
+    parser.add_argument("run_id", metavar="RUN_ID", help="the run whose metrics to export")
+    parser.add_argument("--format", choices=("parquet", "csv"), required=True, dest="file_format")
+    parser.add_argument("--output", "-o", required=True, metavar="PATH", help="file to write")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        metavar="KEY",
+        dest="metrics",
+        help="export only this metric (repeat for several); default: all",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlflow_plugin.transfer.metric_export import MissingMetrics, export_metrics
+
+    out = Output(args.quiet)
+    with out.progress() as progress:
+        try:
+            rows = export_metrics(
+                args.uri, args.run_id, args.output, args.file_format, args.metrics, progress
+            )
+        except MissingMetrics as exc:
+            raise CommandFailed(str(exc)) from exc
+    out.info(f"wrote {rows} rows to {args.output} ({args.file_format})")
+    return EXIT_OK

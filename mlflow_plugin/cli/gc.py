@@ -1,0 +1,98 @@
+"""``gc URI``: delete orphan metric segments and runs/experiments deleted long ago.
+
+The logic lives in ``mlflow_plugin.tracking.garbage``; this module parses and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mlflow_plugin.cli.common import (
+    EXIT_OK,
+    Output,
+    add_command_parser,
+    human_bytes,
+    non_negative,
+    store_uri,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from mlflow_plugin.tracking.garbage import DEFAULT_GRACE_HOURS, DEFAULT_OLDER_THAN_DAYS
+
+    parser = add_command_parser(
+        subparsers,
+        "gc",
+        help="permanently delete orphan segments and runs/experiments deleted long ago",
+        description=(
+            "Permanently delete what MLflow only marked as deleted, once it has been "
+            "deleted for --older-than days: runs (document, pointer, metric segments, "
+            "and their artifacts when they are the run's own folder under "
+            "<root>/artifacts/), experiments (with all their runs, logged models and name "
+            "claim) and logged models. Also delete metric segments no run manifest names "
+            "and run pointers without a run, once older than --grace-hours (a writer "
+            "uploads a segment just before entering it in the manifest). Artifacts outside "
+            "the root are never touched; they are listed instead."
+        ),
+        run=run,
+    )
+    parser.add_argument(
+        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
+    )
+    parser.add_argument(
+        "--older-than",
+        type=non_negative,
+        default=DEFAULT_OLDER_THAN_DAYS,
+        metavar="DAYS",
+        help="delete what was deleted more than DAYS ago (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--grace-hours",
+        type=non_negative,
+        default=DEFAULT_GRACE_HOURS,
+        metavar="H",
+        help="an unreferenced segment or pointer must be older than H hours to be an "
+        "orphan (default: %(default)g)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print what would be deleted; delete nothing"
+    )
+    parser.add_argument(
+        "--artifacts-destination",
+        type=store_uri,
+        metavar="URI",
+        help="where mlflow-artifacts:/ URIs point (the server's --artifacts-destination); "
+        "default: <root>/artifacts",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlflow_plugin.objectstore import open_object_store, parse_store_uri
+    from mlflow_plugin.tracking.garbage import KINDS, collect_garbage
+
+    out = Output(args.quiet)
+    location = parse_store_uri(args.uri)
+    with out.progress() as progress:
+        report = collect_garbage(
+            open_object_store(location),
+            location,
+            older_than_days=args.older_than,
+            grace_hours=args.grace_hours,
+            dry_run=args.dry_run,
+            artifacts_destination=args.artifacts_destination,
+            progress=progress,
+        )
+    verb = "would delete" if args.dry_run else "deleted"
+    for item in report.items:
+        out.info(f"{verb} {item}")
+    for uri in sorted(set(report.artifacts_left)):
+        out.info(f"left alone (outside the root's artifact folders): {uri}")
+    out.info(
+        f"{'dry run: ' if args.dry_run else ''}{verb} {report.objects} objects, "
+        f"{human_bytes(report.bytes)}"
+    )
+    for kind in KINDS:
+        out.info(f"  {kind}: {report.counts[kind]}")
+    return EXIT_OK

@@ -1,0 +1,67 @@
+"""``import-tensorboard LOGDIR URI``: TensorBoard event files into MLflow runs.
+
+The logic lives in ``mlflow_plugin.transfer.tensorboard_import``; this module parses
+and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from mlflow_plugin.cli.common import (
+    EXIT_OK,
+    CommandFailed,
+    Output,
+    add_command_parser,
+    store_uri,
+)
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = add_command_parser(
+        subparsers,
+        "import-tensorboard",
+        help="import TensorBoard event files: one MLflow run per event folder",
+        description=(
+            "Create one MLflow run per folder of LOGDIR holding event files (run name: "
+            "the folder's path relative to LOGDIR). Scalars become metrics (step and wall "
+            "time kept); histograms become percentile metrics, step pictures and raw-bin "
+            "artifacts; images become step images; text becomes artifacts "
+            "text/<tag>/step-<n>.md; add_hparams values become params. Runs are tagged "
+            "with their source folder: running the command again skips folders already "
+            "imported. Needs: pip install 'mlflow-bucket[tensorboard]'."
+        ),
+        run=run,
+    )
+    parser.add_argument("logdir", metavar="LOGDIR", help="TensorBoard log directory")
+    parser.add_argument(
+        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
+    )
+    parser.add_argument(
+        "--experiment",
+        metavar="NAME",
+        help="experiment to import into, created if missing (default: LOGDIR's folder name)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from mlflow_plugin.transfer.tensorboard_import import MissingDependency, import_logdir
+
+    out = Output(args.quiet)
+    with out.progress() as progress:
+        try:
+            summary = import_logdir(args.logdir, args.uri, args.experiment, progress)
+        except MissingDependency as exc:
+            raise CommandFailed(str(exc)) from exc
+    out.info(
+        f"runs: {summary.runs_created} imported, {summary.runs_skipped} already imported "
+        f"(skipped), {summary.runs_replaced} unfinished imports redone"
+    )
+    out.info(f"scalars:    {summary.scalars} points")
+    out.info(f"histograms: {summary.histograms} steps")
+    out.info(f"images:     {summary.images}")
+    out.info(f"texts:      {summary.texts}")
+    out.info(f"hparams:    {summary.hparams} params")
+    return EXIT_OK

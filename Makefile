@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test torture lint screenshots clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# The torture tests at their long sizes (make test runs them short): 16 processes, long outages.
+torture: $(STAMP)
+	MLFLOW_BUCKET_TORTURE=long $(PY) -m pytest -m torture tests/torture
+
+# The README's UI pictures: the browser tests on the S3 backend, saving into docs/screenshots.
+screenshots: $(STAMP)
+	MLFLOW_BUCKET_SCREENSHOTS=docs/screenshots $(PY) -m pytest tests/browser -k bucket_s3
 
 clean:
 	rm -rf $(VENV) mlruns-bucket .pytest_cache .mypy_cache .ruff_cache

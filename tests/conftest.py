@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 
@@ -17,6 +18,8 @@ for _name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "MLFLOW_
 os.environ.update(TEST_CREDENTIALS)
 # Spools of S3 stores opened by tests go to a scratch folder, not the user's cache.
 os.environ["MLFLOW_BUCKET_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-spool-")
+# So do the query indexes and segment caches of the stores the tests search.
+os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-index-")
 
 
 @pytest.fixture(scope="session")
@@ -39,8 +42,12 @@ def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the differential suites' scenario counts, which the issues ask to see."""
+    """Print the differential suites' scenario counts and the torture tests' figures."""
     from tests.differential.suite import SCENARIO_COUNTS
+    from tests.torture.figures import session_table
 
-    for line in SCENARIO_COUNTS:
+    for line in [*SCENARIO_COUNTS, *session_table()]:
         terminalreporter.write_line(line)
+    hostile = sys.modules.get("tests.hostile.corpus")
+    if hostile is not None:  # the hostile-input tests were collected
+        terminalreporter.write_line(hostile.summary())

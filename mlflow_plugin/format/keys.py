@@ -15,6 +15,8 @@ __all__ = [
     "FORMAT_KEY",
     "InvalidId",
     "check_id",
+    "is_valid_id",
+    "document_of_key",
     "experiment_key",
     "experiment_name_key",
     "experiment_runs_prefix",
@@ -38,6 +40,10 @@ def check_id(value: object, what: str) -> str:
     if not isinstance(value, str) or not _ID.match(value):
         raise InvalidId(f"invalid {what} {value!r}")
     return value
+
+
+def is_valid_id(value: object) -> bool:
+    return isinstance(value, str) and _ID.match(value) is not None
 
 
 def experiment_name_key(name: str) -> str:
@@ -77,3 +83,19 @@ def logged_models_prefix() -> str:
 
 def logged_model_key(model_id: str) -> str:
     return f"models/{check_id(model_id, 'model id')}.json"
+
+
+def document_of_key(key: str) -> tuple[str, str, str] | None:
+    """``("run", experiment_id, run_id)`` or ``("experiment", experiment_id, "")`` for
+    the key of a run or experiment document; ``None`` for any other key."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == "experiments" and parts[2] == "experiment.json":
+        return ("experiment", parts[1], "")
+    if (
+        len(parts) == 4
+        and parts[0] == "experiments"
+        and parts[2] == "runs"
+        and parts[3].endswith(".json")
+    ):
+        return ("run", parts[1], parts[3][: -len(".json")])
+    return None

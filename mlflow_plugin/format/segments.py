@@ -19,7 +19,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-__all__ = ["MetricPoint", "SegmentCache", "SegmentInfo", "decode_segment", "encode_segment"]
+__all__ = [
+    "MetricPoint",
+    "SegmentCache",
+    "SegmentInfo",
+    "decode_segment",
+    "decode_table",
+    "encode_segment",
+    "encode_table",
+    "points_table",
+    "table_points",
+]
 
 _SCHEMA = pa.schema(
     [
@@ -71,17 +81,13 @@ class SegmentInfo:
 
 def encode_segment(name: str, points: Sequence[MetricPoint]) -> tuple[bytes, SegmentInfo]:
     """Serialise points (in logging order) to Parquet bytes and describe them."""
-    if not points:
+    return encode_table(name, points_table(points))
+
+
+def encode_table(name: str, table: pa.Table) -> tuple[bytes, SegmentInfo]:
+    """Serialise a table of the segment schema to Parquet bytes and describe it."""
+    if table.num_rows == 0:
         raise ValueError("a segment holds at least one point")
-    table = pa.table(
-        {
-            "key": [p.key for p in points],
-            "step": [p.step for p in points],
-            "timestamp": [p.timestamp for p in points],
-            "value": [p.value for p in points],
-        },
-        schema=_SCHEMA,
-    )
     sink = io.BytesIO()
     # Delta-encoded steps and timestamps and byte-split floats compress to ~6-7 bytes a
     # point under zstd, against ~9 with the defaults.
@@ -96,20 +102,47 @@ def encode_segment(name: str, points: Sequence[MetricPoint]) -> tuple[bytes, Seg
             "value": "BYTE_STREAM_SPLIT",
         },
     )
-    steps = [p.step for p in points]
+    steps = pc.min_max(table["step"]).as_py()
     info = SegmentInfo(
         name=name,
-        keys=tuple(sorted({p.key for p in points})),
-        rows=len(points),
-        min_step=min(steps),
-        max_step=max(steps),
+        keys=tuple(sorted(pc.unique(table["key"]).to_pylist())),
+        rows=table.num_rows,
+        min_step=steps["min"],
+        max_step=steps["max"],
     )
     return sink.getvalue(), info
 
 
-def decode_segment(data: bytes, keys: Iterable[str] | None = None) -> list[MetricPoint]:
-    """Read points back, in their stored order, optionally only those of ``keys``."""
-    table = pq.read_table(io.BytesIO(data))
+def points_table(points: Sequence[MetricPoint]) -> pa.Table:
+    """Points as a table of the segment schema (what ``SegmentCache`` holds)."""
+    return pa.table(
+        {
+            "key": [p.key for p in points],
+            "step": [p.step for p in points],
+            "timestamp": [p.timestamp for p in points],
+            "value": [p.value for p in points],
+        },
+        schema=_SCHEMA,
+    )
+
+
+def decode_table(data: bytes) -> pa.Table:
+    """A segment's bytes as a table.
+
+    Bytes that are not a segment (empty, truncated, not Parquet, other columns) raise
+    ``ValueError``.
+    """
+    try:
+        table = pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"not a Parquet file: {exc}") from None
+    if not table.schema.equals(_SCHEMA):
+        raise ValueError(f"not a metric segment: columns {table.schema.names}")
+    return table
+
+
+def table_points(table: pa.Table, keys: Iterable[str] | None = None) -> list[MetricPoint]:
+    """A table's points in stored order, optionally only those of ``keys``."""
     if keys is not None:
         wanted = pa.array(sorted(set(keys)), type=pa.string())
         table = table.filter(pc.is_in(table["key"], value_set=wanted))
@@ -122,8 +155,13 @@ def decode_segment(data: bytes, keys: Iterable[str] | None = None) -> list[Metri
     ]
 
 
+def decode_segment(data: bytes, keys: Iterable[str] | None = None) -> list[MetricPoint]:
+    """Read points back, in their stored order, optionally only those of ``keys``."""
+    return table_points(decode_table(data), keys)
+
+
 class SegmentCache:
-    """Decoded segments by name, least recently used first out, bounded by total rows.
+    """Decoded segments (tables) by name, least recently used first out, bounded by rows.
 
     Segments are immutable, so a cached copy never goes stale; the bound keeps a
     long-running writer's memory flat.
@@ -132,28 +170,28 @@ class SegmentCache:
     def __init__(self, max_rows: int = 2_000_000) -> None:
         self._max_rows = max_rows
         self._rows = 0
-        self._entries: OrderedDict[str, list[MetricPoint]] = OrderedDict()
+        self._entries: OrderedDict[str, pa.Table] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, name: str) -> list[MetricPoint] | None:
+    def get(self, name: str) -> pa.Table | None:
         with self._lock:
-            points = self._entries.get(name)
-            if points is not None:
+            table = self._entries.get(name)
+            if table is not None:
                 self._entries.move_to_end(name)
-            return points
+            return table
 
-    def put(self, name: str, points: list[MetricPoint]) -> None:
+    def put(self, name: str, table: pa.Table) -> None:
         with self._lock:
             if name in self._entries:
                 return
-            self._entries[name] = points
-            self._rows += len(points)
+            self._entries[name] = table
+            self._rows += table.num_rows
             while self._rows > self._max_rows and len(self._entries) > 1:
                 _, evicted = self._entries.popitem(last=False)
-                self._rows -= len(evicted)
+                self._rows -= evicted.num_rows
 
     def discard(self, name: str) -> None:
         with self._lock:
-            points = self._entries.pop(name, None)
-            if points is not None:
-                self._rows -= len(points)
+            table = self._entries.pop(name, None)
+            if table is not None:
+                self._rows -= table.num_rows

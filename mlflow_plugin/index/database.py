@@ -23,16 +23,24 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from mlflow_plugin.format.version import FORMAT_VERSION
 from mlflow_plugin.index.paths import default_index_dir
 from mlflow_plugin.index.schema import (
     INDEX_VERSION,
     MLFLOW_TABLES,
     IndexBase,
+    IndexedDocument,
     IndexMeta,
     MlflowBase,
 )
 
-__all__ = ["IndexDatabase", "default_index_url", "open_index_database", "sqlite_path"]
+__all__ = [
+    "IndexDatabase",
+    "clear_index",
+    "default_index_url",
+    "open_index_database",
+    "sqlite_path",
+]
 
 _BUSY_TIMEOUT_MS = 60_000
 
@@ -132,7 +140,8 @@ def _meta(session: Session) -> dict[str, str]:
 def open_index_database(url: str, root: str) -> IndexDatabase:
     """Open (creating or rebuilding as needed) the index of ``root`` at ``url``."""
     reader, writer = _engines(url)
-    wanted = {"version": str(INDEX_VERSION), "root": root}
+    # The bucket's format version too: documents of another format may mirror differently.
+    wanted = {"version": f"{INDEX_VERSION}.{FORMAT_VERSION}", "root": root}
     with _setup_lock(url):
         IndexBase.metadata.create_all(writer)
         with Session(writer) as session:
@@ -148,3 +157,10 @@ def open_index_database(url: str, root: str) -> IndexDatabase:
         else:
             MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
     return IndexDatabase(url=url, reader=reader, writer=writer)
+
+
+def clear_index(database: IndexDatabase) -> None:
+    """Delete every mirrored row, keeping the tables and the version record."""
+    with database.write() as session:
+        for table in [*reversed(MLFLOW_TABLES), IndexedDocument.__table__]:
+            session.execute(table.delete())

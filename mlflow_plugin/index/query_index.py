@@ -14,11 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from mlflow.entities.dataset_summary import _DatasetSummary
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from mlflow_plugin.format.documents import Document, decode
 from mlflow_plugin.index import queries
-from mlflow_plugin.index.database import IndexDatabase, open_index_database, sqlite_path
+from mlflow_plugin.index.database import (
+    IndexDatabase,
+    clear_index,
+    open_index_database,
+    sqlite_path,
+)
 from mlflow_plugin.index.sync import IndexSync, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
 
@@ -134,6 +140,21 @@ class QueryIndex:
             if on_progress is not None:
                 on_progress(experiment_id, part)
         return report
+
+    def experiment_count(self) -> int:
+        _, sync = self._current()
+        return len(sync.experiment_ids())
+
+    def clear(self) -> None:
+        """Empty the index (its next sync fetches every document again)."""
+        database, sync = self._current()
+        clear_index(database)
+        sync.forget()
+
+    @property
+    def url_for_display(self) -> str:
+        """The database URL without its password."""
+        return make_url(self._url).render_as_string(hide_password=True)
 
     def close(self) -> None:
         self._fetchers.shutdown(wait=False)

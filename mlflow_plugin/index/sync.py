@@ -1,11 +1,13 @@
 """Bringing the index up to date with the bucket: list, fetch what changed, mirror it.
 
-A scope (the experiments, or one experiment's runs) is synced when it is older than
-the staleness bound or when this process wrote into it since its last sync. Only
-documents whose ETag differs from the indexed one are fetched, in parallel, and
-mirrored in transactions of a few hundred documents; documents gone from the
-listing are removed. Concurrent callers share one sync per scope: the second waits
-for the first and then finds the scope fresh.
+A scope (the experiments, or one experiment's runs) is listed again when it is older
+than the staleness bound; only documents whose ETag differs from the indexed one are
+fetched, in parallel, and mirrored in transactions of a few hundred documents;
+documents gone from the listing are removed. Concurrent callers share one listing per
+scope. A scope bigger than one listing page is re-listed in the background, so a
+request never waits for it (it answers from the index as it is). Documents this
+process wrote are re-read before its next search of their scope, with no listing, so
+a process always finds its own writes.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ _log = logging.getLogger(__name__)
 EXPERIMENTS_SCOPE = "experiments"
 _CHUNK = 400  # documents per transaction: bounds memory and the length of a write lock
 _IN_CHUNK = 500  # ids per IN (...) clause, under every database's parameter limit
+_INLINE_LIMIT = 1000  # one listing page: cheap enough to re-list while a request waits
 
 
 def runs_scope(experiment_id: str) -> str:
@@ -92,63 +95,119 @@ class IndexSync:
         self._database = database
         self._staleness = staleness
         self._fetchers = fetchers
-        self._synced_at: dict[str, float] = {}
-        self._dirty: set[str] = set()
+        self._synced_at: dict[str, float] = {}  # scope -> when its last listing began
+        self._listed: dict[str, int] = {}  # scope -> documents its last listing found
+        self._written: dict[str, set[str]] = {}  # scope -> keys this process wrote since
+        self._must_list: set[str] = set()
+        self._background: set[str] = set()
         self._lock = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
+        #: Scopes that listed more documents than this re-list in the background.
+        self.inline_limit = _INLINE_LIMIT
 
     # -- freshness ---------------------------------------------------------------------
 
     def note_write(self, key: str) -> None:
-        """This process wrote ``key``: the next read of its scope syncs it."""
+        """This process wrote ``key``: the next read of its scope re-reads that document."""
         document = keys.document_of_key(key)
         with self._lock:
             if document is not None:
                 kind, experiment_id, _ = document
-                self._dirty.add(
-                    EXPERIMENTS_SCOPE if kind == "experiment" else runs_scope(experiment_id)
-                )
+                scope = EXPERIMENTS_SCOPE if kind == "experiment" else runs_scope(experiment_id)
+                self._written.setdefault(scope, set()).add(key)
             elif key.startswith(keys.experiments_prefix()) and key.endswith("/"):
-                self._dirty.update(self._synced_at)  # a whole folder went: re-list everything
+                # A whole folder went: list every scope again before answering.
+                self._must_list.update(self._synced_at)
 
     def forget(self) -> None:
-        """Treat every scope as never synced (the database was rebuilt)."""
+        """Treat every scope as never synced (the database was emptied or rebuilt)."""
         with self._lock:
             self._synced_at.clear()
+            self._written.clear()
 
-    def _stale(self, scope: str) -> bool:
-        synced_at = self._synced_at.get(scope)
-        return (
-            synced_at is None
-            or scope in self._dirty
-            or time.monotonic() - synced_at > self._staleness
-        )
-
-    def _fresh(self, scope: str, sync: Callable[[], SyncReport]) -> SyncReport:
+    def _scope_lock(self, scope: str) -> threading.Lock:
         with self._lock:
-            if not self._stale(scope):
-                return SyncReport()
-            scope_lock = self._scope_locks.setdefault(scope, threading.Lock())
-        with scope_lock:
+            return self._scope_locks.setdefault(scope, threading.Lock())
+
+    def _fresh(self, scope: str, kind: str, sync: Callable[[], SyncReport]) -> SyncReport:
+        """Make ``scope`` fresh enough to answer from; return what it took.
+
+        Never synced, or a write of this process it cannot place: list and sync now.
+        Documents this process wrote: re-read just those, now. Older than the bound:
+        list again — inline for a scope of one listing page, in the background for a
+        bigger one, whose listing would hold the request up for seconds.
+        """
+        with self._lock:
+            synced_at = self._synced_at.get(scope)
+            written = self._written.pop(scope, set())
+            must_list = synced_at is None or scope in self._must_list
+            expired = synced_at is not None and time.monotonic() - synced_at > self._staleness
+            large = self._listed.get(scope, 0) > self.inline_limit
+        report = SyncReport()
+        try:
+            if must_list or (expired and not large):
+                report.add(self._list_and_sync(scope, sync, synced_at))
+            elif written:
+                report.add(self._reread(scope, kind, sorted(written)))
+        except BaseException:
             with self._lock:
-                if not self._stale(scope):
-                    return SyncReport()  # a concurrent caller just synced it
-                self._dirty.discard(scope)  # a write from now on marks it again
+                self._written.setdefault(scope, set()).update(written)
+            raise
+        if expired and large:
+            self._sync_in_background(scope, sync)
+        return report
+
+    def _list_and_sync(
+        self, scope: str, sync: Callable[[], SyncReport], seen_synced_at: float | None
+    ) -> SyncReport:
+        with self._scope_lock(scope):
+            with self._lock:
+                if self._synced_at.get(scope) != seen_synced_at and scope not in self._must_list:
+                    return SyncReport()  # a concurrent caller synced it meanwhile: share that
+                self._must_list.discard(scope)
             started = time.monotonic()
             report = sync()
             with self._lock:
                 self._synced_at[scope] = started
+                self._listed[scope] = report.listed
             return report
 
+    def _reread(self, scope: str, kind: str, written: list[str]) -> SyncReport:
+        # Under the scope's lock: a listing sync that fetched an older copy of one of these
+        # documents before this process wrote it must not commit after this re-read.
+        with self._scope_lock(scope):
+            return self._fetch_and_mirror(kind, written)
+
+    def _sync_in_background(self, scope: str, sync: Callable[[], SyncReport]) -> None:
+        with self._lock:
+            if scope in self._background:
+                return
+            self._background.add(scope)
+
+        def run() -> None:
+            try:
+                with self._lock:
+                    seen = self._synced_at.get(scope)
+                self._list_and_sync(scope, sync, seen)
+            except Exception:
+                _log.warning("background sync of the search index failed", exc_info=True)
+            finally:
+                with self._lock:
+                    self._background.discard(scope)
+
+        threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True).start()
+
     def fresh_experiments(self) -> SyncReport:
-        return self._fresh(EXPERIMENTS_SCOPE, self._sync_experiments)
+        return self._fresh(EXPERIMENTS_SCOPE, "experiment", self._sync_experiments)
 
     def fresh_runs(self, experiment_ids: Iterable[str]) -> SyncReport:
         report = SyncReport()
         for experiment_id in experiment_ids:
             report.add(
                 self._fresh(
-                    runs_scope(experiment_id), functools.partial(self._sync_runs, experiment_id)
+                    runs_scope(experiment_id),
+                    "run",
+                    functools.partial(self._sync_runs, experiment_id),
                 )
             )
         return report
@@ -201,8 +260,18 @@ class IndexSync:
         indexed = self._indexed(kind, experiment_id)
         changed = [key for key, etag in listed.items() if indexed.get(key) != etag]
         vanished = [key for key in indexed if key not in listed]
-        report = SyncReport(listed=len(listed))
-        for chunk in _chunks(changed, _CHUNK):
+        report = self._fetch_and_mirror(kind, changed)
+        report.listed = len(listed)
+        for chunk in _chunks(vanished, _IN_CHUNK):
+            with self._database.write() as session:
+                self._remove(session, kind, chunk)
+            report.removed += len(chunk)
+        return report
+
+    def _fetch_and_mirror(self, kind: str, document_keys: Sequence[str]) -> SyncReport:
+        """Read the documents now and mirror them; the ones gone leave the index."""
+        report = SyncReport()
+        for chunk in _chunks(document_keys, _CHUNK):
             fetched = list(self._fetchers.map(self._fetch, chunk))
             gone = [key for key, stored in fetched if stored is None]
             present = [(key, stored) for key, stored in fetched if stored is not None]
@@ -211,10 +280,6 @@ class IndexSync:
                 report.unmirrorable += self._replace(session, kind, present)
             report.fetched += len(present)
             report.removed += len(gone)
-        for chunk in _chunks(vanished, _IN_CHUNK):
-            with self._database.write() as session:
-                self._remove(session, kind, chunk)
-            report.removed += len(chunk)
         return report
 
     # -- writing rows ------------------------------------------------------------------

@@ -15,6 +15,7 @@ silently ignored setting.
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 import re
@@ -24,7 +25,14 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 from mlflow_plugin.objectstore.base import ObjectStore, check_prefix
 from mlflow_plugin.objectstore.errors import InvalidKey, InvalidStoreUri
 
-__all__ = ["KNOWN_OPTIONS", "SCHEMES", "StoreLocation", "open_object_store", "parse_store_uri"]
+__all__ = [
+    "KNOWN_OPTIONS",
+    "SCHEMES",
+    "StoreLocation",
+    "open_object_store",
+    "parse_store_uri",
+    "root_identity",
+]
 
 S3_SCHEME = "bucket+s3"
 FILE_SCHEME = "bucket+file"
@@ -38,6 +46,8 @@ KNOWN_OPTIONS: dict[str, str] = {
     "flush_points": "buffered metric points that trigger an upload (tracking store)",
     "spool": "true/false: keep buffered writes on local disk until uploaded (tracking store)",
     "spool_dir": "folder for the local spool (tracking store)",
+    "index": "SQLAlchemy URL of the query index (default: a SQLite file in the user cache)",
+    "index_staleness": "seconds a search may answer from the index before re-listing the bucket",
 }
 
 _SECRET_NAME = re.compile(
@@ -163,6 +173,13 @@ def parse_store_uri(uri: str) -> StoreLocation:
         raise InvalidStoreUri(f"store URI {uri!r} names a host; use bucket+file:///absolute/path")
     if not path or "\x00" in path:
         raise InvalidStoreUri(f"store URI {uri!r} has no usable path")
+    # ".." only as a relative path's leading steps (bucket+file:../shared/mlruns); anywhere
+    # else, decoded from %2e%2e included, it would climb out of a folder MLflow appended a
+    # user's artifact path to.
+    segments = path.split("/")
+    leading = len(segments) - len(list(itertools.dropwhile(lambda s: s == "..", segments)))
+    if ".." in segments[leading:]:
+        raise InvalidStoreUri(f"store URI {uri!r}: its path must not climb with '..'")
     return StoreLocation(scheme=scheme, path=os.path.abspath(path), options=options)
 
 
@@ -178,3 +195,14 @@ def open_object_store(location: StoreLocation | str) -> ObjectStore:
     from mlflow_plugin.objectstore.local import LocalObjectStore
 
     return LocalObjectStore(location.path)
+
+
+def root_identity(location: StoreLocation) -> str:
+    """The root a spool or an index belongs to: scheme, bucket or folder, prefix and endpoint.
+
+    Write-path options (flush interval, spool folder...) are left out, so a process
+    configured differently (or ``sync``) still finds what another one left.
+    """
+    endpoint = location.endpoint_url() if location.is_s3 else None
+    kept = tuple((k, v) for k, v in location.options if k == "endpoint_url")
+    return replace(location, options=kept).to_uri() + (f" @ {endpoint}" if endpoint else "")

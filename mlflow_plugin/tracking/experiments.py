@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import (
     Experiment,
@@ -31,7 +31,6 @@ from mlflow.protos.databricks_pb2 import (
 )
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
-from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.uri import append_to_uri_path
 from mlflow.utils.validation import (
@@ -54,10 +53,14 @@ from mlflow_plugin.objectstore import (
     ObjectStore,
     PreconditionFailed,
 )
+from mlflow_plugin.page_tokens import offset_from_page_token
 from mlflow_plugin.tracking.entities import (
     experiment_from_doc,
 )
 from mlflow_plugin.tracking.validation import validate_max_results
+
+if TYPE_CHECKING:
+    from mlflow_plugin.index.query_index import QueryIndex
 
 __all__ = ["DEFAULT_EXPERIMENT_ID", "ExperimentsMixin", "check_experiment_id"]
 
@@ -93,6 +96,7 @@ class ExperimentsMixin:
     _errors: Callable[[], AbstractContextManager[None]]
     artifact_root_uri: str
     _run_docs: Callable[[list[str], int], list[Document]]
+    _index: Callable[[], QueryIndex]
     _set_run_stage: Callable[..., None]
 
     def _ensure_default_experiment(self) -> None:
@@ -198,7 +202,7 @@ class ExperimentsMixin:
     def _read_experiment_doc(self, experiment_id: str) -> Document | None:
         try:
             return read_document(self._store, keys.experiment_key(experiment_id))[0]
-        except NotFound:
+        except (NotFound, keys.InvalidId):  # "-1" is an integer, and names no experiment
             return None
 
     def _experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> Document:
@@ -242,18 +246,12 @@ class ExperimentsMixin:
         page_token: str | None = None,
     ) -> PagedList[Experiment]:
         validate_max_results(max_results)
+        offset_from_page_token(page_token)  # a forged token is INVALID_PARAMETER_VALUE
         with self._errors():
-            experiments = [
-                experiment_from_doc(doc)
-                for doc in self._all_experiment_docs()
-                if LifecycleStage.matches_view_type(view_type, doc["lifecycle_stage"])
-            ]
-        filtered = SearchExperimentsUtils.filter(experiments, filter_string)
-        ordered = SearchExperimentsUtils.sort(
-            filtered, order_by or ["creation_time DESC", "experiment_id ASC"]
-        )
-        page, next_token = SearchUtils.paginate(ordered, page_token, max_results)
-        return PagedList(page, next_token)
+            docs, next_token = self._index().search_experiments(
+                view_type, max_results, filter_string, order_by, page_token
+            )
+        return PagedList([experiment_from_doc(doc) for doc in docs], next_token)
 
     def _update_experiment(
         self, experiment_id: str, mutate: Callable[[Document], Document]

@@ -8,21 +8,25 @@ arrays. NaN is ordered as MLflow's SQL store stores it: value 0 with a NaN flag.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["MetricColumns"]
+__all__ = ["HistoryCache", "MetricColumns"]
 
 
-@dataclass(frozen=True)
 class MetricColumns:
-    steps: np.ndarray
-    timestamps: np.ndarray
-    values: np.ndarray
+    """One metric's points in history order, with the step order computed once on demand."""
+
+    def __init__(self, steps: np.ndarray, timestamps: np.ndarray, values: np.ndarray) -> None:
+        self.steps = steps
+        self.timestamps = timestamps
+        self.values = values
+        self._step_order: np.ndarray | None = None
 
     @classmethod
     def of_key(cls, tables: Sequence[pa.Table], key: str) -> MetricColumns:
@@ -54,6 +58,10 @@ class MetricColumns:
     def __len__(self) -> int:
         return len(self.steps)
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.steps.nbytes + self.timestamps.nbytes + self.values.nbytes) * 2
+
     def slice(self, start: int, stop: int | None) -> MetricColumns:
         return MetricColumns(
             self.steps[start:stop], self.timestamps[start:stop], self.values[start:stop]
@@ -65,6 +73,14 @@ class MetricColumns:
             zip(self.values.tolist(), self.timestamps.tolist(), self.steps.tolist(), strict=True)
         )
 
+    def _by_step(self) -> np.ndarray:
+        """Positions in the chart order: (step, timestamp, value as stored, NaN flag)."""
+        if self._step_order is None:
+            is_nan = np.isnan(self.values)
+            as_stored = np.where(is_nan, 0.0, self.values)
+            self._step_order = np.lexsort((is_nan, as_stored, self.timestamps, self.steps))
+        return self._step_order
+
     def sampled(
         self, max_results: int, start_step: int | None, end_step: int | None
     ) -> MetricColumns:
@@ -74,23 +90,51 @@ class MetricColumns:
         buckets as SQL's NTILE splits them, the first point of each kept, and the last
         point always kept (replacing the last sample when the page is full).
         """
-        keep = np.ones(len(self), dtype=bool)
+        order = self._by_step()
         if start_step is not None and end_step is not None:
-            keep = (self.steps >= start_step) & (self.steps <= end_step)
-        steps, timestamps, values = self.steps[keep], self.timestamps[keep], self.values[keep]
-        total = len(steps)
-        if total == 0:
-            return self.slice(0, 0)
-        is_nan = np.isnan(values)
-        as_stored = np.where(is_nan, 0.0, values)
-        order = np.lexsort((is_nan, as_stored, timestamps, steps))
+            steps_in_order = self.steps[order]
+            low = int(np.searchsorted(steps_in_order, start_step, side="left"))
+            high = int(np.searchsorted(steps_in_order, end_step, side="right"))
+            order = order[low:high]
+        total = len(order)
         if total <= max_results:
-            chosen = list(range(total))
+            picked = order
         else:
             # NTILE(n): the first (total % n) buckets hold one row more than the others.
             size, larger = divmod(total, max_results)
             chosen = [i * size + min(i, larger) for i in range(max_results)]
-            if chosen[-1] != total - 1:
-                chosen[-1] = total - 1
-        picked = order[chosen]
-        return MetricColumns(steps[picked], timestamps[picked], values[picked])
+            chosen[-1] = total - 1  # the last point, in place of its bucket's first
+            picked = order[chosen]
+        return MetricColumns(self.steps[picked], self.timestamps[picked], self.values[picked])
+
+
+class HistoryCache:
+    """Sorted histories by (run, key, the segments they were read from), bounded in bytes.
+
+    Segments are immutable, so a history read from the same segments is the same
+    history: paging through a million points (MLflow's client asks 25,000 at a time)
+    or redrawing a chart reads the run document and slices, nothing more.
+    """
+
+    def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._bytes = 0
+        self._entries: OrderedDict[Hashable, MetricColumns] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> MetricColumns | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+            return found
+
+    def put(self, key: Hashable, history: MetricColumns) -> None:
+        with self._lock:
+            if key in self._entries or history.nbytes > self._max_bytes:
+                return
+            self._entries[key] = history
+            self._bytes += history.nbytes
+            while self._bytes > self._max_bytes:
+                _, evicted = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes

@@ -5,20 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import (
     DatasetInput,
     LoggedModelInput,
     LoggedModelOutput,
-    ViewType,
 )
 from mlflow.entities.dataset_summary import _DatasetSummary
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
 )
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_LOGGED_MODELS
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_MODELS
 from mlflow.utils.validation import (
     _validate_dataset_inputs,
     _validate_run_id,
@@ -36,6 +35,9 @@ from mlflow_plugin.tracking.entities import (
 )
 from mlflow_plugin.tracking.experiments import check_experiment_id
 
+if TYPE_CHECKING:
+    from mlflow_plugin.index.query_index import QueryIndex
+
 __all__ = ["RunInputsMixin"]
 
 
@@ -47,7 +49,7 @@ class RunInputsMixin:
     _readers: ThreadPoolExecutor
     _errors: Callable[[], AbstractContextManager[None]]
     _update_run: Callable[[str, Callable[[Document], Document]], Document]
-    _run_docs: Callable[[list[str], int], list[Document]]
+    _index: Callable[[], QueryIndex]
     _check_run_active: Callable[[Document], None]
 
     def log_inputs(
@@ -122,17 +124,7 @@ class RunInputsMixin:
             self._update_run(run_id, mutate)
 
     def _search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
-        summaries: dict[tuple[str, str, str, str | None], None] = {}
         with self._errors():
             ids = [check_experiment_id(e) for e in experiment_ids]
-            for doc in self._run_docs(ids, ViewType.ALL):
-                for entry in doc.get("inputs", []):
-                    context = entry.get("tags", {}).get(MLFLOW_DATASET_CONTEXT)
-                    dataset = entry["dataset"]
-                    summaries[
-                        (doc["experiment_id"], dataset["name"], dataset["digest"], context)
-                    ] = None
-        return [
-            _DatasetSummary(experiment_id=e, name=n, digest=d, context=c)
-            for (e, n, d, c) in list(summaries)[:1000]
-        ]
+            summaries: list[_DatasetSummary] = self._index().dataset_summaries(ids)
+            return summaries

@@ -11,15 +11,14 @@ the manifest.
 from __future__ import annotations
 
 import functools
-import math
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 
-from mlflow.entities import (
-    Metric,
-)
+import pyarrow as pa
+from mlflow.entities import Metric
+from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.search_utils import SearchUtils
@@ -32,22 +31,24 @@ from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
     SegmentInfo,
-    decode_segment,
+    decode_table,
     encode_segment,
+    points_table,
+    table_points,
 )
+from mlflow_plugin.index.segment_files import SegmentFiles
 from mlflow_plugin.objectstore import (
     NotFound,
     ObjectStore,
 )
+from mlflow_plugin.objectstore.errors import CorruptObject
+from mlflow_plugin.page_tokens import offset_from_page_token
+from mlflow_plugin.tracking.history import HistoryCache, MetricColumns
 
 __all__ = ["COMPACT_AFTER_SEGMENTS", "MetricHistoryMixin"]
 
 COMPACT_AFTER_SEGMENTS = 16
 _SMALL_SEGMENT_ROWS = 50_000
-
-
-def _history_order(point: MetricPoint) -> tuple[int, int, float]:
-    return (point.timestamp, point.step, 0.0 if math.isnan(point.value) else point.value)
 
 
 class _CompactionLost(Exception):
@@ -62,6 +63,8 @@ class MetricHistoryMixin:
     _readers: ThreadPoolExecutor
     _errors: Callable[[], AbstractContextManager[None]]
     _segment_cache: SegmentCache
+    _segment_files: Callable[[], SegmentFiles | None]
+    _history_cache: HistoryCache
     _run_doc: Callable[[str], Document]
     _read_run: Callable[[str], Document]
     _cas_run: Callable[[str, Callable[[Document], Document]], Document]
@@ -103,49 +106,74 @@ class MetricHistoryMixin:
             # Another writer compacted first; our merged copy is named by no manifest.
             self._store.delete(keys.metric_segment_key(experiment_id, run_id, name))
             return
-        self._segment_cache.put(name, points)
+        self._segment_cache.put(name, points_table(points))
         for old in merged_names:
             self._segment_cache.discard(old)
             self._store.delete(keys.metric_segment_key(experiment_id, run_id, old))
 
     # -- metric history ----------------------------------------------------------------
 
-    def _segment_points(self, experiment_id: str, run_id: str, name: str) -> list[MetricPoint]:
+    def _segment_table(self, experiment_id: str, run_id: str, name: str) -> pa.Table:
+        """A segment from memory, else from the local disk cache, else from the bucket."""
         cached = self._segment_cache.get(name)
-        if cached is None:
-            stored = self._store.get(keys.metric_segment_key(experiment_id, run_id, name))
-            cached = decode_segment(stored.data)
-            self._segment_cache.put(name, cached)
-        return cached
+        if cached is not None:
+            return cached
+        key = keys.metric_segment_key(experiment_id, run_id, name)
+        files = self._segment_files()
+        data = files.get(key) if files is not None else None
+        from_disk = data is not None
+        if data is None:
+            data = self._store.get(key).data
+        try:
+            table = decode_table(data)
+        except ValueError as exc:
+            if from_disk and files is not None:
+                files.discard(key)  # a damaged cache file: fetch it again next time
+            raise CorruptObject(
+                f"corrupt metric segment {key!r} in {self._store.location}: {exc}"
+            ) from None
+        if files is not None and not from_disk:
+            files.put(key, data)
+        self._segment_cache.put(name, table)
+        return table
 
-    def _metric_points(self, run_id: str, metric_key: str) -> list[MetricPoint]:
+    def _segment_points(self, experiment_id: str, run_id: str, name: str) -> list[MetricPoint]:
+        return table_points(self._segment_table(experiment_id, run_id, name))
+
+    def _metric_columns(self, run_id: str, metric_key: str) -> MetricColumns:
+        """The metric's history, read from only the segments whose manifest entry names it."""
+        missing: NotFound | None = None
         for _ in range(3):
             doc = self._run_doc(run_id)
             wanted = [s["name"] for s in doc["segments"] if metric_key in s["keys"]]
+            cache_key = (run_id, metric_key, tuple(wanted))
+            cached = self._history_cache.get(cache_key)
+            if cached is not None:
+                return cached
             try:
-                read = functools.partial(self._segment_points, doc["experiment_id"], run_id)
-                chunks = list(self._readers.map(read, wanted))
+                read = functools.partial(self._segment_table, doc["experiment_id"], run_id)
+                tables = list(self._readers.map(read, wanted))
                 break
-            except NotFound:
-                continue  # compacted between reading the manifest and the segment: re-read
+            except NotFound as exc:
+                missing = exc  # compacted between reading the manifest and the segment: re-read
         else:
-            raise MlflowException(f"metric history of run {run_id} kept changing while read")
-        seen: set[tuple[int, int, float | str]] = set()
-        points: list[MetricPoint] = []
-        for chunk in chunks:
-            for point in chunk:
-                if point.key != metric_key:
-                    continue
-                identity = (
-                    point.step,
-                    point.timestamp,
-                    "nan" if math.isnan(point.value) else point.value,
-                )
-                if identity not in seen:
-                    seen.add(identity)
-                    points.append(point)
-        points.sort(key=_history_order)
-        return points
+            # Three manifests in a row named a segment that is not there: not a race.
+            raise CorruptObject(
+                f"metric history of run {run_id} is damaged: a segment its manifest names is "
+                f"missing ({missing})"
+            )
+        history = MetricColumns.of_key(tables, metric_key)
+        self._history_cache.put(cache_key, history)
+        return history
+
+    def _history_or_empty(self, run_id: str, metric_key: str) -> MetricColumns:
+        try:
+            return self._metric_columns(run_id, metric_key)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            # MLflow's SQL store answers an unknown run with an empty history.
+            return MetricColumns.of_key([], metric_key)
 
     def get_metric_history(
         self,
@@ -154,16 +182,39 @@ class MetricHistoryMixin:
         max_results: int | None = None,
         page_token: str | None = None,
     ) -> PagedList[Metric]:
+        offset = offset_from_page_token(page_token)
         with self._errors():
-            try:
-                points = self._metric_points(run_id, metric_key)
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                points = []  # MLflow's SQL store answers an unknown run with an empty history
-        offset = SearchUtils.parse_start_offset_from_page_token(page_token)
-        page = points[offset:] if max_results is None else points[offset : offset + max_results]
+            history = self._history_or_empty(run_id, metric_key)
+        stop = None if max_results is None else offset + max_results
+        page = history.slice(offset, stop)
         next_token = None
-        if max_results is not None and len(points) > offset + max_results:
-            next_token = SearchUtils.create_page_token(offset + max_results)
-        return PagedList([Metric(p.key, p.value, p.timestamp, p.step) for p in page], next_token)
+        if stop is not None and len(history) > stop:
+            next_token = SearchUtils.create_page_token(stop)
+        return PagedList([Metric(metric_key, v, t, s) for v, t, s in page.rows()], next_token)
+
+    def get_metric_history_bulk_interval(
+        self,
+        run_ids: list[str],
+        metric_key: str,
+        max_results: int,
+        start_step: int | None,
+        end_step: int | None,
+    ) -> list[MetricWithRunId]:
+        """The points a chart draws: per run, ``max_results`` sampled as MLflow's SQL store
+        samples them, without building an object for every point of a long history."""
+        if (start_step is None) != (end_step is None):
+            raise MlflowException.invalid_parameter_value(
+                "Both start_step and end_step must be specified together, "
+                "or neither may be specified."
+            )
+        max_results = max(1, max_results)
+        sampled: list[MetricWithRunId] = []
+        with self._errors():
+            for run_id in run_ids:
+                history = self._history_or_empty(run_id, metric_key)
+                points = history.sampled(max_results, start_step, end_step)
+                sampled.extend(
+                    MetricWithRunId(Metric(metric_key, v, t, s), run_id)
+                    for v, t, s in points.rows()
+                )
+        return sampled

@@ -6,19 +6,29 @@
 | flush_points     | MLFLOW_BUCKET_FLUSH_POINTS     | 20000                       |
 | spool            | MLFLOW_BUCKET_SPOOL            | true / false                |
 | spool_dir        | MLFLOW_BUCKET_SPOOL_DIR        | ~/.cache/mlflow-bucket/spool |
+
+Read-path settings (the query index):
+
+| URI option       | environment variable           | default                         |
+| ---------------- | ------------------------------ | ------------------------------- |
+| index            | MLFLOW_BUCKET_INDEX_URL        | SQLite file in the folder below |
+| (none)           | MLFLOW_BUCKET_INDEX_DIR        | ~/.cache/mlflow-bucket/index    |
+| index_staleness  | MLFLOW_BUCKET_INDEX_STALENESS  | 2 s (0: re-list on every search) |
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from mlflow_plugin.objectstore import StoreLocation
+from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.tracking.write_buffer import WriteSettings
 
-__all__ = ["spool_settings", "write_settings"]
+__all__ = ["IndexSettings", "index_settings", "spool_settings", "write_settings"]
 
 
 def _setting(location: StoreLocation, option: str, env: str, default: float) -> float:
@@ -69,3 +79,49 @@ def spool_settings(location: StoreLocation) -> str | None:
         or os.environ.get("MLFLOW_BUCKET_SPOOL_DIR")
         or (default_spool_dir())
     )
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    url: str
+    staleness: float
+
+
+def index_settings(location: StoreLocation) -> IndexSettings:
+    """Where the query index lives and how stale a search may be."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from mlflow_plugin.index.database import default_index_url
+
+    raw_staleness = location.option("index_staleness") or os.environ.get(
+        "MLFLOW_BUCKET_INDEX_STALENESS"
+    )
+    try:
+        staleness = 2.0 if raw_staleness is None else float(raw_staleness)
+    except ValueError:
+        staleness = -1.0
+    if not staleness >= 0:
+        raise MlflowException(
+            "index_staleness (or MLFLOW_BUCKET_INDEX_STALENESS) must be a number of seconds "
+            f">= 0, got {raw_staleness!r}",
+            INVALID_PARAMETER_VALUE,
+        )
+    in_uri = location.option("index")
+    url = in_uri or os.environ.get("MLFLOW_BUCKET_INDEX_URL")
+    if url is None:
+        return IndexSettings(default_index_url(root_identity(location)), staleness)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise MlflowException(
+            f"index must be a SQLAlchemy database URL, got {url!r}", INVALID_PARAMETER_VALUE
+        ) from None
+    if in_uri and parsed.password is not None:
+        # Tracking URIs end up in logs and spool files; a password must not travel in them.
+        raise MlflowException(
+            "the index URL in a tracking URI must not carry a password: "
+            "set MLFLOW_BUCKET_INDEX_URL instead",
+            INVALID_PARAMETER_VALUE,
+        )
+    return IndexSettings(url, staleness)

@@ -5,16 +5,24 @@ Layout, one folder per writer (a store instance in a process)::
     <spool dir>/<sha256(root URI)[:16]>/<writer id>/
         root.txt            the store URI (without secrets, which URIs never carry)
         lock                flock held while the writer lives
-        open.jsonl          one line per log_batch: {"r", "e", "p": [[key, value, ts, step]], "t"}
-        batch-<seq>.json    a sealed RunBatch, deleted once its compare-and-swap succeeded
+        open-<gen>.jsonl    one line per log_batch: {"r", "e", "p": [[key, value, ts, step]], "t"}
+        batch-<seq>.json    a sealed RunBatch, deleted once its compare-and-swap succeeded;
+                            "open_log" names the generation of open lines it holds
 
 ``append`` writes its line with one unbuffered ``write`` (a process crash loses
 nothing that ``log_batch`` accepted; a power loss can lose the lines since the last
 seal, since fsyncing every call would cost more than the call). Sealing writes every
-sealed batch file atomically and fsynced, then truncates ``open.jsonl``. A writer
-folder whose lock is free belongs to a process that died: ``recover`` replays its
-sealed batches first (in sequence order; already-applied ones are skipped by the run
-document's writer sequence) and then its open lines, and removes the folder.
+sealed batch file atomically and fsynced, starts the next generation of open lines
+and deletes the previous one. A writer killed in between leaves both a run's batch
+and the lines it holds; the batch's ``open_log`` says which lines to drop, so nothing
+is replayed twice.
+
+A writer folder whose lock is free belongs to a process that died: recovery replays
+its sealed batches (in sequence order; already-applied ones are skipped by the run
+document's writer sequence), then its remaining open lines as one batch per run and
+generation under the writer id ``<dead writer>-open``, numbered by generation, so a
+recovery that is itself killed and repeated applies them once too; then the
+folder is removed.
 """
 
 from __future__ import annotations
@@ -26,25 +34,14 @@ import json
 import os
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_plugin.format.run_batches import RunBatch
 from mlflow_plugin.format.segments import MetricPoint
-from mlflow_plugin.objectstore import StoreLocation
+from mlflow_plugin.objectstore.uri import root_identity
 
 __all__ = ["OpenLine", "Spool", "orphaned_spools", "root_identity", "spool_root"]
-
-
-def root_identity(location: StoreLocation) -> str:
-    """The root a spool belongs to: scheme, bucket or folder, prefix and endpoint.
-
-    Write-path options (flush interval, spool folder...) are left out, so a process
-    configured differently (or ``sync``) still finds what another one left.
-    """
-    endpoint = location.endpoint_url() if location.is_s3 else None
-    kept = tuple((k, v) for k, v in location.options if k == "endpoint_url")
-    return replace(location, options=kept).to_uri() + (f" @ {endpoint}" if endpoint else "")
 
 
 def spool_root(base: str | os.PathLike[str], root: str) -> Path:
@@ -76,12 +73,17 @@ class Spool:
 
     def __init__(self, folder: Path, store_uri: str) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
+        # User-only: the spool holds unpublished metrics and tags.
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         (folder / "root.txt").write_text(store_uri)
         self._lock_fd = os.open(folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._open_fd = os.open(
-            folder / "open.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
+        self._generation = 1
+        self._open_fd = self._open_log(self._generation)
+
+    def _open_log(self, generation: int) -> int:
+        return os.open(
+            self.folder / _open_log_name(generation), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
 
     def append(self, line: OpenLine) -> None:
@@ -98,12 +100,17 @@ class Spool:
         os.write(self._open_fd, record.encode())
 
     def seal(self, batches: list[RunBatch]) -> None:
-        """Persist sealed batches, then forget the open lines they came from."""
+        """Persist sealed batches, then forget the open lines they came from.
+
+        Each batch holds every open line of its run in the current generation (appends
+        and seals are serialised by the write buffer's lock).
+        """
         for batch in batches:
             path = self.folder / f"batch-{batch.sequence:010d}.json"
             tmp = path.with_suffix(".tmp")
             with open(tmp, "w") as handle:
-                handle.write(json.dumps(batch.to_json(), separators=(",", ":")))
+                record = {**batch.to_json(), _OPEN_LOG: self._generation}
+                handle.write(json.dumps(record, separators=(",", ":")))
                 handle.flush()
                 os.fsync(handle.fileno())  # durable before the open lines are dropped
             os.replace(tmp, path)
@@ -113,7 +120,14 @@ class Spool:
                 os.fsync(dir_fd)  # the renames themselves
             finally:
                 os.close(dir_fd)
-        os.ftruncate(self._open_fd, 0)
+        # A fresh generation, then the old one goes: a crash before the unlink leaves
+        # lines that the batch files above claim, so recovery drops them.
+        old_fd, old_generation = self._open_fd, self._generation
+        self._generation += 1
+        self._open_fd = self._open_log(self._generation)
+        os.close(old_fd)
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / _open_log_name(old_generation)).unlink()
 
     def load(self, sequence: int) -> RunBatch:
         """A sealed batch read back from disk (its points were dropped from memory)."""
@@ -132,6 +146,55 @@ class Spool:
         if remove:
             shutil.rmtree(self.folder, ignore_errors=True)
         os.close(self._lock_fd)
+
+
+_OPEN_LOG = "open_log"
+_OPEN_WRITER_SUFFIX = "-open"
+
+
+def _open_log_name(generation: int) -> str:
+    return f"open-{generation:010d}.jsonl"
+
+
+def _open_logs(folder: Path) -> list[tuple[int, Path]]:
+    """(generation, path) of each open-lines file, oldest first (``open.jsonl``: older spools)."""
+    logs = [(0, folder / "open.jsonl")] if (folder / "open.jsonl").exists() else []
+    for path in folder.glob("open-*.jsonl"):
+        number = path.name[len("open-") : -len(".jsonl")]
+        if number.isdigit():
+            logs.append((int(number), path))
+    return sorted(logs)
+
+
+def _open_batches(
+    folder: Path, writer_id: str, claimed: set[tuple[int, str]]
+) -> tuple[list[RunBatch], int]:
+    """A dead writer's open lines that no sealed batch holds: one batch per generation and run.
+
+    The batch identity (``<writer>-open``, generation + 1) is the same every time these
+    lines are recovered, so recovering them twice applies them once. Also returns how
+    many lines the batches hold.
+    """
+    batches: list[RunBatch] = []
+    lines = 0
+    for generation, path in _open_logs(folder):
+        by_run: dict[str, RunBatch] = {}
+        for line in _read_open_lines(path):
+            if (generation, line.run_id) in claimed:
+                continue  # sealed before the writer died: its batch file holds these points
+            batch = by_run.get(line.run_id)
+            if batch is None:
+                batch = by_run[line.run_id] = RunBatch(
+                    run_id=line.run_id,
+                    experiment_id=line.experiment_id,
+                    writer_id=writer_id + _OPEN_WRITER_SUFFIX,
+                    sequence=generation + 1,
+                )
+            batch.points.extend(line.points)
+            batch.tags.update(line.tags)
+            lines += 1
+        batches.extend(by_run.values())
+    return batches, lines
 
 
 def _read_open_lines(path: Path) -> list[OpenLine]:
@@ -156,11 +219,12 @@ def _read_open_lines(path: Path) -> list[OpenLine]:
 
 @dataclass
 class OrphanedSpool:
-    """What a dead writer left: its sealed batches (in order) and its open lines."""
+    """What a dead writer left: its sealed batches (in order), then its open lines as batches."""
 
     folder: Path
     batches: list[RunBatch]
-    open_lines: list[OpenLine]
+    open_batches: list[RunBatch]
+    open_lines: int
     lock_fd: int
 
     def release(self, remove: bool) -> None:
@@ -174,6 +238,10 @@ def orphaned_spools(root: Path) -> Iterator[OrphanedSpool]:
     if not root.is_dir():
         return
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.stat().st_uid != os.getuid():
+            # Another user's folder (a spool dir shared by mistake): replaying it would write
+            # whatever it holds into the bucket with this user's credentials.
+            continue
         try:
             fd = os.open(folder / "lock", os.O_RDWR)
         except FileNotFoundError:
@@ -186,8 +254,17 @@ def orphaned_spools(root: Path) -> Iterator[OrphanedSpool]:
         except (BlockingIOError, FileNotFoundError):
             os.close(fd)  # its writer is alive, or another recoverer has it
             continue
-        batches = [
-            RunBatch.from_json(json.loads(path.read_text()))
-            for path in sorted(folder.glob("batch-*.json"))
-        ]
-        yield OrphanedSpool(folder, batches, _read_open_lines(folder / "open.jsonl"), fd)
+        records = [json.loads(path.read_text()) for path in sorted(folder.glob("batch-*.json"))]
+        claimed = {
+            (int(record[_OPEN_LOG]), str(record["run_id"]))
+            for record in records
+            if _OPEN_LOG in record
+        }
+        open_batches, open_lines = _open_batches(folder, folder.name, claimed)
+        yield OrphanedSpool(
+            folder,
+            [RunBatch.from_json(record) for record in records],
+            open_batches,
+            open_lines,
+            fd,
+        )

@@ -23,6 +23,7 @@ Decisions beyond DESIGN.md, written down here:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
 import os
@@ -30,8 +31,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import (
     LifecycleStage,
@@ -52,7 +52,6 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NAME
 from mlflow.utils.name_utils import _generate_random_name
-from mlflow.utils.search_utils import SearchUtils
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.uri import append_to_uri_path
 from mlflow.utils.validation import (
@@ -73,9 +72,11 @@ from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
 )
-from mlflow_plugin.mlflow_errors import mlflow_errors
+from mlflow_plugin.format.version import open_root
+from mlflow_plugin.index.paths import default_index_dir
+from mlflow_plugin.index.segment_files import SegmentFiles
+from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
-    AlreadyExists,
     NotFound,
     ObjectStore,
     ObjectStoreError,
@@ -83,7 +84,12 @@ from mlflow_plugin.objectstore import (
     open_object_store,
     parse_store_uri,
 )
+from mlflow_plugin.objectstore.errors import CorruptObject
+from mlflow_plugin.objectstore.observed import ObservedObjectStore
+from mlflow_plugin.objectstore.uri import root_identity
+from mlflow_plugin.page_tokens import offset_from_page_token
 from mlflow_plugin.tracking.entities import (
+    check_run_document,
     run_from_doc,
     run_info_from_doc,
 )
@@ -92,25 +98,40 @@ from mlflow_plugin.tracking.experiments import (
     ExperimentsMixin,
     check_experiment_id,
 )
+from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
-from mlflow_plugin.tracking.settings import spool_settings, write_settings
-from mlflow_plugin.tracking.spool import Spool, orphaned_spools, root_identity, spool_root
+from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
+from mlflow_plugin.tracking.spool import Spool, orphaned_spools, spool_root
 from mlflow_plugin.tracking.traces import TracesNotStoredMixin
-from mlflow_plugin.tracking.validation import stored_metric_value, validate_max_results
+from mlflow_plugin.tracking.validation import (
+    stored_metric_value,
+    validate_max_results,
+    validate_metric_ranges,
+)
 from mlflow_plugin.tracking.write_buffer import RunNotWritable, WriteBuffer
+
+if TYPE_CHECKING:
+    from mlflow_plugin.index.query_index import QueryIndex
 
 __all__ = ["BucketTrackingStore"]
 
 _logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
 _READ_WORKERS = 16
 
 
 def _not_found_run(run_id: str) -> MlflowException:
     return MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+
+
+def _run_id(run_id: object) -> str:
+    """``run_id`` if it can name a run; anything else names none (as in MLflow's SQL store)."""
+    try:
+        return keys.check_id(run_id, "run id")
+    except keys.InvalidId:
+        raise _not_found_run(str(run_id)) from None
 
 
 def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
@@ -140,20 +161,26 @@ class BucketTrackingStore(
         self, store_uri: str, artifact_uri: str | None = None, *, recover_in_background: bool = True
     ) -> None:
         super().__init__()
+        self._query_index: QueryIndex | None = None
+        self._segment_file_cache: SegmentFiles | None = None
+        self._query_index_lock = threading.Lock()
         with mlflow_errors():
             self._location = parse_store_uri(store_uri)
-            self._store: ObjectStore = open_object_store(self._location)
+            # Observed: a search right after this process's own write re-reads what it wrote.
+            self._store: ObjectStore = ObservedObjectStore(
+                open_object_store(self._location), self._note_write
+            )
             if self._location.is_s3:
                 check_conditional_writes_once(self._store)
-            create_or_keep(
-                self._store, keys.FORMAT_KEY, {"format": "mlflow-bucket", "version": FORMAT_VERSION}
-            )
+            # Creates the format document, migrates an older root, refuses a newer one.
+            self.format_document = open_root(self._store)
         self.store_uri = store_uri
         self.artifact_root_uri = artifact_uri or self._location.join("artifacts").to_uri()
         self._writer_id = uuid.uuid4().hex[:16]
         self._run_experiments: dict[str, str] = {}
         self._writable_runs: dict[str, str] = {}  # run id -> experiment id, checked once
         self._segment_cache = SegmentCache()
+        self._history_cache = HistoryCache()
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
         # A forked child cannot use the parent's pool threads; give it a pool of its own.
         os.register_at_fork(after_in_child=self._new_readers)
@@ -179,6 +206,31 @@ class BucketTrackingStore(
         with mlflow_errors():
             self._ensure_default_experiment()
 
+    def _note_write(self, key: str) -> None:
+        if self._query_index is not None:
+            self._query_index.note_write(key)
+
+    def _index(self) -> QueryIndex:
+        """The query index, opened by the first search (a process that only logs needs none)."""
+        if self._query_index is None:
+            with self._query_index_lock:
+                if self._query_index is None:
+                    from mlflow_plugin.index.query_index import QueryIndex
+
+                    settings = index_settings(self._location)
+                    self._query_index = QueryIndex(
+                        self._store, root_identity(self._location), settings.url, settings.staleness
+                    )
+        return self._query_index
+
+    def _segment_files(self) -> SegmentFiles | None:
+        """The local disk cache of segments, in the index folder."""
+        if self._segment_file_cache is None:
+            folder = default_index_dir()
+            digest = hashlib.sha256(root_identity(self._location).encode("utf-8")).hexdigest()
+            self._segment_file_cache = SegmentFiles(folder / "segments" / digest[:16])
+        return self._segment_file_cache
+
     def _new_readers(self) -> None:
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
 
@@ -194,18 +246,20 @@ class BucketTrackingStore(
     # -- runs: reading -----------------------------------------------------------------
 
     def _run_experiment(self, run_id: str) -> str:
-        experiment_id = self._run_experiments.get(run_id)
+        experiment_id = self._run_experiments.get(_run_id(run_id))
         if experiment_id is None:
+            location_key = keys.run_location_key(run_id)
             try:
-                pointer, _ = read_document(self._store, keys.run_location_key(run_id))
+                pointer, _ = read_document(self._store, location_key)
             except NotFound:
                 raise _not_found_run(run_id) from None
+            if not isinstance(pointer.get("experiment_id"), str | int):
+                raise CorruptObject(f"corrupt run pointer {location_key!r}: no experiment id")
             experiment_id = str(pointer["experiment_id"])
             self._run_experiments[run_id] = experiment_id
         return experiment_id
 
     def _run_key(self, run_id: str) -> str:
-        _validate_run_id(run_id)
         return keys.run_key(self._run_experiment(run_id), run_id)
 
     def _run_doc(self, run_id: str) -> Document:
@@ -214,8 +268,9 @@ class BucketTrackingStore(
         return self._read_run(run_id)
 
     def _read_run(self, run_id: str) -> Document:
+        key = self._run_key(run_id)
         try:
-            return read_document(self._store, self._run_key(run_id))[0]
+            return check_run_document(read_document(self._store, key)[0], key)
         except NotFound:
             raise _not_found_run(run_id) from None
 
@@ -256,13 +311,17 @@ class BucketTrackingStore(
         page_token: str | None,
     ) -> tuple[list[Run], str | None]:
         validate_max_results(max_results, allow_null=True)
+        offset_from_page_token(page_token)  # a forged token is INVALID_PARAMETER_VALUE
         with self._errors():
-            ids = [check_experiment_id(e) for e in experiment_ids]
-            runs = [run_from_doc(doc) for doc in self._run_docs(ids, run_view_type)]
-        filtered = SearchUtils.filter(runs, filter_string)
-        ordered = SearchUtils.sort(filtered, order_by)
-        page, next_token = SearchUtils.paginate(ordered, page_token, max_results)
-        return page, next_token
+            # An id no experiment can have (negative, beyond 64 bits) simply matches no run.
+            ids = [i for i in map(check_experiment_id, experiment_ids) if 0 <= int(i) < 2**63]
+            # This process's writes first; a failing upload (reported by the buffer) must not
+            # fail a search of other runs.
+            self._buffer.flush(raise_errors=False)
+            docs, next_token = self._index().search_runs(
+                ids, filter_string, run_view_type, max_results, order_by, page_token
+            )
+        return [run_from_doc(doc) for doc in docs], next_token
 
     # -- runs: lifecycle -------------------------------------------------------------
 
@@ -325,8 +384,11 @@ class BucketTrackingStore(
         return self._cas_run(run_id, mutate)
 
     def _cas_run(self, run_id: str, mutate: Callable[[Document], Document]) -> Document:
+        key = self._run_key(run_id)
         try:
-            return update_document(self._store, self._run_key(run_id), mutate)[0]
+            return update_document(
+                self._store, key, lambda doc: mutate(check_run_document(doc, key))
+            )[0]
         except NotFound:
             raise _not_found_run(run_id) from None
 
@@ -357,7 +419,7 @@ class BucketTrackingStore(
             return run_info_from_doc(self._update_run(run_id, mutate))
 
     def _set_run_stage(self, run_id: str, stage: str, check: bool = True) -> None:
-        self._writable_runs.pop(run_id, None)
+        self._writable_runs.pop(_run_id(run_id), None)
 
         def mutate(doc: Document) -> Document:
             doc["lifecycle_stage"] = stage
@@ -389,14 +451,16 @@ class BucketTrackingStore(
 
     # -- runs: logging -----------------------------------------------------------------
 
+    # As in MLflow's SQL store, only log_batch checks the run id's format; the single-item
+    # calls answer a malformed id as an unknown run.
     def log_metric(self, run_id: str, metric: Metric) -> None:
-        self.log_batch(run_id, metrics=[metric], params=[], tags=[])
+        self._log(run_id, metrics=[metric], params=[], tags=[])
 
     def log_param(self, run_id: str, param: Param) -> None:
-        self.log_batch(run_id, metrics=[], params=[param], tags=[])
+        self._log(run_id, metrics=[], params=[param], tags=[])
 
     def set_tag(self, run_id: str, tag: RunTag) -> None:
-        self.log_batch(run_id, metrics=[], params=[], tags=[tag])
+        self._log(run_id, metrics=[], params=[], tags=[tag])
 
     def delete_tag(self, run_id: str, key: str) -> None:
         def mutate(doc: Document) -> Document:
@@ -419,11 +483,19 @@ class BucketTrackingStore(
         Params (rare, and refused when re-logged with another value) and a run-name
         tag change the run document at once, so their errors reach the caller.
         """
-        _validate_run_id(run_id)
-        metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
-        _validate_batch_log_limits(metrics, params, tags)
-        _validate_param_keys_unique(params)
-        experiment_id = self._writable_runs.get(run_id)
+        with invalid_input_errors("run id"):
+            _validate_run_id(run_id)
+        self._log(run_id, metrics, params, tags)
+
+    def _log(
+        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
+    ) -> None:
+        with invalid_input_errors("metric, param or tag"):
+            metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
+            _validate_batch_log_limits(metrics, params, tags)
+            _validate_param_keys_unique(params)
+        validate_metric_ranges(metrics)
+        experiment_id = self._writable_runs.get(_run_id(run_id))
         run_name = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)
         if (
             experiment_id is None
@@ -488,7 +560,7 @@ class BucketTrackingStore(
 
     def _flush_run(self, run_id: str) -> None:
         """Upload this process's buffered writes to a run before reading or changing it."""
-        if self._buffer.pending(run_id):
+        if self._buffer.pending(_run_id(run_id)):
             # A deleted run is reported by the buffer; the caller's own check answers the caller.
             with contextlib.suppress(RunNotWritable):
                 self._buffer.flush(run_id)
@@ -508,17 +580,19 @@ class BucketTrackingStore(
         """Upload what dead writers left in this root's spool; return (batches, open lines).
 
         Sealed batches keep their writer and sequence, so one that was already applied
-        is skipped; open lines join this writer's buffer (and spool) and are flushed.
+        is skipped; open lines are uploaded as batches of a derived writer id, numbered by
+        their generation, so a recovery killed half-way and repeated applies them once too.
         """
         if self._spool_root is None:
             return 0, 0
         batches = lines = 0
         for orphan in orphaned_spools(self._spool_root):
             complete = True
-            for batch in orphan.batches:
+            sealed = len(orphan.batches)
+            for number, batch in enumerate(orphan.batches + orphan.open_batches):
                 try:
                     self._buffer.upload(batch)
-                    batches += 1
+                    batches += number < sealed
                 except RunNotWritable:
                     _logger.warning("spooled batch for deleted run %s not stored", batch.run_id)
                 except ObjectStoreError as exc:
@@ -526,11 +600,7 @@ class BucketTrackingStore(
                     complete = False
                     break
             if complete:
-                for line in orphan.open_lines:
-                    self._buffer.append(line.run_id, line.experiment_id, line.points, line.tags)
-                    lines += 1
-                with contextlib.suppress(ObjectStoreError, RunNotWritable):
-                    self._buffer.flush()
+                lines += orphan.open_lines
             orphan.release(remove=complete)
         return batches, lines
 
@@ -544,7 +614,12 @@ class BucketTrackingStore(
 
     def _maybe_compact(self, experiment_id: str, run_id: str, segments: int) -> None:
         if segments > COMPACT_AFTER_SEGMENTS:
-            self._compact(experiment_id, run_id)
+            try:
+                self._compact(experiment_id, run_id)
+            except ObjectStoreError as exc:
+                # The batch is stored already; merging segments is housekeeping that a
+                # later flush redoes, so its failure must not fail the caller's write.
+                _logger.warning("compacting the segments of run %s failed: %s", run_id, exc)
 
     @staticmethod
     def _check_params(doc: Document, params: list[Param], run_id: str) -> None:
@@ -559,9 +634,3 @@ class BucketTrackingStore(
                 f"for run ID='{run_id}'.",
                 INVALID_PARAMETER_VALUE,
             )
-
-
-def create_or_keep(store: ObjectStore, key: str, doc: Document) -> None:
-    """Create a document unless it exists (the format marker at initialisation)."""
-    with suppress(AlreadyExists):
-        create_document(store, key, doc)

@@ -34,7 +34,13 @@ from dataclasses import dataclass
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, update_document
 from mlflow_plugin.format.run_batches import RunBatch, apply_batch
-from mlflow_plugin.format.segments import MetricPoint, SegmentCache, SegmentInfo, encode_segment
+from mlflow_plugin.format.segments import (
+    MetricPoint,
+    SegmentCache,
+    SegmentInfo,
+    encode_table,
+    points_table,
+)
 from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
 from mlflow_plugin.tracking.spool import OpenLine, Spool
 
@@ -272,14 +278,17 @@ class WriteBuffer:
         self._upload(batch)
 
     def _upload(self, batch: RunBatch) -> None:
-        if batch.sequence in self._offloaded and self._spool is not None:
+        # A dead writer's batch replayed by recovery may share a sequence with one of ours.
+        offloaded = batch.writer_id == self._writer_id and batch.sequence in self._offloaded
+        if offloaded and self._spool is not None:
             batch = self._spool.load(batch.sequence)  # the full batch, back from disk
         segment: SegmentInfo | None = None
         if batch.points:
-            data, segment = encode_segment(batch.segment, batch.points)
+            table = points_table(batch.points)
+            data, segment = encode_table(batch.segment, table)
             key = keys.metric_segment_key(batch.experiment_id, batch.run_id, batch.segment)
             self._store.put(key, data)
-            self._segment_cache.put(batch.segment, batch.points)
+            self._segment_cache.put(batch.segment, table)
 
         def mutate(doc: Document) -> Document:
             if doc["lifecycle_stage"] != "active":

@@ -22,6 +22,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
+from mlflow_plugin.format.version import FORMAT_VERSION
 from mlflow_plugin.index.schema import INDEX_VERSION
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.servers import S3Endpoint
@@ -164,7 +165,7 @@ def test_an_index_of_another_version_is_dropped_and_rebuilt(tmp_path: Path) -> N
         (version,) = db.execute(
             "SELECT value FROM bucket_index_meta WHERE name = 'version'"
         ).fetchone()
-    assert version == str(INDEX_VERSION)
+    assert version == f"{INDEX_VERSION}.{FORMAT_VERSION}"
 
 
 def test_a_damaged_run_document_is_left_out_of_searches(
@@ -251,3 +252,22 @@ def test_processes_sharing_one_index_file_sync_side_by_side(tmp_path: Path) -> N
         assert searcher.returncode == 0, err
         assert 5 <= int(out.strip()) <= 25
     assert len(store.search_runs([experiment_id], None, ViewType.ALL, max_results=1000)) == 25
+
+
+def test_a_large_scope_is_relisted_in_the_background(tmp_path: Path) -> None:
+    uri = f"bucket+file:{tmp_path / 'root'}"
+    store = BucketTrackingStore(f"{uri}?index_staleness=0.5")
+    experiment_id, run_ids = _fill(store, 4)
+    assert _search_tags(store, experiment_id, "state") == ["before"] * 4
+    store._index()._sync.inline_limit = 2  # this experiment now counts as large
+
+    other = BucketTrackingStore(uri)  # another writer: its writes reach us by listing only
+    other.set_tag(run_ids[2], RunTag("state", "after"))
+    time.sleep(0.6)
+    # The bound has passed: the search answers at once from the index as it is ...
+    assert _search_tags(store, experiment_id, "state") == ["before"] * 4
+    # ... and the listing it started in the background brings the change shortly after.
+    deadline = time.monotonic() + 30
+    while _search_tags(store, experiment_id, "state")[2] != "after":
+        assert time.monotonic() < deadline, "the background sync never landed"
+        time.sleep(0.1)

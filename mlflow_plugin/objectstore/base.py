@@ -13,6 +13,12 @@ UTF-8 bytes (S3's limit) and 255 bytes a segment (a file name's limit).
 ETags are opaque strings: compare them, hand them back to ``put_if_match``,
 never parse them. A backend returns the same ETag from ``put``, ``get``, ``head``
 and ``list`` for the same version of an object.
+
+A conditional write is reported by its outcome, not by its last HTTP answer: a
+backend that retries a request whose answer was lost (the write landed, the
+connection dropped) recognises its own write when the retry fails its condition,
+and returns success (``S3ObjectStore`` puts a random token in the object's metadata
+for this). A conflict is the write of *another* caller.
 """
 
 from __future__ import annotations

@@ -15,13 +15,16 @@ import io
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import boto3
 import botocore.config
 import botocore.exceptions
+import botocore.retries.quota
 from boto3.s3.transfer import TransferConfig
 
 from mlflow_plugin.objectstore.base import (
@@ -53,6 +56,8 @@ _TRANSFER_CONCURRENCY = 8
 # AWS answers 409 ConditionalRequestConflict while another conditional write to the
 # same key is in flight; the outcome is unknown until it finishes, so wait and retry.
 _CONFLICT_RETRIES = 5
+# User metadata (x-amz-meta-put-token) that tells our own conditional write from another's.
+_PUT_TOKEN = "put-token"
 
 _ACCESS_CODES = {
     "AccessDenied",
@@ -81,6 +86,37 @@ _clients: dict[S3ClientSettings, S3Client] = {}
 _clients_lock = threading.Lock()
 
 
+class _UnlimitedRetryQuota(botocore.retries.quota.RetryQuota):
+    """botocore's retry budget, never spent (see ``_retries_without_budget``)."""
+
+    def acquire(self, capacity_amount: int) -> bool:
+        return True
+
+    def release(self, capacity_amount: int) -> None:
+        return None
+
+
+@contextmanager
+def _retries_without_budget() -> Iterator[None]:
+    """Create clients whose standard-mode retries have no process-wide budget.
+
+    botocore's standard mode keeps a retry budget per client (500 tokens, 14 taken by
+    each retried error and given back only when that retry succeeds). Under a steady
+    error rate it runs dry, and from then on the first transient error of every
+    request is final: a fifth of requests failing drained it within a minute in the
+    torture tests, and creates and parameter writes then failed although one retry
+    would have saved them. Attempts per request stay bounded by ``max_attempts``.
+    botocore builds the budget when the client is created; creation runs under
+    ``_clients_lock``, so the replacement is in place only while our client is built.
+    """
+    budget = botocore.retries.quota.RetryQuota
+    botocore.retries.quota.RetryQuota = _UnlimitedRetryQuota  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        botocore.retries.quota.RetryQuota = budget  # type: ignore[misc]
+
+
 def s3_client(settings: S3ClientSettings) -> S3Client:
     """Return the process-wide client for ``settings``, creating it once."""
     with _clients_lock:
@@ -96,14 +132,24 @@ def s3_client(settings: S3ClientSettings) -> S3Client:
             )
             # A session per client: boto3's default session is not thread-safe to share.
             session = boto3.session.Session()
-            client = session.client(
-                "s3",
-                endpoint_url=settings.endpoint_url,
-                region_name=settings.region,
-                config=config,
-            )
+            with _retries_without_budget():
+                client = session.client(
+                    "s3",
+                    endpoint_url=settings.endpoint_url,
+                    region_name=settings.region,
+                    config=config,
+                )
             _clients[settings] = client
         return client
+
+
+class _StillConflicting(PreconditionFailed):
+    """409 ConditionalRequestConflict after every retry: another write is still in flight."""
+
+
+def _retry_attempts(exc: botocore.exceptions.ClientError) -> int:
+    """How many times botocore retried before this answer (lost answers among them)."""
+    return int(exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) or 0)
 
 
 def _error_code(exc: botocore.exceptions.ClientError) -> tuple[str, int]:
@@ -210,31 +256,65 @@ class S3ObjectStore(ObjectStore):
         return self.head(key).etag
 
     def _conditional_put(self, key: str, data: bytes, **condition: Any) -> str:
+        """PutObject with a condition; a retry that meets this very write counts as success.
+
+        botocore retries a request whose answer was lost (a reset, a 5xx after the write
+        landed); the retry then fails its own condition (412), or AWS answers 409 while
+        the first attempt is still in flight. So every conditional write carries a random
+        token in its metadata, and a condition failure after any retry reads the token
+        back: our token means our write is the one stored.
+        """
         full = self._full(key)
+        token = uuid.uuid4().hex
+        retried = False
         for attempt in range(_CONFLICT_RETRIES):
             try:
                 response = self._client.put_object(
                     Bucket=self.bucket,
                     Key=full,
                     Body=data,
+                    Metadata={_PUT_TOKEN: token},
                     **condition,
                 )
                 return str(response["ETag"])
             except botocore.exceptions.ClientError as exc:
                 _, status = _error_code(exc)
+                retried = retried or attempt > 0 or _retry_attempts(exc) > 0
                 if status == 409 and attempt + 1 < _CONFLICT_RETRIES:
                     time.sleep(0.05 * 2**attempt)
                     continue
+                if status in (409, 412) and retried:
+                    landed = self._etag_if_written_by(key, token)
+                    if landed is not None:
+                        return landed
                 if status == 409:
-                    raise PreconditionFailed(f"concurrent conditional write to {key!r}") from exc
+                    # Still conflicting: nothing of ours is stored. What is, the caller decides.
+                    raise _StillConflicting(f"concurrent conditional write to {key!r}") from exc
                 self._raise(exc, key, "writing")
             except (botocore.exceptions.BotoCoreError, OSError) as exc:
                 self._raise(exc, key, "writing")
         raise AssertionError("unreachable")
 
+    def _etag_if_written_by(self, key: str, token: str) -> str | None:
+        """The object's ETag if the write carrying ``token`` is the version stored now."""
+        try:
+            response = self._call("reading", key, "head_object", Key=self._full(key))
+        except NotFound:
+            return None
+        if response.get("Metadata", {}).get(_PUT_TOKEN) != token:
+            return None
+        return str(response["ETag"])
+
     def put_if_absent(self, key: str, data: bytes) -> str:
         try:
             return self._conditional_put(key, data, IfNoneMatch="*")
+        except _StillConflicting as exc:
+            if not self.exists(key):  # 409 says "in flight", not "taken": the outcome is unknown
+                raise StorageUnavailable(
+                    f"writing {key!r} in {self.location}: concurrent conditional writes kept "
+                    f"conflicting after {_CONFLICT_RETRIES} tries"
+                ) from exc
+            raise AlreadyExists(f"object {key!r} already exists in {self.location}") from exc
         except PreconditionFailed as exc:
             raise AlreadyExists(f"object {key!r} already exists in {self.location}") from exc
 

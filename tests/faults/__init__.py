@@ -1,0 +1,1 @@
+"""Fault injection between the client and an S3 endpoint (see ``proxy``)."""

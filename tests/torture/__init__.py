@@ -1,0 +1,1 @@
+"""Torture tests: faults, crashes and outages under load (``make torture`` for long sizes)."""

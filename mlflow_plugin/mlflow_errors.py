@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     ABORTED,
+    INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     PERMISSION_DENIED,
@@ -21,10 +22,12 @@ from mlflow.protos.databricks_pb2 import (
     TEMPORARILY_UNAVAILABLE,
 )
 
+from mlflow_plugin.format.version import FormatTooNew
 from mlflow_plugin.objectstore.errors import (
     AccessDenied,
     AlreadyExists,
     ConditionalWritesUnsupported,
+    CorruptObject,
     InvalidKey,
     InvalidStoreUri,
     NotFound,
@@ -33,7 +36,7 @@ from mlflow_plugin.objectstore.errors import (
     StorageUnavailable,
 )
 
-__all__ = ["as_mlflow_exception", "mlflow_errors"]
+__all__ = ["as_mlflow_exception", "invalid_input_errors", "mlflow_errors"]
 
 _CODES: list[tuple[type[ObjectStoreError], int]] = [
     (InvalidKey, INVALID_PARAMETER_VALUE),
@@ -44,6 +47,9 @@ _CODES: list[tuple[type[ObjectStoreError], int]] = [
     (AccessDenied, PERMISSION_DENIED),
     (StorageUnavailable, TEMPORARILY_UNAVAILABLE),
     (ConditionalWritesUnsupported, INVALID_STATE),
+    # The store's own data is damaged: a server-side problem, reported with the key.
+    (CorruptObject, INTERNAL_ERROR),
+    (FormatTooNew, INVALID_STATE),
 ]
 
 
@@ -53,6 +59,20 @@ def as_mlflow_exception(exc: ObjectStoreError) -> MlflowException:
         if isinstance(exc, error_type):
             return MlflowException(str(exc), error_code=code)
     return MlflowException(f"storage error: {exc}")
+
+
+@contextmanager
+def invalid_input_errors(what: str) -> Iterator[None]:
+    """Re-raise a ``TypeError``/``ValueError``/``AttributeError`` as INVALID_PARAMETER_VALUE.
+
+    For MLflow's validators, which assume the types its REST API guarantees: a list or
+    an int where a string belongs makes them raise a raw ``TypeError`` (a 500 in the
+    server) instead of refusing the input.
+    """
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise MlflowException(f"Invalid {what}: {exc}", INVALID_PARAMETER_VALUE) from None
 
 
 @contextmanager

@@ -6,6 +6,12 @@ object keys relative to that root. Every path is checked before anything is
 written, so ``..``, absolute paths and control characters get an
 ``MlflowException`` (INVALID_PARAMETER_VALUE) and leave the store untouched.
 
+A folder repository is refused when its root is reached through a symbolic link that
+lies inside a store (a folder holding ``_format.json``): MLflow opens repositories at
+``<run artifacts>/<sub-folder>`` to download one file, and a link planted there would
+otherwise lead the read out of the store. Links above a store's root (``/data`` ->
+``/lustre/data``) are the administrator's and stay allowed.
+
 Large files go through the object store's ``put_file`` / ``get_file`` (parallel
 multipart on S3). Object stores have no empty folders, so an empty folder inside
 ``log_artifacts`` is not recorded (as with MLflow's own S3 repository).
@@ -19,12 +25,14 @@ from __future__ import annotations
 import os
 import posixpath
 from concurrent.futures import Future
+from pathlib import Path
 
 from mlflow.entities import FileInfo
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.artifact.artifact_repo import ArtifactRepository
 
+from mlflow_plugin.format.keys import FORMAT_KEY
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.objectstore import (
     InvalidKey,
@@ -62,6 +70,29 @@ def artifact_key(*parts: str | None) -> str:
         ) from exc
 
 
+def check_no_link_inside_a_store(root: str) -> None:
+    """Refuse a folder artifact root reached through a symbolic link inside a store's root.
+
+    Walks up from ``root`` to the first folder that holds ``_format.json`` and is not itself
+    a link (the store it lies in); any link on the way is refused. A root in no store (an
+    artifact location the user chose) is left alone.
+    """
+    linked: Path | None = None
+    current = Path(root)
+    while current != current.parent:
+        if current.is_symlink():
+            linked = linked or current
+        elif (current / FORMAT_KEY).is_file():
+            if linked is not None:
+                raise MlflowException(
+                    f"Invalid artifact location {root!r}: it passes through the symbolic link "
+                    f"{linked} inside the store {current}; links inside a store are not followed",
+                    INVALID_PARAMETER_VALUE,
+                )
+            return
+        current = current.parent
+
+
 def _folder_prefix(path: str | None) -> str:
     if path is None or path.strip("/") in ("", "."):
         return ""
@@ -79,7 +110,10 @@ class BucketArtifactRepository(ArtifactRepository):
         self, artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None
     ) -> None:
         with mlflow_errors():
-            self._store: ObjectStore = open_object_store(parse_store_uri(artifact_uri))
+            location = parse_store_uri(artifact_uri)
+            if not location.is_s3:
+                check_no_link_inside_a_store(location.path)
+            self._store: ObjectStore = open_object_store(location)
         super().__init__(artifact_uri, tracking_uri, registry_uri)
 
     @property

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore, PreconditionFailed
+from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = [
     "ConflictRetriesExhausted",
@@ -66,16 +67,30 @@ def encode(doc: Document) -> bytes:
 
 
 def decode(data: bytes) -> Document:
-    doc = json.loads(data, object_hook=_decode_float)
+    """The document in ``data``; ``ValueError`` for anything that is not one."""
+    try:
+        doc = json.loads(data, object_hook=_decode_float)
+    except (TypeError, AttributeError, RecursionError) as exc:
+        # A malformed float marker, or nesting deeper than the parser's recursion limit.
+        raise ValueError(f"not a document: {exc}") from None
     if not isinstance(doc, dict):
         raise ValueError("a document must be a JSON object")
     return doc
 
 
+def _decode_stored(store: ObjectStore, key: str, data: bytes) -> Document:
+    try:
+        return decode(data)
+    except ValueError as exc:  # truncated or non-JSON bytes, a JSON array, absurd nesting...
+        raise CorruptObject(
+            f"corrupt document {key!r} in {store.location}: not a JSON object ({exc})"
+        ) from None
+
+
 def read_document(store: ObjectStore, key: str) -> tuple[Document, str]:
-    """Return (document, ETag); ``NotFound`` if absent."""
+    """Return (document, ETag); ``NotFound`` if absent, ``CorruptObject`` if not a document."""
     stored = store.get(key)
-    return decode(stored.data), stored.etag
+    return _decode_stored(store, key, stored.data), stored.etag
 
 
 def create_document(store: ObjectStore, key: str, doc: Document) -> str:
@@ -91,7 +106,7 @@ def update_document(store: ObjectStore, key: str, mutate: Mutation) -> tuple[Doc
     """
     for attempt in range(_MAX_CAS_ATTEMPTS):
         stored = store.get(key)
-        current = decode(stored.data)
+        current = _decode_stored(store, key, stored.data)
         updated = mutate(decode(stored.data))
         if updated == current:
             return current, stored.etag

@@ -15,23 +15,27 @@ from typing import Any
 
 from mlflow.entities import LifecycleStage
 from mlflow.entities.dataset_summary import _DatasetSummary
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.tracking.dbmodels.models import (
     SqlDataset,
     SqlExperiment,
     SqlInput,
     SqlInputTag,
+    SqlLatestMetric,
+    SqlParam,
     SqlRun,
+    SqlTag,
 )
 from mlflow.store.tracking.sqlalchemy_store import (
-    _get_orderby_clauses,
     _get_search_experiments_filter_clauses,
     _get_search_experiments_order_by_clauses,
     _get_sqlalchemy_filter_clauses,
 )
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
-from sqlalchemy import and_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, case, select, true
+from sqlalchemy.orm import Session, aliased
 
 from mlflow_plugin.index.schema import IndexedDocument
 
@@ -47,6 +51,60 @@ def _next_token(offset: int, max_results: int | None, fetched: int) -> str | Non
     return token
 
 
+def _order_by_clauses(
+    order_by: Sequence[str] | None,
+) -> tuple[list[Any], list[Any], list[tuple[Any, Any]]]:
+    """MLflow's run ordering (``_get_orderby_clauses``), joined differently.
+
+    MLflow joins each sorted-on metric, param or tag as a filtered subquery; SQLite
+    materialises it and scans it once per matching run (seconds at 10,000 runs). Here
+    the table itself is joined with the key in the ON clause, which its primary key
+    (key, run_uuid) answers. The ordering is the same: missing values last, NaN
+    metrics after numbers, then start time (newest first) and run id.
+    """
+    columns: list[Any] = []
+    clauses: list[Any] = []
+    joins: list[tuple[Any, Any]] = []
+    observed: set[tuple[str, str]] = set()
+    for number, text in enumerate(order_by or [], start=1):
+        key_type, key, ascending = SearchUtils.parse_order_by_for_search_runs(text)
+        key = SearchUtils.translate_key_alias(key)
+        is_metric = False
+        if SearchUtils.is_string_attribute(key_type, key, "=") or SearchUtils.is_numeric_attribute(
+            key_type, key, "="
+        ):
+            value = getattr(SqlRun, SqlRun.get_attribute_name(key))
+        else:
+            entity: Any
+            if SearchUtils.is_metric(key_type, "="):
+                entity, is_metric = SqlLatestMetric, True
+            elif SearchUtils.is_tag(key_type, "="):
+                entity = SqlTag
+            elif SearchUtils.is_param(key_type, "="):
+                entity = SqlParam
+            else:
+                raise MlflowException(
+                    f"Invalid identifier type '{key_type}'", error_code=INVALID_PARAMETER_VALUE
+                )
+            joined = aliased(entity, name=f"order_{number}")
+            joins.append((joined, and_(joined.run_uuid == SqlRun.run_uuid, joined.key == key)))
+            value = joined.value
+        if is_metric:
+            missing_last = case((joined.is_nan == true(), 1), (value.is_(None), 2), else_=0)
+        else:
+            missing_last = case((value.is_(None), 1), else_=0)
+        label = missing_last.label(f"clause_{number}")
+        columns += [label, value]
+        if (key_type, key) in observed:
+            raise MlflowException(f"`order_by` contains duplicate fields: {order_by}")
+        observed.add((key_type, key))
+        clauses += [label, value if ascending else value.desc()]
+    if (SearchUtils._ATTRIBUTE_IDENTIFIER, "start_time") not in observed:
+        clauses.append(SqlRun.start_time.desc())
+    clauses.append(SqlRun.run_uuid)
+    return columns, clauses, joins
+
+
 def search_run_ids(
     session: Session,
     experiment_ids: Sequence[str],
@@ -59,7 +117,7 @@ def search_run_ids(
     """One page of run ids in MLflow's order, and the next page's token."""
     dialect = session.get_bind().dialect.name
     parsed = SearchUtils.parse_search_filter(filter_string)
-    order_columns, order_clauses, sorting_joins = _get_orderby_clauses(order_by, session)
+    order_columns, order_clauses, sorting_joins = _order_by_clauses(order_by)
     attribute_filters, non_attribute_filters, dataset_filters = _get_sqlalchemy_filter_clauses(
         parsed, session, dialect
     )
@@ -72,8 +130,8 @@ def search_run_ids(
     for subquery in dataset_filters:
         statement = statement.join(subquery, SqlRun.run_uuid == subquery.c.destination_id)
     # Outer joins: a run without the sorted-on metric, param or tag still belongs to the page.
-    for subquery in sorting_joins:
-        statement = statement.outerjoin(subquery)
+    for table, condition in sorting_joins:
+        statement = statement.outerjoin(table, condition)
     statement = (
         statement.distinct()
         .where(

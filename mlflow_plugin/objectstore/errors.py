@@ -13,6 +13,8 @@ layers above never see a backend exception::
      +-- AccessDenied                  credentials missing or refused
      +-- StorageUnavailable            endpoint unreachable or failing after retries
      +-- ConditionalWritesUnsupported  the endpoint ignores If-None-Match / If-Match
+     +-- CorruptObject                 the object's bytes are not what the format says
+                                       (raised by the format and adapter layers on read)
 
 A conflict (``AlreadyExists``, ``PreconditionFailed``) is always reported, never
 swallowed: the compare-and-swap loop above depends on it.
@@ -24,6 +26,7 @@ __all__ = [
     "AccessDenied",
     "AlreadyExists",
     "ConditionalWritesUnsupported",
+    "CorruptObject",
     "InvalidKey",
     "InvalidStoreUri",
     "NotFound",
@@ -70,3 +73,8 @@ class StorageUnavailable(ObjectStoreError):
 
 class ConditionalWritesUnsupported(ObjectStoreError):
     """The endpoint accepted a conditional write it should have refused."""
+
+
+class CorruptObject(ObjectStoreError):
+    """The object exists but cannot be what its key says: truncated or non-JSON bytes, a
+    document of the wrong shape, a segment that is not Parquet. The message names the key."""

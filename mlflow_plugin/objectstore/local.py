@@ -19,6 +19,10 @@ bring back an old ETag (the file system's own timestamps are too coarse for that
 
 A key cannot be both an object and a folder here (``a`` and ``a/b``), unlike S3;
 such a write raises ``InvalidKey``.
+
+Symbolic links inside the root are never followed: a key whose path passes through
+one is ``InvalidKey``, and listings skip them. Whoever can plant a link in a shared
+folder could otherwise lead another user's writes (or reads) out of the root.
 """
 
 from __future__ import annotations
@@ -85,7 +89,19 @@ class LocalObjectStore(ObjectStore):
     # -- paths, locks and temp files --------------------------------------------------
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*check_key(key).split("/"))
+        return self._unlinked(key, self.root.joinpath(*check_key(key).split("/")))
+
+    def _unlinked(self, key: str, path: Path) -> Path:
+        """``path`` if no part of it below the root is a symbolic link; else ``InvalidKey``."""
+        part = path
+        while part != self.root and part != part.parent:
+            if part.is_symlink():
+                raise InvalidKey(
+                    f"{key!r} passes through the symbolic link {part}: links inside a store "
+                    "are not followed"
+                )
+            part = part.parent
+        return path
 
     def _make_folder(self, key: str, folder: Path) -> None:
         try:
@@ -248,6 +264,7 @@ class LocalObjectStore(ObjectStore):
         check_prefix(prefix)
         folder, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
+        self._unlinked(prefix, start)
         found: list[tuple[str, os.stat_result]] = []
         for dirpath, _, filenames in os.walk(start):
             rel = os.path.relpath(dirpath, self.root)
@@ -259,13 +276,16 @@ class LocalObjectStore(ObjectStore):
                 if not key.startswith(prefix):
                     continue
                 with contextlib.suppress(FileNotFoundError):
-                    found.append((key, os.stat(os.path.join(dirpath, name))))
+                    st = os.lstat(os.path.join(dirpath, name))
+                    if stat.S_ISREG(st.st_mode):  # links are not objects (see above)
+                        found.append((key, st))
         for key, st in sorted(found, key=lambda item: item[0]):
             yield _info(key, st)
 
     def list_dir(self, prefix: str = "") -> DirectoryListing:
         check_folder_prefix(prefix)
         folder = self.root.joinpath(*prefix.rstrip("/").split("/")) if prefix else self.root
+        self._unlinked(prefix, folder)
         objects: list[ObjectInfo] = []
         folders: list[str] = []
         try:

@@ -104,6 +104,12 @@ class StoreLocation:
             return replace(self, prefix=posixpath.join(self.prefix, relative).strip("/"))
         return replace(self, path=posixpath.join(self.path, relative))
 
+    def addressing_only(self) -> StoreLocation:
+        """This location with only the options that say where it is (endpoint, region):
+        what a URI stored for others to read (an artifact location) should carry."""
+        kept = tuple((k, v) for k, v in self.options if k in ("endpoint_url", "region"))
+        return replace(self, options=kept)
+
     def to_uri(self) -> str:
         query = f"?{urlencode(self.options)}" if self.options else ""
         if self.is_s3:

@@ -22,6 +22,8 @@ from mlflow.store.model_registry import (
 )
 from mlflow.utils.search_utils import SearchModelUtils, SearchModelVersionUtils, SearchUtils
 
+from mlflow_plugin.page_tokens import offset_from_page_token
+
 __all__ = [
     "DEFAULT_VERSION_ORDER",
     "check_model_search_args",
@@ -155,7 +157,7 @@ def _sorted(items: Iterable[T], keys: list[tuple[Callable[[T], Any], bool]]) -> 
 
 
 def paginate(items: list[T], max_results: int, page_token: str | None) -> PagedList[T]:
-    offset = SearchUtils.parse_start_offset_from_page_token(page_token)
+    offset = offset_from_page_token(page_token)
     end = offset + max_results
     token = SearchUtils.create_page_token(end) if end < len(items) else None
     return PagedList(items[offset:end], token)
@@ -216,7 +218,7 @@ def search_models(
     """Filter, order and page registered models (all tags visible, prompts hidden by default)."""
     clauses, want_prompts = _without_prompt_clauses(_model_clauses(filter_string))
     order = _model_order(order_by)
-    SearchUtils.parse_start_offset_from_page_token(page_token)  # a bad token fails first
+    offset_from_page_token(page_token)  # a bad token fails first
 
     def matches(model: RegisteredModel) -> bool:
         tags: dict[str, str] = model._tags
@@ -242,7 +244,7 @@ def search_versions(
     """Filter, order and page live model versions; ``prompt_model_names`` are hidden by default."""
     clauses, want_prompts = _without_prompt_clauses(_version_clauses(filter_string))
     order = _version_order(order_by or DEFAULT_VERSION_ORDER)
-    SearchUtils.parse_start_offset_from_page_token(page_token)
+    offset_from_page_token(page_token)
 
     def attribute(mv: ModelVersion, key: str) -> object:
         if key == "version_number":

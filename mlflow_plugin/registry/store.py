@@ -56,8 +56,8 @@ from mlflow_plugin.format.documents import (
     read_document,
     update_document,
 )
-from mlflow_plugin.format.keys import FORMAT_KEY
-from mlflow_plugin.mlflow_errors import mlflow_errors
+from mlflow_plugin.format.version import open_root
+from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
     AlreadyExists,
     NotFound,
@@ -75,7 +75,6 @@ from mlflow_plugin.registry.webhooks import WebhooksNotStoredMixin
 
 __all__ = ["BucketRegistryStore"]
 
-FORMAT_VERSION = 1
 _STALE_CLAIM_MS = 60_000
 _FRESH_CLAIM_WAIT_S = 5.0
 _READ_WORKERS = 16
@@ -101,10 +100,8 @@ class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractSt
             self._store: ObjectStore = open_object_store(location)
             if location.is_s3:
                 check_conditional_writes_once(self._store)
-            with suppress(AlreadyExists):
-                create_document(
-                    self._store, FORMAT_KEY, {"format": "mlflow-bucket", "version": FORMAT_VERSION}
-                )
+            # Creates the format document, migrates an older root, refuses a newer one.
+            self.format_document = open_root(self._store)
         self.store_uri = store_uri
         self.tracking_uri = tracking_uri or store_uri
 
@@ -248,9 +245,10 @@ class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractSt
         description: str | None = None,
         deployment_job_id: str | None = None,
     ) -> RegisteredModel:
-        _validate_model_name(name)
-        for tag in tags or []:
-            _validate_registered_model_tag(tag.key, tag.value)
+        with invalid_input_errors("registered model"):
+            _validate_model_name(name)
+            for tag in tags or []:
+                _validate_registered_model_tag(tag.key, tag.value)
         now = get_current_time_millis()
         model_key = uuid.uuid4().hex
         doc: Document = {

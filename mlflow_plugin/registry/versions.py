@@ -41,6 +41,7 @@ from mlflow.utils.validation import (
 )
 
 from mlflow_plugin.format.documents import Document, create_document, update_document
+from mlflow_plugin.mlflow_errors import invalid_input_errors
 from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore
 from mlflow_plugin.registry import keys
 from mlflow_plugin.registry.entities import (
@@ -89,7 +90,8 @@ class ModelVersionsMixin:
     def _live_version(self, name: str, version: object) -> tuple[Document, Document, int]:
         """(model document, version document, version number) of a live version."""
         _validate_model_name(name)
-        number = _validate_model_version(version)
+        with invalid_input_errors(f"model version {version!r}"):
+            number = _validate_model_version(version)
         try:
             model = self._model_doc(name)
         except MlflowException as exc:
@@ -246,10 +248,11 @@ class ModelVersionsMixin:
         local_model_path: str | None = None,
         model_id: str | None = None,
     ) -> ModelVersion:
-        _validate_model_name(name)
-        for tag in tags or []:
-            _validate_model_version_tag(tag.key, tag.value)
-        storage_location, run_id = self._resolve_source(source, run_id, model_id)
+        with invalid_input_errors("model version"):
+            _validate_model_name(name)
+            for tag in tags or []:
+                _validate_model_version_tag(tag.key, tag.value)
+            storage_location, run_id = self._resolve_source(source, run_id, model_id)
         with self._errors():
             model = self._model_doc(name)
             now = get_current_time_millis()

@@ -43,9 +43,12 @@ from mlflow.entities import (
     RunTag,
 )
 
+from mlflow_plugin.objectstore.errors import CorruptObject
+
 Document = dict[str, Any]
 
 __all__ = [
+    "check_run_document",
     "dataset_input_to_json",
     "experiment_from_doc",
     "logged_model_from_doc",
@@ -105,6 +108,73 @@ def _dataset_input_from_json(doc: Document) -> DatasetInput:
         dataset=Dataset(**doc["dataset"]),
         tags=[InputTag(k, v) for k, v in doc.get("tags", {}).items()],
     )
+
+
+_RUN_FIELDS: dict[str, type] = {
+    "run_id": str,
+    "experiment_id": str,
+    "status": str,
+    "lifecycle_stage": str,
+    "params": dict,
+    "tags": dict,
+    "latest_metrics": dict,
+    "segments": list,
+}
+_SEGMENT_FIELDS: dict[str, type] = {
+    "name": str,
+    "keys": list,
+    "rows": int,
+    "min_step": int,
+    "max_step": int,
+}
+
+
+def _run_document_problems(doc: Document, run_id: str, experiment_id: str) -> list[str]:
+    problems = [
+        f"{name!r} is missing or not a {kind.__name__}"
+        for name, kind in _RUN_FIELDS.items()
+        if not isinstance(doc.get(name), kind)
+    ]
+    if problems:
+        return problems
+    if doc["run_id"] != run_id or doc["experiment_id"] != experiment_id:
+        problems.append(f"it names run {doc['run_id']!r} of experiment {doc['experiment_id']!r}")
+    if doc["status"] not in {RunStatus.to_string(s) for s in RunStatus.all_status()}:
+        problems.append(f"unknown status {doc['status']!r}")
+    if doc["lifecycle_stage"] not in ("active", "deleted"):
+        problems.append(f"unknown lifecycle stage {doc['lifecycle_stage']!r}")
+    for field in ("params", "tags"):
+        if not all(isinstance(v, str) for v in doc[field].values()):
+            problems.append(f"a value in {field!r} is not a string")
+    for key, latest in doc["latest_metrics"].items():
+        if not (
+            isinstance(latest, dict)
+            and isinstance(latest.get("value"), int | float)
+            and isinstance(latest.get("timestamp"), int)
+            and isinstance(latest.get("step"), int)
+        ):
+            problems.append(f"latest value of metric {key!r} is malformed")
+    for segment in doc["segments"]:
+        if not isinstance(segment, dict) or not all(
+            isinstance(segment.get(name), kind) for name, kind in _SEGMENT_FIELDS.items()
+        ):
+            problems.append(f"malformed segment entry {str(segment)[:100]}")
+    return problems
+
+
+def check_run_document(doc: Document, key: str) -> Document:
+    """``doc`` if it is the run document its key ``experiments/<e>/runs/<r>.json`` says.
+
+    Anything else (missing or mistyped fields, another run's document copied over this
+    one) is ``CorruptObject`` naming the key, rather than a ``KeyError`` deep in a read.
+    """
+    parts = key.split("/")
+    run_id = parts[-1].removesuffix(".json")
+    experiment_id = parts[-3] if len(parts) >= 3 else ""
+    problems = _run_document_problems(doc, run_id, experiment_id)
+    if problems:
+        raise CorruptObject(f"corrupt run document {key!r}: {'; '.join(problems)}")
+    return doc
 
 
 def run_from_doc(doc: Document, with_outputs: bool = True) -> Run:

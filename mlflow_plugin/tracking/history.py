@@ -19,6 +19,21 @@ import pyarrow.compute as pc
 __all__ = ["HistoryCache", "MetricColumns"]
 
 
+def _in_order(*columns: np.ndarray) -> bool:
+    """Whether the rows are already sorted by the columns (the first one primary)."""
+    if len(columns[0]) < 2:
+        return True
+    undecided = np.ones(len(columns[0]) - 1, dtype=bool)
+    for column in columns:
+        earlier, later = column[:-1], column[1:]
+        if np.any(undecided & (later < earlier)):
+            return False
+        undecided &= later == earlier
+        if not undecided.any():
+            return True
+    return True
+
+
 class MetricColumns:
     """One metric's points in history order, with the step order computed once on demand."""
 
@@ -43,10 +58,12 @@ class MetricColumns:
         values = table["value"].to_numpy()
         is_nan = np.isnan(values)
         as_stored = np.where(is_nan, 0.0, values)
-        order = np.lexsort((is_nan, as_stored, steps, timestamps))
-        steps, timestamps, values = steps[order], timestamps[order], values[order]
-        is_nan, as_stored = is_nan[order], as_stored[order]
-        distinct = np.ones(len(order), dtype=bool)
+        # Points are usually logged in order: a linear check spares the sort.
+        if not _in_order(timestamps, steps, as_stored, is_nan):
+            order = np.lexsort((is_nan, as_stored, steps, timestamps))
+            steps, timestamps, values = steps[order], timestamps[order], values[order]
+            is_nan, as_stored = is_nan[order], as_stored[order]
+        distinct = np.ones(len(steps), dtype=bool)
         distinct[1:] = (
             (timestamps[1:] != timestamps[:-1])
             | (steps[1:] != steps[:-1])
@@ -78,7 +95,12 @@ class MetricColumns:
         if self._step_order is None:
             is_nan = np.isnan(self.values)
             as_stored = np.where(is_nan, 0.0, self.values)
-            self._step_order = np.lexsort((is_nan, as_stored, self.timestamps, self.steps))
+            columns = (self.steps, self.timestamps, as_stored, is_nan)
+            self._step_order = (
+                np.arange(len(self.steps))
+                if _in_order(*columns)
+                else np.lexsort(tuple(reversed(columns)))
+            )
         return self._step_order
 
     def sampled(

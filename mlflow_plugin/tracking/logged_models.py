@@ -32,13 +32,14 @@ from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.search_utils import SearchLoggedModelsUtils
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.uri import append_to_uri_path
-from mlflow.utils.validation import _validate_logged_model_name, _validate_param, _validate_tag
+from mlflow.utils.validation import _validate_logged_model_name, _validate_param
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, create_document, read_document, update_document
 from mlflow_plugin.objectstore import NotFound, ObjectStore
+from mlflow_plugin.page_tokens import logged_model_page
 from mlflow_plugin.tracking.entities import logged_model_from_doc
-from mlflow_plugin.tracking.model_search import model_matches_filter
+from mlflow_plugin.tracking.model_search import model_matches_filter, parse_model_filter
 
 __all__ = ["LoggedModelsMixin"]
 
@@ -150,8 +151,8 @@ class LoggedModelsMixin:
             self._update_model(model_id, mutate)
 
     def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
-        for tag in tags:
-            _validate_tag(tag.key, tag.value)
+        # Like MLflow's SQL store, any key and value: they are data in the model document,
+        # never part of an object key.
 
         def mutate(doc: Document) -> Document:
             doc["tags"].update({tag.key: tag.value for tag in tags})
@@ -236,6 +237,7 @@ class LoggedModelsMixin:
                 INVALID_PARAMETER_VALUE,
             )
         max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
+        comparisons = parse_model_filter(filter_string)
         with self._errors():
             docs = [
                 doc
@@ -245,10 +247,12 @@ class LoggedModelsMixin:
         models = [
             logged_model_from_doc(doc)
             for doc in docs
-            if model_matches_filter(doc, filter_string, datasets)
+            if model_matches_filter(doc, comparisons, datasets)
         ]
         ordered = SearchLoggedModelsUtils.sort(models, order_by)
-        page, next_token = SearchLoggedModelsUtils.paginate(ordered, page_token, max_results)
+        page, next_token = logged_model_page(
+            ordered, page_token, max_results, experiment_ids, filter_string, order_by
+        )
         return PagedList(page, next_token)
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.utils.search_utils import SearchUtils
 
-__all__ = ["model_matches_filter"]
+__all__ = ["model_matches_filter", "parse_model_filter"]
 
 Document = dict[str, Any]
 
@@ -40,13 +42,41 @@ def _on_datasets(metric: Document, datasets: list[dict[str, Any]] | None) -> boo
     )
 
 
-def model_matches_filter(
-    doc: Document, filter_string: str | None, datasets: list[dict[str, Any]] | None
-) -> bool:
-    """Whether a logged-model document passes ``filter_string`` and the dataset clause."""
+def parse_model_filter(filter_string: str | None) -> list[Any]:
+    """The filter's comparisons, or INVALID_PARAMETER_VALUE; checked before any model is read.
+
+    MLflow's parser lets some bad filters through as raw errors (a non-numeric value for a
+    numeric attribute, a malformed ``IN`` list) and the SQL store answers an unknown
+    attribute with a 500; here all of them are INVALID_PARAMETER_VALUE.
+    """
+    from mlflow.store.tracking.dbmodels.models import SqlLoggedModel
     from mlflow.utils.search_logged_model_utils import EntityType, parse_filter_string
 
-    comparisons = parse_filter_string(filter_string)
+    try:
+        comparisons: list[Any] = parse_filter_string(filter_string)
+    except MlflowException:
+        raise
+    except (ValueError, TypeError, SyntaxError) as exc:
+        raise MlflowException(
+            f"Invalid filter string {filter_string!r}: {exc}", INVALID_PARAMETER_VALUE
+        ) from None
+    columns = {column.key for column in SqlLoggedModel.__table__.columns}
+    for comp in comparisons:
+        if comp.entity.type == EntityType.ATTRIBUTE and comp.entity.key not in columns:
+            raise MlflowException(
+                f"Invalid attribute {comp.entity.key!r} in filter string {filter_string!r}. "
+                f"Valid attributes: {sorted(columns)}",
+                INVALID_PARAMETER_VALUE,
+            )
+    return comparisons
+
+
+def model_matches_filter(
+    doc: Document, comparisons: list[Any], datasets: list[dict[str, Any]] | None
+) -> bool:
+    """Whether a logged-model document passes the parsed filter and the dataset clause."""
+    from mlflow.utils.search_logged_model_utils import EntityType
+
     has_metric_filter = False
     for comp in comparisons:
         compare = _compare(comp.op)

@@ -175,7 +175,11 @@ class BucketTrackingStore(
             # Creates the format document, migrates an older root, refuses a newer one.
             self.format_document = open_root(self._store)
         self.store_uri = store_uri
-        self.artifact_root_uri = artifact_uri or self._location.join("artifacts").to_uri()
+        # Stored in every experiment: the writer's own settings (flush interval, spool,
+        # index) must not travel with it.
+        self.artifact_root_uri = (
+            artifact_uri or self._location.addressing_only().join("artifacts").to_uri()
+        )
         self._writer_id = uuid.uuid4().hex[:16]
         self._run_experiments: dict[str, str] = {}
         self._writable_runs: dict[str, str] = {}  # run id -> experiment id, checked once

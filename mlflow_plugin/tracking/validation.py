@@ -10,7 +10,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
 
-__all__ = ["stored_metric_value", "validate_max_results"]
+__all__ = ["stored_metric_value", "validate_max_results", "validate_metric_ranges"]
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 def validate_max_results(max_results: Any, allow_null: bool = False) -> None:
@@ -29,6 +31,29 @@ def validate_max_results(max_results: Any, allow_null: bool = False) -> None:
             f"most {SEARCH_MAX_RESULTS_THRESHOLD}",
             INVALID_PARAMETER_VALUE,
         )
+
+
+def validate_metric_ranges(metrics: list[Any]) -> None:
+    """Steps and timestamps must be finite and fit in 64 bits (MLflow's int64 fields).
+
+    MLflow's own checks accept any number; a step of 2**63 would fail only when its
+    segment is encoded, long after ``log_batch`` returned, and poison the run's buffer.
+    """
+    for metric in metrics:
+        for name in ("step", "timestamp"):
+            value = getattr(metric, name)
+            try:
+                # int(inf) raises OverflowError. A fraction (1.5) is stored truncated, as an
+                # int64 column of a database would round it (sqlite alone keeps it).
+                ok = _INT64_MIN <= int(value) <= _INT64_MAX
+            except (TypeError, ValueError, OverflowError):  # NaN, complex...
+                ok = False
+            if not ok:
+                raise MlflowException(
+                    f"Invalid value {value!r} for parameter '{name}' of metric {metric.key!r} "
+                    "supplied: it must be a 64-bit integer",
+                    INVALID_PARAMETER_VALUE,
+                )
 
 
 def stored_metric_value(value: float) -> float:

@@ -128,3 +128,26 @@ def test_segments_come_from_the_disk_cache_once_fetched(tmp_path: Path) -> None:
     ]
     with pytest.raises(Exception, match="corrupt metric segment"):
         later.get_metric_history(run_id, "b")
+
+
+def test_history_logged_in_order_equals_sqlite(
+    stores: tuple[BucketTrackingStore, SqlAlchemyStore],
+) -> None:
+    # The usual case, which skips the sort: steps and timestamps rising, some repeats.
+    metrics = [
+        Metric("loss", float("nan") if i % 97 == 0 else 1 / (i + 1), 1_000 + i // 2, i // 3)
+        for i in range(3_000)
+    ]
+    bucket_run, sqlite_run = _log_same(stores, metrics + metrics[:50])
+    bucket, sqlite = stores
+    assert _points(bucket.get_metric_history(bucket_run, "loss")) == _points(
+        sqlite.get_metric_history(sqlite_run, "loss")
+    )
+    for max_results, start, end in [(320, None, None), (10, 100, 200)]:
+        ours = bucket.get_metric_history_bulk_interval(
+            [bucket_run], "loss", max_results, start, end
+        )
+        theirs = sqlite.get_metric_history_bulk_interval(
+            [sqlite_run], "loss", max_results, start, end
+        )
+        assert _points(list(ours)) == _points(list(theirs))

@@ -1,0 +1,1 @@
+"""The storage format: format versions and migrations."""

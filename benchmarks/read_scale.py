@@ -32,10 +32,7 @@ import logging
 import os
 import platform
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -71,7 +68,7 @@ from mlflow_plugin.format.run_batches import RunBatch, apply_batch, segment_name
 from mlflow_plugin.format.segments import MetricPoint, decode_segment, encode_segment
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.tracking.store import BucketTrackingStore
-from tests.servers import TEST_CREDENTIALS, moto_process_endpoint
+from tests.servers import TEST_CREDENTIALS, mlflow_server, moto_process_endpoint
 
 os.environ.update(TEST_CREDENTIALS)
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -467,12 +464,6 @@ def interval(store: Any, run_id: str) -> list[tuple[int, float]]:
 # -- servers -------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def process_tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -553,51 +544,6 @@ def peak_memory(pid: int) -> PeakMemory:
     return peak
 
 
-@contextlib.contextmanager
-def mlflow_server(uri: str, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    port = _free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {
-        **os.environ,
-        "MLFLOW_BUCKET_INDEX_DIR": str(workdir / "index"),  # the server's index starts empty
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-    }
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        # A session of its own: `mlflow server` runs uvicorn as a child; stopping stops both.
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_bytes()[-3000:].decode("utf-8", "replace")
-                raise RuntimeError(f"mlflow server on {uri} did not start:\n{tail}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.25)
-        yield url, process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @dataclass
 class ServerResult:
     first_search_s: float
@@ -609,7 +555,13 @@ class ServerResult:
 
 def measure_server(uri: str, built: Built, workdir: Path) -> ServerResult:
     workdir.mkdir(parents=True)
-    with mlflow_server(uri, workdir) as (url, process), requests.Session() as http:
+    # The server's index starts empty.
+    index = {"MLFLOW_BUCKET_INDEX_DIR": str(workdir / "index")}
+    with (
+        mlflow_server(uri, workdir=workdir, env=index, timeout=SERVER_START_TIMEOUT) as server,
+        requests.Session() as http,
+    ):
+        url, process = server.url, server.process
         wait_until_settled(process.pid)
 
         def search() -> list[str]:

@@ -1,14 +1,16 @@
-"""Real S3 endpoints for tests: moto's in-process HTTP server and a SeaweedFS server.
+"""Real servers for tests: S3 endpoints (moto's HTTP server, SeaweedFS) and ``mlflow server``.
 
-Both listen on 127.0.0.1 on ports chosen at run time. A server that cannot
+All listen on 127.0.0.1 on ports chosen at run time. A server that cannot
 start is a test failure with the reason, never a skip: a skipped backend would
 let CI pass without testing it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +55,7 @@ class S3Endpoint:
         return bucket
 
 
-def _free_port(avoid_grpc_clash: bool = False) -> int:
+def free_port(avoid_grpc_clash: bool = False) -> int:
     """A free port; SeaweedFS also binds port+10000 for gRPC, so keep that free too."""
     for _ in range(200):
         with socket.socket() as sock:
@@ -88,7 +90,7 @@ def moto_endpoint() -> Iterator[S3Endpoint]:
 @contextmanager
 def moto_process_endpoint(port: int | None = None) -> Iterator[S3Endpoint]:
     """moto's server in a process of its own: it competes with nobody for this process's GIL."""
-    port = port or _free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -179,7 +181,7 @@ def weed_binary() -> str:
 @contextmanager
 def seaweedfs_endpoint(timeout: float = 60.0) -> Iterator[S3Endpoint]:
     workdir = tempfile.mkdtemp(prefix="seaweedfs-")
-    ports = [_free_port(avoid_grpc_clash=True) for _ in range(4)]
+    ports = [free_port(avoid_grpc_clash=True) for _ in range(4)]
     s3_port, master_port, volume_port, filer_port = ports
     log_path = os.path.join(workdir, "weed.log")
     command = [
@@ -216,28 +218,36 @@ def seaweedfs_endpoint(timeout: float = 60.0) -> Iterator[S3Endpoint]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _log_tail(log_path: str) -> str:
+def _log_tail(log_path: str | Path) -> str:
     with open(log_path, "rb") as log:
-        return log.read()[-3000:].decode("utf-8", "replace")
+        return log.read()[-4000:].decode("utf-8", "replace")
 
 
 def _wait_until_serving(
-    url: str, process: subprocess.Popen[bytes], log_path: str, timeout: float
+    url: str,
+    process: subprocess.Popen[bytes],
+    log_path: str | Path,
+    timeout: float,
+    name: str = "SeaweedFS",
+    ready: Callable[[int], bool] = lambda status: True,
 ) -> None:
+    """Wait until ``url`` answers with a status ``ready`` accepts (by default any HTTP answer)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(
-                f"SeaweedFS exited with {process.returncode}:\n{_log_tail(log_path)}"
-            )
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{_log_tail(log_path)}")
         try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # any HTTP answer means the S3 gateway is up
-        except OSError:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                status = int(answer.status)
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:  # not listening yet
             time.sleep(0.2)
-    raise RuntimeError(f"SeaweedFS did not answer on {url} in {timeout}s:\n{_log_tail(log_path)}")
+            continue
+        if ready(status):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} did not answer on {url} in {timeout}s:\n{_log_tail(log_path)}")
 
 
 def _wait_until_writable(
@@ -272,3 +282,108 @@ def _wait_until_writable(
         f"SeaweedFS at {endpoint.url} did not accept writes in {timeout}s ({last_error}):\n"
         f"{_log_tail(log_path)}"
     )
+
+
+# -- mlflow server -------------------------------------------------------------------------
+
+MLFLOW_SERVER_START_TIMEOUT = 90.0
+MLFLOW_SERVER_STOP_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    """A running ``mlflow server``: its base URL, its process (``/proc/<pid>``) and its log."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def log_tail(self) -> str:
+        return _log_tail(self.log_path)
+
+
+def stop_process_group(
+    process: subprocess.Popen[bytes], timeout: float = MLFLOW_SERVER_STOP_TIMEOUT
+) -> None:
+    """SIGTERM to the process's session (it must have been started in a new one), then SIGKILL."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def serving(
+    command: list[str],
+    url: str,
+    *,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = MLFLOW_SERVER_START_TIMEOUT,
+    name: str = "mlflow server",
+) -> Iterator[MlflowServer]:
+    """Run ``command`` until ``url/health`` answers 200; stop it and its children on exit.
+
+    A session of its own: ``mlflow server`` runs uvicorn as a child, and stopping stops both.
+    """
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,
+        )
+    try:
+        _wait_until_serving(
+            f"{url}/health", process, log_path, timeout, name, lambda status: status == 200
+        )
+        yield MlflowServer(url, process, log_path)
+    finally:
+        stop_process_group(process)
+
+
+@contextmanager
+def mlflow_server(
+    backend_store_uri: str,
+    *extra_args: str,
+    workdir: Path,
+    env: dict[str, str] | None = None,
+    workers: int = 1,
+    timeout: float = MLFLOW_SERVER_START_TIMEOUT,
+) -> Iterator[MlflowServer]:
+    """``python -m mlflow server --backend-store-uri URI`` on a free 127.0.0.1 port.
+
+    ``workdir`` is its working folder (the default ./mlartifacts must not land in the
+    repository) and holds its log, ``server.log``; ``env`` adds to this process's
+    environment, with MLflow's telemetry off.
+
+    ``with mlflow_server("bucket+file:///tmp/store", workdir=tmp) as server: server.url``
+    """
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    command += extra_args
+    environment = {
+        **os.environ,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "true",
+        **(env or {}),
+    }
+    with serving(
+        command,
+        f"http://127.0.0.1:{port}",
+        log_path=workdir / "server.log",
+        env=environment,
+        cwd=workdir,
+        timeout=timeout,
+        name=f"mlflow server on {backend_store_uri}",
+    ) as server:
+        yield server

@@ -145,7 +145,8 @@ class MetricHistoryMixin:
         missing: NotFound | None = None
         for _ in range(3):
             doc = self._run_doc(run_id)
-            wanted = [s["name"] for s in doc["segments"] if metric_key in s["keys"]]
+            holding = [s for s in doc["segments"] if metric_key in s["keys"]]
+            wanted = [s["name"] for s in holding]
             cache_key = (run_id, metric_key, tuple(wanted))
             cached = self._history_cache.get(cache_key)
             if cached is not None:
@@ -162,7 +163,8 @@ class MetricHistoryMixin:
                 f"metric history of run {run_id} is damaged: a segment its manifest names is "
                 f"missing ({missing})"
             )
-        history = MetricColumns.of_key(tables, metric_key)
+        only_key = [s["keys"] == [metric_key] for s in holding]
+        history = MetricColumns.of_key(tables, metric_key, only_key)
         self._history_cache.put(cache_key, history)
         return history
 

@@ -122,6 +122,10 @@ _logger = logging.getLogger(__name__)
 _READ_WORKERS = 16
 
 
+# Set by `mlflow server` for its workers (mlflow.server.constants.BACKEND_STORE_URI_ENV_VAR).
+_SERVER_BACKEND_ENV = "_MLFLOW_SERVER_FILE_STORE"
+
+
 def _not_found_run(run_id: str) -> MlflowException:
     return MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
 
@@ -181,6 +185,10 @@ class BucketTrackingStore(
             artifact_uri or self._location.addressing_only().join("artifacts").to_uri()
         )
         self._writer_id = uuid.uuid4().hex[:16]
+        # Inside `mlflow server` each worker process has its own store: a REST client's
+        # metrics are uploaded before the call returns, so every worker (and every other
+        # reader) sees them at once, as with MLflow's SQL store.
+        self._write_through = os.environ.get(_SERVER_BACKEND_ENV) is not None
         self._run_experiments: dict[str, str] = {}
         self._writable_runs: dict[str, str] = {}  # run id -> experiment id, checked once
         self._segment_cache = SegmentCache()
@@ -222,8 +230,11 @@ class BucketTrackingStore(
                     from mlflow_plugin.index.query_index import QueryIndex
 
                     settings = index_settings(self._location)
+                    # The root's id too: a bucket deleted and created again at the same
+                    # URI is another root, and its index starts afresh.
+                    root = f"{root_identity(self._location)} #{self.format_document.get('root_id')}"
                     self._query_index = QueryIndex(
-                        self._store, root_identity(self._location), settings.url, settings.staleness
+                        self._store, root, settings.url, settings.staleness
                     )
         return self._query_index
 
@@ -516,6 +527,9 @@ class BucketTrackingStore(
             for m in metrics
         ]
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
+        if self._write_through:
+            with self._errors():
+                self._flush_run(run_id)
 
     @staticmethod
     def _has_model_metric(metrics: list[Metric]) -> bool:

@@ -8,27 +8,22 @@ server, must give a store the REST API answers on.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 import yaml
 
 from tests.cli.conftest import REPO
-from tests.servers import S3Endpoint
+from tests.servers import S3Endpoint, free_port, serving
 
 DOCKER = REPO / "docker"
 _VARIABLE = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
@@ -138,12 +133,6 @@ def test_the_image_installs_the_package_pinned_and_without_torch() -> None:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _service_env(service: str, shell: Mapping[str, str], s3_url: str) -> dict[str, str]:
     """What the container sees: the image's ENV, then the service's resolved environment."""
     env = {**os.environ, **_image_env()}
@@ -151,41 +140,6 @@ def _service_env(service: str, shell: Mapping[str, str], s3_url: str) -> dict[st
         env[name] = _interpolate(str(value), shell).replace("http://seaweedfs:8333", s3_url)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return env
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-
-@contextlib.contextmanager
-def _server(command: list[str], env: dict[str, str], log: Path) -> Iterator[str]:
-    url = f"http://127.0.0.1:{env['MLFLOW_PORT']}"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command, env=env, cwd=log.parent, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"the image's CMD exited with {process.returncode}:\n{log.read_text()}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"the image's CMD did not become healthy:\n{log.read_text()}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        _stop(process)
 
 
 def test_the_images_commands_serve_a_bucket_store_on_seaweedfs(
@@ -221,8 +175,16 @@ def test_the_images_commands_serve_a_bucket_store_on_seaweedfs(
     assert command[2].startswith('exec mlflow server --backend-store-uri "bucket+s3://')
     assert "--host 0.0.0.0" in command[2]
     env = _service_env("mlflow", shell, seaweedfs_s3.url)
-    env["MLFLOW_PORT"] = str(_free_port())  # the image's 5000 may be taken on this machine
-    with _server(command, env, tmp_path / "server.log") as url:
+    env["MLFLOW_PORT"] = str(free_port())  # the image's 5000 may be taken on this machine
+    with serving(
+        command,
+        f"http://127.0.0.1:{env['MLFLOW_PORT']}",
+        log_path=tmp_path / "server.log",
+        env=env,
+        cwd=tmp_path,
+        name="the image's CMD",
+    ) as server:
+        url = server.url
         api = f"{url}/api/2.0/mlflow"
         found = requests.post(f"{api}/experiments/search", json={"max_results": 10}, timeout=30)
         assert found.status_code == 200, found.text

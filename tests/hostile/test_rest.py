@@ -17,12 +17,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -33,8 +29,7 @@ from mlflow import MlflowClient
 from mlflow_plugin.format import keys
 from mlflow_plugin.objectstore import open_object_store
 from tests.hostile.corpus import World, register
-from tests.servers import S3Endpoint
-from tests.tracking.test_server_endpoints import _free_port, _stop, _wait_until_healthy
+from tests.servers import S3Endpoint, mlflow_server
 
 TIMEOUT = 30.0
 
@@ -245,30 +240,6 @@ class Server:
         return requests.post(url, json=payload, timeout=TIMEOUT)
 
 
-@contextlib.contextmanager
-def mlflow_server(uri: str, workdir: Path) -> Iterator[str]:
-    port = _free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log_path)
-        yield url
-    finally:
-        _stop(process)
-
-
 def _damage(uri: str, world: World) -> tuple[str, str]:
     """A second run whose document is then truncated in the store: (its id, its key)."""
     run_id = world.client.create_run(world.experiment_id, run_name="damaged").info.run_id
@@ -304,7 +275,7 @@ def servers(
                 store.flush()  # the server is another process: it must see everything
             workdir = folder / f"server-{backend}"
             workdir.mkdir()
-            server.url = stack.enter_context(mlflow_server(uri, workdir))
+            server.url = stack.enter_context(mlflow_server(uri, workdir=workdir)).url
             found[backend] = server
         yield found
 

@@ -9,12 +9,6 @@ MLflow's own SQLite store runs the same checks as a reference.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,7 +33,7 @@ from mlflow.entities import (
 )
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-from tests.servers import S3Endpoint
+from tests.servers import S3Endpoint, mlflow_server
 
 STEPS = 50
 ARTIFACT_PATH = "notes/readme.txt"
@@ -163,79 +157,12 @@ def _fill_store(tracking_uri: str, scratch: Path) -> Logged:
     return Logged(name, experiment_id, run_id, model.model_id, dataset.digest)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path) -> str:
-    return path.read_bytes()[-4000:].decode("utf-8", "replace")
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"mlflow server exited with {process.returncode}:\n{_tail(log_path)}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass  # not listening yet, or still starting its worker
-        time.sleep(0.25)
-    pytest.fail(f"mlflow server not healthy after {SERVER_START_TIMEOUT}s:\n{_tail(log_path)}")
-
-
 @pytest.fixture(scope="module")
 def server(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("server")
     logged = _fill_store(tracking_uri, workdir)
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--backend-store-uri",
-        tracking_uri,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-    ]
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
-    log_path = workdir / "server.log"
-    with log_path.open("wb") as log:
-        # cwd: the server's default ./mlartifacts must not land in the repository. A session
-        # of its own: `mlflow server` runs uvicorn as a child, and teardown stops both.
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            env=env,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log_path)
-        yield Server(url, logged)
-    finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    with mlflow_server(tracking_uri, workdir=workdir, timeout=SERVER_START_TIMEOUT) as running:
+        yield Server(running.url, logged)
 
 
 def _tags(entity: dict[str, Any]) -> dict[str, str]:

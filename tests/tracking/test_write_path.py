@@ -281,3 +281,28 @@ def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) ->
         store.flush()
         history = BucketTrackingStore(uri).get_metric_history(run_id, "loss")
         assert [m.step for m in history] == list(range(5000))
+
+
+def test_inside_mlflow_server_metrics_are_uploaded_before_the_call_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `mlflow server` runs several worker processes, each with its own store: a metric
+    # a REST client logged through one worker must be visible to the others at once.
+    uri = f"bucket+file:{tmp_path / 'root'}?flush_interval=3600"
+    monkeypatch.setenv("_MLFLOW_SERVER_FILE_STORE", uri)
+    worker = BucketTrackingStore(uri)
+    run_id = worker.create_run(worker.create_experiment("rest"), "u", 0, [], "r").info.run_id
+    worker.log_batch(run_id, [Metric("loss", 0.5, 1, 0)], [], [])  # the slow path, once
+    worker.log_batch(run_id, [Metric("loss", 0.25, 2, 1)], [], [RunTag("t", "v")])
+    monkeypatch.delenv("_MLFLOW_SERVER_FILE_STORE")
+    other_worker = BucketTrackingStore(uri)
+    history = other_worker.get_metric_history(run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 0.5), (1, 0.25)]
+    assert other_worker.get_run(run_id).data.tags["t"] == "v"
+
+    training_script = BucketTrackingStore(uri)  # outside a server: buffered, as before
+    training_script.log_batch(run_id, [Metric("loss", 0.125, 3, 2)], [], [])
+    training_script.log_batch(run_id, [Metric("loss", 0.0625, 4, 3)], [], [])
+    assert len(BucketTrackingStore(uri).get_metric_history(run_id, "loss")) == 2
+    training_script.flush()
+    assert len(BucketTrackingStore(uri).get_metric_history(run_id, "loss")) == 4

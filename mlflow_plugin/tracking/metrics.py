@@ -36,7 +36,7 @@ from mlflow_plugin.format.segments import (
     points_table,
     table_points,
 )
-from mlflow_plugin.index.segment_files import SegmentFiles
+from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
 from mlflow_plugin.objectstore import (
     NotFound,
     ObjectStore,
@@ -49,6 +49,8 @@ __all__ = ["COMPACT_AFTER_SEGMENTS", "MetricHistoryMixin"]
 
 COMPACT_AFTER_SEGMENTS = 16
 _SMALL_SEGMENT_ROWS = 50_000
+# Sorted histories this long are also kept on local disk, for the next process.
+_STORED_HISTORY_POINTS = 100_000
 
 
 class _CompactionLost(Exception):
@@ -64,6 +66,7 @@ class MetricHistoryMixin:
     _errors: Callable[[], AbstractContextManager[None]]
     _segment_cache: SegmentCache
     _segment_files: Callable[[], SegmentFiles | None]
+    _history_files: Callable[[], HistoryFiles | None]
     _history_cache: HistoryCache
     _run_doc: Callable[[str], Document]
     _read_run: Callable[[str], Document]
@@ -148,7 +151,9 @@ class MetricHistoryMixin:
             holding = [s for s in doc["segments"] if metric_key in s["keys"]]
             wanted = [s["name"] for s in holding]
             cache_key = (run_id, metric_key, tuple(wanted))
-            cached = self._history_cache.get(cache_key)
+            cached = self._history_cache.get(cache_key) or self._stored_history(
+                doc["experiment_id"], cache_key
+            )
             if cached is not None:
                 return cached
             try:
@@ -165,6 +170,24 @@ class MetricHistoryMixin:
             )
         only_key = [s["keys"] == [metric_key] for s in holding]
         history = MetricColumns.of_key(tables, metric_key, only_key)
+        self._history_cache.put(cache_key, history)
+        files = self._history_files()
+        if files is not None and len(history) >= _STORED_HISTORY_POINTS:
+            files.put(
+                [doc["experiment_id"], run_id, metric_key, *wanted],
+                (history.steps, history.timestamps, history.values),
+            )
+        return history
+
+    def _stored_history(
+        self, experiment_id: str, cache_key: tuple[str, str, tuple[str, ...]]
+    ) -> MetricColumns | None:
+        files = self._history_files()
+        run_id, metric_key, names = cache_key
+        columns = files.get([experiment_id, run_id, metric_key, *names]) if files else None
+        if columns is None:
+            return None
+        history = MetricColumns(*columns)
         self._history_cache.put(cache_key, history)
         return history
 

@@ -74,7 +74,7 @@ from mlflow_plugin.format.segments import (
 )
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.index.paths import default_index_dir
-from mlflow_plugin.index.segment_files import SegmentFiles
+from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
     NotFound,
@@ -167,6 +167,7 @@ class BucketTrackingStore(
         super().__init__()
         self._query_index: QueryIndex | None = None
         self._segment_file_cache: SegmentFiles | None = None
+        self._history_file_cache: HistoryFiles | None = None
         self._query_index_lock = threading.Lock()
         with mlflow_errors():
             self._location = parse_store_uri(store_uri)
@@ -245,6 +246,13 @@ class BucketTrackingStore(
             digest = hashlib.sha256(root_identity(self._location).encode("utf-8")).hexdigest()
             self._segment_file_cache = SegmentFiles(folder / "segments" / digest[:16])
         return self._segment_file_cache
+
+    def _history_files(self) -> HistoryFiles | None:
+        """Long sorted histories on local disk, beside the segment cache."""
+        if self._history_file_cache is None:
+            digest = hashlib.sha256(root_identity(self._location).encode("utf-8")).hexdigest()
+            self._history_file_cache = HistoryFiles(default_index_dir() / "histories" / digest[:16])
+        return self._history_file_cache
 
     def _new_readers(self) -> None:
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")

@@ -4,6 +4,7 @@ only the segments that hold the key, and segments never downloaded twice."""
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -151,3 +152,37 @@ def test_history_logged_in_order_equals_sqlite(
             [sqlite_run], "loss", max_results, start, end
         )
         assert _points(list(ours)) == _points(list(theirs))
+
+
+def test_long_histories_are_kept_sorted_on_disk_for_the_next_process(tmp_path: Path) -> None:
+    uri = f"bucket+file:{tmp_path / 'root'}"
+    writer = BucketTrackingStore(uri)
+    experiment_id = writer.create_experiment("long")
+    run_id = writer.create_run(experiment_id, "user", 0, [], "run").info.run_id
+    for start in range(0, 120_000, 1_000):
+        metrics = [Metric("loss", 1 / (i + 1), 1_000 + i, i) for i in range(start, start + 1_000)]
+        writer.log_batch(run_id, metrics, [], [])
+    writer.close()
+    first = BucketTrackingStore(uri).get_metric_history_bulk_interval(
+        [run_id], "loss", 320, None, None
+    )
+    stored = list(Path(os.environ["MLFLOW_BUCKET_INDEX_DIR"]).glob("histories/*/*.values.npy"))
+    assert stored, "a 120,000-point history is kept on disk"
+
+    # Segments gone from the bucket and the segment cache: only the sorted copy can answer.
+    for path in (tmp_path / "root" / "experiments" / experiment_id / "metrics").rglob("*"):
+        if path.is_file():
+            path.write_bytes(b"")
+    for path in Path(os.environ["MLFLOW_BUCKET_INDEX_DIR"]).glob("segments/*/*.parquet"):
+        path.unlink()
+    again = BucketTrackingStore(uri).get_metric_history_bulk_interval(
+        [run_id], "loss", 320, None, None
+    )
+    assert _points(list(again)) == _points(list(first))
+    assert len(again) == 320
+
+    # Without its values file the copy is incomplete: ignored, and the segments are read.
+    for path in stored:
+        path.unlink()
+    with pytest.raises(Exception, match="corrupt metric segment"):
+        BucketTrackingStore(uri).get_metric_history(run_id, "loss")

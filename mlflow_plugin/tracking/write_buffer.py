@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -79,6 +80,12 @@ def _reset_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# How long closing keeps retrying uploads that fail: with no spool, unsent points would
+# be lost, so longer; with one, they are safe on disk for `sync` or the next process.
+_CLOSE_RETRY_SECONDS = 60.0
+_CLOSE_RETRY_SECONDS_SPOOLED = 10.0
 
 
 @atexit.register
@@ -323,9 +330,33 @@ class WriteBuffer:
         self._offloaded = set()
         self._synchronous = True
 
+    def _pending(self) -> bool:
+        with self._lock:
+            return any(queue.sealed or queue.open_points for queue in self._runs.values())
+
     def close(self) -> None:
-        """Flush everything, stop the flusher thread, release the spool."""
+        """Flush everything, stop the flusher thread, release the spool.
+
+        An upload that fails now (a run document many writers are changing, an
+        endpoint answering errors) is tried again for a while: without a spool what
+        is left here at exit is lost, and with one it waits for the next process.
+        """
+        deadline = time.monotonic() + (
+            _CLOSE_RETRY_SECONDS_SPOOLED if self._spool is not None else _CLOSE_RETRY_SECONDS
+        )
+        delay = 0.1
         self.flush(raise_errors=False)
+        while self._pending() and time.monotonic() < deadline:
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+            self.flush(raise_errors=False)
+        if self._pending():
+            _logger.warning(
+                "mlflow-bucket: some logged metrics could not be uploaded before closing; %s",
+                "they stay in the local spool for `python -m mlflow_plugin sync`"
+                if self._spool is not None
+                else "they are lost (no spool: see the spool option)",
+            )
         self._closed = True
         self._wake.set()
         with self._lock:  # appends and seals check the spool under this lock

@@ -125,7 +125,9 @@ def test_async_logging_from_processes_of_threads_through_faults(faulty_root: Fau
         expected = set().union(*(_points(w, t) for w, t in pairs))
         stored = stored_points(store.object_store, run_id)
         lost, duplicated, unexpected = compare_points(expected, stored)
-        assert (lost, duplicated, unexpected) == (0, 0, 0), run_id
+        missing = sorted(expected - set(stored))[:12]
+        shared = "shared" if run_id == shared_run_id else "own"
+        assert (lost, duplicated, unexpected) == (0, 0, 0), f"{shared} run {run_id}: {missing}"
         for w, t in pairs:
             history = client.get_metric_history(run_id, _key(w, t))
             assert [(m.step, m.timestamp, m.value) for m in history] == [

@@ -306,3 +306,32 @@ def test_inside_mlflow_server_metrics_are_uploaded_before_the_call_returns(
     assert len(BucketTrackingStore(uri).get_metric_history(run_id, "loss")) == 2
     training_script.flush()
     assert len(BucketTrackingStore(uri).get_metric_history(run_id, "loss")) == 4
+
+
+def test_closing_keeps_trying_an_upload_that_fails_for_a_while(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without a spool, what close() cannot upload is lost: it retries before giving up.
+    # The failures here are ones botocore's own retries do not cover (a run document
+    # too busy to swap, say): the first three uploads fail.
+    from mlflow_plugin.objectstore import StorageUnavailable
+
+    uri = f"bucket+file:{tmp_path / 'root'}?flush_interval=3600"
+    store = BucketTrackingStore(uri)
+    run_id = store.create_run(store.create_experiment("c"), "u", 0, [], "r").info.run_id
+    store.log_batch(run_id, [Metric("loss", 1.0, 1, 0)], [], [])
+    store.log_batch(run_id, [Metric("loss", 0.5, 2, 1)], [], [])
+    buffer = store._buffer
+    upload, failures = buffer._upload, []
+
+    def failing_upload(batch: object) -> None:
+        if len(failures) < 3:
+            failures.append(batch)
+            raise StorageUnavailable("too busy")
+        upload(batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(buffer, "_upload", failing_upload)
+    store.close()
+    assert len(failures) == 3
+    history = BucketTrackingStore(uri).get_metric_history(run_id, "loss")
+    assert [m.step for m in history] == [0, 1]

@@ -24,6 +24,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.moto_atomic import make_conditional_writes_atomic
+
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
@@ -78,6 +80,7 @@ def free_port(avoid_grpc_clash: bool = False) -> int:
 def moto_endpoint() -> Iterator[S3Endpoint]:
     from moto.server import ThreadedMotoServer
 
+    make_conditional_writes_atomic()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -87,12 +90,19 @@ def moto_endpoint() -> Iterator[S3Endpoint]:
         server.stop()
 
 
+# moto's server, in a process of its own, with atomic conditional writes (tests/moto_atomic.py).
+_ATOMIC_MOTO_SERVER = (
+    f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
+    "from tests.moto_atomic import main; main()"
+)
+
+
 @contextmanager
 def moto_process_endpoint(port: int | None = None) -> Iterator[S3Endpoint]:
     """moto's server in a process of its own: it competes with nobody for this process's GIL."""
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, "-c", _ATOMIC_MOTO_SERVER, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -127,6 +137,8 @@ class InterruptibleMotoEndpoint:
     def __init__(self, bucket: str) -> None:
         from moto.server import ThreadedMotoServer
 
+        make_conditional_writes_atomic()
+
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
         host, self.port = self._server.get_host_and_port()
@@ -144,6 +156,8 @@ class InterruptibleMotoEndpoint:
 
     def up(self) -> None:
         from moto.server import ThreadedMotoServer
+
+        make_conditional_writes_atomic()
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -25,6 +25,7 @@ __all__ = [
     "Progress",
     "UsageError",
     "add_command_parser",
+    "add_uri_argument",
     "human_bytes",
     "non_negative",
     "store_uri",
@@ -101,6 +102,13 @@ def add_command_parser(
     )
     parser.set_defaults(run=run)
     return parser
+
+
+def add_uri_argument(parser: argparse.ArgumentParser) -> None:
+    """The positional store URI every command takes (checked, never echoing a secret)."""
+    parser.add_argument(
+        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
+    )
 
 
 class Output:

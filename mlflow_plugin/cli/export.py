@@ -9,7 +9,7 @@ from mlflow_plugin.cli.common import (
     CommandFailed,
     Output,
     add_command_parser,
-    store_uri,
+    add_uri_argument,
 )
 
 __all__ = ["add_parser", "run"]
@@ -26,9 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
         run=run,
     )
-    parser.add_argument(
-        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
-    )
+    add_uri_argument(parser)
     parser.add_argument("run_id", metavar="RUN_ID", help="the run whose metrics to export")
     parser.add_argument("--format", choices=("parquet", "csv"), required=True, dest="file_format")
     parser.add_argument("--output", "-o", required=True, metavar="PATH", help="file to write")

@@ -11,6 +11,7 @@ from mlflow_plugin.cli.common import (
     EXIT_OK,
     Output,
     add_command_parser,
+    add_uri_argument,
     human_bytes,
     non_negative,
     store_uri,
@@ -38,9 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
         run=run,
     )
-    parser.add_argument(
-        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
-    )
+    add_uri_argument(parser)
     parser.add_argument(
         "--older-than",
         type=non_negative,

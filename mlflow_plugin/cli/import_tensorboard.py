@@ -13,7 +13,7 @@ from mlflow_plugin.cli.common import (
     CommandFailed,
     Output,
     add_command_parser,
-    store_uri,
+    add_uri_argument,
 )
 
 __all__ = ["add_parser", "run"]
@@ -36,9 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         run=run,
     )
     parser.add_argument("logdir", metavar="LOGDIR", help="TensorBoard log directory")
-    parser.add_argument(
-        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
-    )
+    add_uri_argument(parser)
     parser.add_argument(
         "--experiment",
         metavar="NAME",

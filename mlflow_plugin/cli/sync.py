@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlflow_plugin.cli.common import EXIT_OK, Output, add_command_parser, store_uri
+from mlflow_plugin.cli.common import EXIT_OK, Output, add_command_parser, add_uri_argument
 
 __all__ = ["add_parser", "run"]
 
@@ -21,9 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         ),
         run=run,
     )
-    parser.add_argument(
-        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
-    )
+    add_uri_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

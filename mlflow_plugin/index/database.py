@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from mlflow_plugin.format.version import FORMAT_VERSION
-from mlflow_plugin.index.paths import default_index_dir
+from mlflow_plugin.index.paths import default_index_dir, root_digest
 from mlflow_plugin.index.schema import (
     INDEX_VERSION,
     MLFLOW_TABLES,
@@ -49,8 +48,7 @@ def default_index_url(root: str, folder: str | os.PathLike[str] | None = None) -
     """``sqlite:///<folder>/<hash of root>.sqlite``; the folder is created user-only."""
     base = Path(folder) if folder else default_index_dir()
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
-    name = hashlib.sha256(root.encode("utf-8")).hexdigest()[:16]
-    return f"sqlite:///{base / name}.sqlite"
+    return f"sqlite:///{base / root_digest(root)}.sqlite"
 
 
 def sqlite_path(url: str) -> Path | None:

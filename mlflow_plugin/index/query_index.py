@@ -48,9 +48,12 @@ class QueryIndex:
         self._staleness = staleness
         self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="mlflow-bucket-index")
         self._open_lock = threading.Lock()
-        self._database = open_index_database(url, root)
-        self._sync = IndexSync(store, self._database, staleness, self._fetchers)
         self._file = sqlite_path(url)
+        self._database, self._sync = self._open()
+
+    def _open(self) -> tuple[IndexDatabase, IndexSync]:
+        database = open_index_database(self._url, self._root)
+        return database, IndexSync(self._store, database, self._staleness, self._fetchers)
 
     @property
     def url(self) -> str:
@@ -64,10 +67,7 @@ class QueryIndex:
             with self._open_lock:
                 if not self._file.exists():
                     self._database.dispose()
-                    self._database = open_index_database(self._url, self._root)
-                    self._sync = IndexSync(
-                        self._store, self._database, self._staleness, self._fetchers
-                    )
+                    self._database, self._sync = self._open()
         return self._database, self._sync
 
     def _read(self, query: Callable[[Session], _T]) -> _T:

@@ -65,8 +65,8 @@ class MetricHistoryMixin:
     _readers: ThreadPoolExecutor
     _errors: Callable[[], AbstractContextManager[None]]
     _segment_cache: SegmentCache
-    _segment_files: Callable[[], SegmentFiles | None]
-    _history_files: Callable[[], HistoryFiles | None]
+    _segment_files: SegmentFiles
+    _history_files: HistoryFiles
     _history_cache: HistoryCache
     _run_doc: Callable[[str], Document]
     _read_run: Callable[[str], Document]
@@ -122,21 +122,20 @@ class MetricHistoryMixin:
         if cached is not None:
             return cached
         key = keys.metric_segment_key(experiment_id, run_id, name)
-        files = self._segment_files()
-        data = files.get(key) if files is not None else None
+        data = self._segment_files.get(key)
         from_disk = data is not None
         if data is None:
             data = self._store.get(key).data
         try:
             table = decode_table(data)
         except ValueError as exc:
-            if from_disk and files is not None:
-                files.discard(key)  # a damaged cache file: fetch it again next time
+            if from_disk:
+                self._segment_files.discard(key)  # a damaged cache file: fetch it again next time
             raise CorruptObject(
                 f"corrupt metric segment {key!r} in {self._store.location}: {exc}"
             ) from None
-        if files is not None and not from_disk:
-            files.put(key, data)
+        if not from_disk:
+            self._segment_files.put(key, data)
         self._segment_cache.put(name, table)
         return table
 
@@ -171,9 +170,8 @@ class MetricHistoryMixin:
         only_key = [s["keys"] == [metric_key] for s in holding]
         history = MetricColumns.of_key(tables, metric_key, only_key)
         self._history_cache.put(cache_key, history)
-        files = self._history_files()
-        if files is not None and len(history) >= _STORED_HISTORY_POINTS:
-            files.put(
+        if len(history) >= _STORED_HISTORY_POINTS:
+            self._history_files.put(
                 [doc["experiment_id"], run_id, metric_key, *wanted],
                 (history.steps, history.timestamps, history.values),
             )
@@ -182,9 +180,8 @@ class MetricHistoryMixin:
     def _stored_history(
         self, experiment_id: str, cache_key: tuple[str, str, tuple[str, ...]]
     ) -> MetricColumns | None:
-        files = self._history_files()
         run_id, metric_key, names = cache_key
-        columns = files.get([experiment_id, run_id, metric_key, *names]) if files else None
+        columns = self._history_files.get([experiment_id, run_id, metric_key, *names])
         if columns is None:
             return None
         history = MetricColumns(*columns)

@@ -23,7 +23,6 @@ Decisions beyond DESIGN.md, written down here:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -73,7 +72,7 @@ from mlflow_plugin.format.segments import (
     SegmentCache,
 )
 from mlflow_plugin.format.version import open_root
-from mlflow_plugin.index.paths import default_index_dir
+from mlflow_plugin.index.paths import default_index_dir, root_digest
 from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
@@ -166,8 +165,6 @@ class BucketTrackingStore(
     ) -> None:
         super().__init__()
         self._query_index: QueryIndex | None = None
-        self._segment_file_cache: SegmentFiles | None = None
-        self._history_file_cache: HistoryFiles | None = None
         self._query_index_lock = threading.Lock()
         with mlflow_errors():
             self._location = parse_store_uri(store_uri)
@@ -194,6 +191,11 @@ class BucketTrackingStore(
         self._writable_runs: dict[str, str] = {}  # run id -> experiment id, checked once
         self._segment_cache = SegmentCache()
         self._history_cache = HistoryCache()
+        # Local disk caches of immutable segments and of long sorted histories (no I/O
+        # until a history is read: a process that only logs creates neither folder).
+        digest = root_digest(root_identity(self._location))
+        self._segment_files = SegmentFiles(default_index_dir() / "segments" / digest)
+        self._history_files = HistoryFiles(default_index_dir() / "histories" / digest)
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
         # A forked child cannot use the parent's pool threads; give it a pool of its own.
         os.register_at_fork(after_in_child=self._new_readers)
@@ -238,21 +240,6 @@ class BucketTrackingStore(
                         self._store, root, settings.url, settings.staleness
                     )
         return self._query_index
-
-    def _segment_files(self) -> SegmentFiles | None:
-        """The local disk cache of segments, in the index folder."""
-        if self._segment_file_cache is None:
-            folder = default_index_dir()
-            digest = hashlib.sha256(root_identity(self._location).encode("utf-8")).hexdigest()
-            self._segment_file_cache = SegmentFiles(folder / "segments" / digest[:16])
-        return self._segment_file_cache
-
-    def _history_files(self) -> HistoryFiles | None:
-        """Long sorted histories on local disk, beside the segment cache."""
-        if self._history_file_cache is None:
-            digest = hashlib.sha256(root_identity(self._location).encode("utf-8")).hexdigest()
-            self._history_file_cache = HistoryFiles(default_index_dir() / "histories" / digest[:16])
-        return self._history_file_cache
 
     def _new_readers(self) -> None:
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")

@@ -209,6 +209,10 @@ def seaweedfs_endpoint(timeout: float = 60.0) -> Iterator[S3Endpoint]:
         f"-filer.port={filer_port}",
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
+        # Without these the S3 gateway always binds 8181 (Iceberg) and 9101 (Lance), so a
+        # second server on the machine (another test run, another checkout) fails to start.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         # Every bucket is a collection with volumes of its own: keep them small and
         # allow many, or a suite that creates a few buckets runs out of volume slots.
         "-master.volumeSizeLimitMB=64",

@@ -25,7 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "Check that the store answers, and that it honours If-None-Match / If-Match "
             "on writes (a probe object is written, conflicted and deleted under _probe/). "
             "An endpoint that ignores conditional writes would let concurrent writers "
-            "overwrite each other: it is reported with exit code 1."
+            "overwrite each other: it is reported with exit code 1. A bucket+file folder "
+            "that does not exist is reported too (exit 1) and not created: it is most "
+            "likely a mistyped path."
         ),
         run=run,
     )
@@ -33,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from mlflow_plugin.format import keys
     from mlflow_plugin.format.documents import read_document
     from mlflow_plugin.objectstore import (
@@ -49,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     out.info(f"store:     {location.to_uri()}")
     if location.is_s3:
         out.info(f"endpoint:  {location.endpoint_url() or 'AWS default'}")
+    elif not os.path.isdir(location.path):
+        # The probe below would create the folder: a typo would pass as a new, empty store.
+        raise CommandFailed(
+            f"no folder at {location.path}: check the path (mkdir it, or let the first "
+            "MLflow client create it, to start a new store)"
+        )
     store = open_object_store(location)
     try:
         started = time.perf_counter()

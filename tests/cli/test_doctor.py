@@ -1,7 +1,10 @@
-"""``doctor``: a store that works passes; one that ignores conditional writes fails with 1."""
+"""``doctor``: a store that works passes; one that ignores conditional writes fails with 1,
+and so does a mistyped folder or bucket, which doctor must not create."""
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +12,7 @@ import pytest
 import mlflow_plugin.objectstore as objectstore
 from mlflow_plugin.cli import main
 from mlflow_plugin.objectstore import ObjectStore, StoreLocation
+from mlflow_plugin.objectstore.s3 import S3ClientSettings, s3_client
 from tests.cli.conftest import Cli
 from tests.servers import S3Endpoint
 
@@ -21,7 +25,10 @@ def test_doctor_passes_on_moto(cli: Cli, moto_uri: str, moto_s3: S3Endpoint) -> 
     assert "conditional writes (If-None-Match, If-Match): honoured" in result.stdout
 
 
-def test_doctor_passes_on_a_folder_and_quiet_prints_nothing(cli: Cli, file_uri: str) -> None:
+def test_doctor_passes_on_a_folder_and_quiet_prints_nothing(
+    cli: Cli, file_uri: str, tmp_path: Path
+) -> None:
+    (tmp_path / "store").mkdir()  # an empty folder: a store the first client initialises
     result = cli("doctor", "--quiet", file_uri)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
@@ -61,3 +68,26 @@ def test_doctor_reports_an_endpoint_that_ignores_conditional_writes(
     assert captured.err.startswith("error: conditional writes are not honoured:")
     assert "If-None-Match" in captured.err
     assert list(opened[0].list("")) == []  # the probe cleaned up after itself
+
+
+def test_doctor_refuses_a_folder_that_does_not_exist_and_creates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["doctor", "bucket+file:./mlruns-buckt"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith(f"error: no folder at {tmp_path / 'mlruns-buckt'}:")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_doctor_refuses_a_bucket_that_does_not_exist_and_creates_nothing(
+    moto_s3: S3Endpoint, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bucket = f"mistyped-{uuid.uuid4().hex[:12]}"
+    code = main(["doctor", f"bucket+s3://{bucket}/team?endpoint_url={moto_s3.url}"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith("error: store not reachable:")
+    client = s3_client(S3ClientSettings(endpoint_url=moto_s3.url, region="us-east-1"))
+    assert bucket not in [b["Name"] for b in client.list_buckets()["Buckets"]]

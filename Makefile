@@ -6,7 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test torture lint screenshots clean
 
+# constraints.txt pins packages (sqlalchemy 2.1, numpy 2.4, pandas 3.1...) that need 3.11:
+# an older $(PYTHON) is refused in one line, before a venv is made.
+PYTHON_VERSION = $(shell $(PYTHON) -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null)
+PYTHON_IS_3_11 = $(shell $(PYTHON) -c 'import sys; print(sys.version_info >= (3, 11))' 2>/dev/null)
+
 $(STAMP): pyproject.toml constraints.txt
+	$(if $(filter True,$(PYTHON_IS_3_11)),,$(error Python 3.11 or newer is required, found $(or $(PYTHON_VERSION),no working $(PYTHON))))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,torch]'
 	touch $(STAMP)

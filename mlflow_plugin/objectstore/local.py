@@ -23,11 +23,17 @@ such a write raises ``InvalidKey``.
 Symbolic links inside the root are never followed: a key whose path passes through
 one is ``InvalidKey``, and listings skip them. Whoever can plant a link in a shared
 folder could otherwise lead another user's writes (or reads) out of the root.
+
+File-system failures are translated here, for every operation, like any other
+backend's: a refused permission (``EACCES``, ``EPERM``) is ``AccessDenied``; a full
+disk, an exceeded quota, a read-only file system or any other ``OSError`` is
+``StorageUnavailable``. The message names the operation, the key and the reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -49,11 +55,13 @@ from mlflow_plugin.objectstore.base import (
     copy_file_atomically,
 )
 from mlflow_plugin.objectstore.errors import (
+    AccessDenied,
     AlreadyExists,
     InvalidKey,
     NotFound,
     ObjectStoreError,
     PreconditionFailed,
+    StorageUnavailable,
 )
 
 __all__ = ["LocalObjectStore"]
@@ -76,6 +84,33 @@ def _is_internal(name: str) -> bool:
 
 
 Writer = Callable[[str], None]
+_Found = list[tuple[str, os.stat_result]]  # (key, stat) of each file a listing found
+
+_REFUSED = (errno.EACCES, errno.EPERM)
+
+
+@contextlib.contextmanager
+def _os_errors(operation: str, key: str, location: str) -> Iterator[None]:
+    """Translate an ``OSError`` escaping ``operation`` on ``key`` into the error tree."""
+    try:
+        yield
+    except ObjectStoreError:
+        raise
+    except OSError as exc:
+        where = f"{operation} {key!r} in {location}"
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, PermissionError) or exc.errno in _REFUSED:
+            raise AccessDenied(f"permission denied to {where}: {reason}") from exc
+        if isinstance(exc, FileNotFoundError):
+            # A folder of the path vanished in the middle (a concurrent delete pruned it).
+            raise NotFound(f"no object {key!r} in {location}") from exc
+        raise StorageUnavailable(f"cannot {where}: {reason}") from exc
+
+
+def _raise_walk_error(exc: OSError) -> None:
+    # os.walk skips unreadable folders silently by default: a listing would lie.
+    if not isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        raise exc
 
 
 class LocalObjectStore(ObjectStore):
@@ -110,8 +145,6 @@ class LocalObjectStore(ObjectStore):
             raise InvalidKey(
                 f"{key!r} needs a folder where this local store has an object"
             ) from exc
-        except OSError as exc:
-            raise ObjectStoreError(f"cannot create {folder} for {key!r}: {exc}") from exc
 
     @contextlib.contextmanager
     def _folder_lock(self, folder: Path) -> Iterator[None]:
@@ -192,28 +225,35 @@ class LocalObjectStore(ObjectStore):
 
     # -- the interface ---------------------------------------------------------------
 
+    def _errors(self, operation: str, key: str) -> contextlib.AbstractContextManager[None]:
+        return _os_errors(operation, key, self.location)
+
     def get(self, key: str) -> StoredObject:
-        path = self._path(key)
-        try:
-            with open(path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                if not stat.S_ISREG(st.st_mode):
-                    raise NotFound(f"no object {key!r} in {self.location} (it is a folder)")
-                return StoredObject(data=handle.read(), etag=_etag(st))
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            raise NotFound(f"no object {key!r} in {self.location}") from None
+        with self._errors("read", key):
+            path = self._path(key)
+            try:
+                with open(path, "rb") as handle:
+                    st = os.fstat(handle.fileno())
+                    if not stat.S_ISREG(st.st_mode):
+                        raise NotFound(f"no object {key!r} in {self.location} (it is a folder)")
+                    return StoredObject(data=handle.read(), etag=_etag(st))
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                raise NotFound(f"no object {key!r} in {self.location}") from None
 
     def head(self, key: str) -> ObjectInfo:
-        return _info(key, self._stat(key, self._path(key)))
+        with self._errors("read", key):
+            return _info(key, self._stat(key, self._path(key)))
 
     def put(self, key: str, data: bytes) -> str:
-        return self._write(key, self._write_bytes(data), self._replace)
+        with self._errors("write", key):
+            return self._write(key, self._write_bytes(data), self._replace)
 
     def put_file(self, key: str, path: str | os.PathLike[str]) -> str:
         def copy(tmp_path: str) -> None:
             shutil.copyfile(path, tmp_path)
 
-        return self._write(key, copy, self._replace)
+        with self._errors("write", key):
+            return self._write(key, copy, self._replace)
 
     def _replace(self, tmp_path: str, target: Path) -> None:
         try:
@@ -228,45 +268,54 @@ class LocalObjectStore(ObjectStore):
             except FileExistsError:
                 raise AlreadyExists(f"object {key!r} already exists in {self.location}") from None
 
-        return self._write(key, self._write_bytes(data), link)
+        with self._errors("create", key):
+            return self._write(key, self._write_bytes(data), link)
 
     def put_if_match(self, key: str, data: bytes, etag: str) -> str:
-        path = self._path(key)
-        self._stat(key, path)  # a missing key is NotFound, not a conflict
-
         def swap(tmp_path: str, target: Path) -> None:
             if _etag(self._stat(key, target)) != etag:
                 raise PreconditionFailed(f"object {key!r} changed since ETag {etag}")
             os.replace(tmp_path, target)
 
-        return self._write(key, self._write_bytes(data), swap)
+        with self._errors("replace", key):
+            path = self._path(key)
+            self._stat(key, path)  # a missing key is NotFound, not a conflict
+            return self._write(key, self._write_bytes(data), swap)
 
     def delete(self, key: str) -> None:
-        path = self._path(key)
-        try:
-            with self._folder_lock(path.parent):
-                if path.is_dir():
-                    return
-                path.unlink()
-        except (FileNotFoundError, NotADirectoryError):
-            return
-        self._prune_empty_parents(path)
+        with self._errors("delete", key):
+            path = self._path(key)
+            try:
+                with self._folder_lock(path.parent):
+                    if path.is_dir():
+                        return
+                    path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                return
+            self._prune_empty_parents(path)
 
     def get_file(self, key: str, path: str | os.PathLike[str]) -> None:
-        source = self._path(key)
-        self._stat(key, source)
-        try:
-            copy_file_atomically(source, path)
-        except FileNotFoundError:
-            raise NotFound(f"no object {key!r} in {self.location}") from None
+        with self._errors("read", key):
+            source = self._path(key)
+            self._stat(key, source)
+            try:
+                copy_file_atomically(source, path)
+            except FileNotFoundError:
+                raise NotFound(f"no object {key!r} in {self.location}") from None
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
+        with self._errors("list", prefix):
+            found = self._walk(prefix)
+        # Collected before the first yield: an error is raised by the call, not mid-way.
+        return iter([_info(key, st) for key, st in sorted(found, key=lambda item: item[0])])
+
+    def _walk(self, prefix: str) -> _Found:
         folder, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
         self._unlinked(prefix, start)
         found: list[tuple[str, os.stat_result]] = []
-        for dirpath, _, filenames in os.walk(start):
+        for dirpath, _, filenames in os.walk(start, onerror=_raise_walk_error):
             rel = os.path.relpath(dirpath, self.root)
             base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             for name in filenames:
@@ -279,11 +328,14 @@ class LocalObjectStore(ObjectStore):
                     st = os.lstat(os.path.join(dirpath, name))
                     if stat.S_ISREG(st.st_mode):  # links are not objects (see above)
                         found.append((key, st))
-        for key, st in sorted(found, key=lambda item: item[0]):
-            yield _info(key, st)
+        return found
 
     def list_dir(self, prefix: str = "") -> DirectoryListing:
         check_folder_prefix(prefix)
+        with self._errors("list", prefix):
+            return self._scan(prefix)
+
+    def _scan(self, prefix: str) -> DirectoryListing:
         folder = self.root.joinpath(*prefix.rstrip("/").split("/")) if prefix else self.root
         self._unlinked(prefix, folder)
         objects: list[ObjectInfo] = []

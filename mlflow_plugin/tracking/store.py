@@ -28,7 +28,7 @@ import math
 import os
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +67,8 @@ from mlflow_plugin.format.documents import (
     read_document,
     update_document,
 )
+from mlflow_plugin.format.run_batches import Clock, set_tags, tag_clock
+from mlflow_plugin.format.run_batches import delete_tag as delete_tag_in
 from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
@@ -74,7 +76,7 @@ from mlflow_plugin.format.segments import (
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.index.paths import default_index_dir, root_digest
 from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
-from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
+from mlflow_plugin.mlflow_errors import as_mlflow_exception, invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
     NotFound,
     ObjectStore,
@@ -100,6 +102,7 @@ from mlflow_plugin.tracking.experiments import (
 from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
+from mlflow_plugin.tracking.hard_delete import HardDeleteMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
 from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
 from mlflow_plugin.tracking.spool import Spool, orphaned_spools, spool_root
@@ -140,6 +143,16 @@ def _run_id(run_id: object) -> str:
 def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
     """MLflow's rule for the latest value: the greatest (step, timestamp, value)."""
     if old is None:
+def _described(run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> str:
+    """What one logging call carries, for an error saying it was not stored."""
+    parts = [
+        f"{what} {sorted({item.key for item in items})}"
+        for what, items in (("metrics", metrics), ("params", params), ("tags", tags))
+        if items
+    ]
+    return f"{' and '.join(parts) or 'nothing'} of run {run_id} were"
+
+
         return True
     new_value = 0.0 if math.isnan(new.value) else new.value
     old_value = 0.0 if math.isnan(old["value"]) else old["value"]
@@ -151,6 +164,7 @@ class BucketTrackingStore(
     LoggedModelsMixin,
     RunInputsMixin,
     MetricHistoryMixin,
+    HardDeleteMixin,
     ExperimentsMixin,
     AbstractStore,
 ):
@@ -215,6 +229,7 @@ class BucketTrackingStore(
         )
         if self._spool_root is not None and recover_in_background:
             # What a crashed process on this machine left is uploaded in the background.
+            on_inactive=self._forget_writable,
             threading.Thread(
                 target=self.recover_spools, name="mlflow-bucket-recovery", daemon=True
             ).start()
@@ -369,6 +384,7 @@ class BucketTrackingStore(
                 "end_time": None,
                 "lifecycle_stage": LifecycleStage.ACTIVE,
                 "deleted_time": None,
+            clock = list(self._buffer.clocks.tick())
                 "artifact_uri": append_to_uri_path(
                     experiment["artifact_location"], run_id, "artifacts"
                 ),
@@ -384,6 +400,8 @@ class BucketTrackingStore(
             create_document(
                 self._store, keys.run_location_key(run_id), {"experiment_id": experiment_id}
             )
+                # When each tag's value was written: a late batch never overwrites a newer one.
+                "tag_clocks": {tag.key: clock for tag in tags},
             create_document(self._store, keys.run_key(experiment_id, run_id), doc)
             self._run_experiments[run_id] = experiment_id
             return run_from_doc(doc, with_outputs=False)  # as the SQL store's create_run
@@ -421,12 +439,23 @@ class BucketTrackingStore(
             if end_time is not None:
                 doc["end_time"] = end_time
             if run_name:
-                doc["run_name"] = run_name
-                doc["tags"][MLFLOW_RUN_NAME] = run_name
+                set_tags(doc, {MLFLOW_RUN_NAME: run_name}, clock)  # the run name follows
             return doc
+        clock = self._buffer.clocks.tick()
 
-        with self._errors():
-            return run_info_from_doc(self._update_run(run_id, mutate))
+
+        changes = [
+            f"status {RunStatus.to_string(run_status)}" if run_status is not None else "",
+            "end time" if end_time is not None else "",
+            f"name {run_name!r}" if run_name else "",
+        ]
+        what = " and ".join(change for change in changes if change) or "update"
+        operation = "set_terminated" if end_time is not None else "update_run"
+        verb = "were" if " and " in what else "was"
+        with self._not_stored(operation, f"{what} of run {run_id} {verb}"):
+            doc = self._update_run(run_id, mutate)
+        self._observe(doc, [MLFLOW_RUN_NAME] if run_name else [])
+        return run_info_from_doc(doc)
 
     def _set_run_stage(self, run_id: str, stage: str, check: bool = True) -> None:
         self._writable_runs.pop(_run_id(run_id), None)
@@ -464,13 +493,13 @@ class BucketTrackingStore(
     # As in MLflow's SQL store, only log_batch checks the run id's format; the single-item
     # calls answer a malformed id as an unknown run.
     def log_metric(self, run_id: str, metric: Metric) -> None:
-        self._log(run_id, metrics=[metric], params=[], tags=[])
+        self._log(run_id, metrics=[metric], params=[], tags=[], operation="log_metric")
 
     def log_param(self, run_id: str, param: Param) -> None:
-        self._log(run_id, metrics=[], params=[param], tags=[])
+        self._log(run_id, metrics=[], params=[param], tags=[], operation="log_param")
 
     def set_tag(self, run_id: str, tag: RunTag) -> None:
-        self._log(run_id, metrics=[], params=[], tags=[tag])
+        self._log(run_id, metrics=[], params=[], tags=[tag], operation="set_tag")
 
     def delete_tag(self, run_id: str, key: str) -> None:
         def mutate(doc: Document) -> Document:
@@ -479,11 +508,14 @@ class BucketTrackingStore(
                 raise MlflowException(
                     f"No tag with name: {key} in run with id {run_id}", RESOURCE_DOES_NOT_EXIST
                 )
-            del doc["tags"][key]
-            return doc
+            # A tombstone: a batch of an older set_tag arriving later stays out.
+            return delete_tag_in(doc, key, clock)
 
-        with self._errors():
-            self._update_run(run_id, mutate)
+        with self._not_stored("delete_tag", f"the deletion of tag {key!r} of run {run_id} was"):
+            doc = self._update_run(run_id, mutate)
+        self._observe(doc, [key])
+
+        clock = self._buffer.clocks.tick()
 
     def log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
@@ -495,10 +527,15 @@ class BucketTrackingStore(
         """
         with invalid_input_errors("run id"):
             _validate_run_id(run_id)
-        self._log(run_id, metrics, params, tags)
+        self._log(run_id, metrics, params, tags, operation="log_batch")
 
     def _log(
-        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
+        self,
+        run_id: str,
+        metrics: list[Metric],
+        params: list[Param],
+        tags: list[RunTag],
+        operation: str,
     ) -> None:
         with invalid_input_errors("metric, param or tag"):
             metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
@@ -523,7 +560,7 @@ class BucketTrackingStore(
         ]
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
         if self._write_through:
-            with self._errors():
+            with self._not_stored(operation, _described(run_id, metrics, params, tags)):
                 self._flush_run(run_id)
 
     @staticmethod
@@ -540,13 +577,16 @@ class BucketTrackingStore(
     ) -> None:
         experiment_id = self._writable_run(run_id)
         if params or run_name is not None:
-            self._log_params_now(run_id, params, run_name)
+            # Checked against the stored params, so written now; the call's tags (a run
+            # name among them) go in the same swap.
+            self._log_params_now(run_id, params, tag_values)
+            tag_values = {}
         points = [
             MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
             for m in metrics
         ]
-        self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
-        if params or run_name is not None:
+        self._buffer.append(run_id, experiment_id, points, tag_values)
+        if self._write_through:
             self._flush_run(run_id)
         self._record_model_metrics(run_id, metrics)
 
@@ -555,21 +595,44 @@ class BucketTrackingStore(
         experiment_id = self._writable_runs.get(run_id)
         if experiment_id is None:
             doc = self._run_doc(run_id)
+        tag_values = {t.key: t.value for t in tags}
             self._check_run_active(doc)
             experiment_id = self._writable_runs[run_id] = doc["experiment_id"]
         return experiment_id
 
-    def _log_params_now(self, run_id: str, params: list[Param], run_name: str | None) -> None:
+    def _log_params_now(self, run_id: str, params: list[Param], tags: dict[str, str]) -> None:
+        clock = self._buffer.clocks.tick()
+
         def mutate(current: Document) -> Document:
             self._check_run_active(current)
             self._check_params(current, params, run_id)
             current["params"].update({p.key: p.value for p in params})
-            if run_name is not None:
-                current["run_name"] = run_name
-                current["tags"][MLFLOW_RUN_NAME] = run_name
-            return current
+            return set_tags(current, tags, clock)
 
-        self._update_run(run_id, mutate)
+        # No flush first: params do not depend on buffered points, and the clocks order
+        # these tags against buffered ones whatever lands first.
+        self._observe(self._cas_run(run_id, mutate), list(tags))
+
+    def _forget_writable(self, run_id: str) -> None:
+        """An upload found the run deleted or gone: the next call checks it again."""
+        self._writable_runs.pop(run_id, None)
+
+    def _observe(self, doc: Document, tag_keys: list[str]) -> None:
+        """Later calls of this writer must be stamped after the clocks it just wrote."""
+        clocks: list[Clock] = [tag_clock(doc, key) for key in tag_keys]
+        if clocks:
+            self._buffer.clocks.observe(max(clocks))
+
+    @contextlib.contextmanager
+    def _not_stored(self, operation: str, what: str) -> Iterator[None]:
+        """A storage error as MLflow's, saying which call's data was not stored."""
+        try:
+            yield
+        except ObjectStoreError as exc:
+            error = as_mlflow_exception(exc)
+            raise MlflowException(
+                f"{operation}: {what} not stored: {exc}", error.error_code
+            ) from exc
 
     def _flush_run(self, run_id: str) -> None:
         """Upload this process's buffered writes to a run before reading or changing it."""

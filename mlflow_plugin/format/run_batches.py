@@ -6,19 +6,92 @@ Lake's transaction-id idea). ``apply_batch`` is a pure function, so the
 compare-and-swap loop can re-apply it after a conflict, and replaying a batch
 that was already applied (a crash after the swap, a response lost on the
 network) changes nothing.
+
+The sequence stops a batch being applied twice, not being applied *late*: a batch
+spooled by a writer that died, or buffered for a few seconds, may reach the run
+document after another process wrote a newer value of the same tag. So every tag
+write carries a logical clock ``(acknowledged_ms, writer_id, counter)`` stamped when
+the caller's call returned, and the run document keeps the clock of each tag's value
+in ``tag_clocks`` (a deleted tag keeps its clock there as a tombstone). A write enters
+only if its clock is not older than the stored one: the newest *acknowledged* write
+wins, whatever the order of uploads and replays. A tag without a clock (written by
+format version 2, or replayed from its spool) is older than any clocked write.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlflow_plugin.format.segments import MetricPoint, SegmentInfo
 
-__all__ = ["RunBatch", "apply_batch", "latest_wins", "segment_name"]
+__all__ = [
+    "NO_CLOCK",
+    "RUN_NAME_TAG",
+    "Clock",
+    "ClockSource",
+    "RunBatch",
+    "apply_batch",
+    "clock_from_json",
+    "delete_tag",
+    "latest_wins",
+    "segment_name",
+    "set_tags",
+    "tag_clock",
+]
 
 Document = dict[str, Any]
+
+#: (acknowledged at, in ms since the epoch; writer id; counter within the writer)
+Clock = tuple[int, str, int]
+#: The clock of a value written without one: older than every clocked write.
+NO_CLOCK: Clock = (0, "", 0)
+#: The tag MLflow mirrors in the run's name: the two change together.
+RUN_NAME_TAG = "mlflow.runName"
+
+
+def clock_from_json(value: object) -> Clock:
+    """A clock as stored (``[ms, writer, counter]``); anything else counts as no clock."""
+    if (
+        isinstance(value, list | tuple)
+        and len(value) == 3
+        and isinstance(value[0], int)
+        and isinstance(value[1], str)
+        and isinstance(value[2], int)
+        and not isinstance(value[0], bool)
+        and not isinstance(value[2], bool)
+    ):
+        return (value[0], value[1], value[2])
+    return NO_CLOCK
+
+
+class ClockSource:
+    """One writer's clocks: strictly increasing, and never behind a clock it has seen.
+
+    >>> source = ClockSource("writer")
+    >>> source.tick() < source.tick()
+    True
+    """
+
+    def __init__(self, writer_id: str) -> None:
+        self._writer_id = writer_id
+        self._last_ms = 0
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def tick(self) -> Clock:
+        with self._lock:
+            self._last_ms = max(self._last_ms, time.time_ns() // 1_000_000)
+            return (self._last_ms, self._writer_id, next(self._counter))
+
+    def observe(self, clock: Clock) -> None:
+        """Never stamp a later call before ``clock`` (one this writer wrote past another's)."""
+        with self._lock:
+            self._last_ms = max(self._last_ms, clock[0])
 
 
 def segment_name(writer_id: str, sequence: int) -> str:
@@ -36,10 +109,21 @@ class RunBatch:
     sequence: int
     points: list[MetricPoint] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    tag_clocks: dict[str, Clock] = field(default_factory=dict)
 
     @property
     def segment(self) -> str:
         return segment_name(self.writer_id, self.sequence)
+
+    def add_tags(self, tags: dict[str, str], clock: Clock | None) -> None:
+        """Merge one call's tags, keeping per key the value of the newest call."""
+        for key, value in tags.items():
+            if clock is None:
+                if key not in self.tag_clocks:
+                    self.tags[key] = value
+            elif clock >= self.tag_clocks.get(key, NO_CLOCK):
+                self.tags[key] = value
+                self.tag_clocks[key] = clock
 
     def to_json(self) -> Document:
         return {
@@ -49,10 +133,12 @@ class RunBatch:
             "sequence": self.sequence,
             "points": [[p.key, p.value, p.timestamp, p.step] for p in self.points],
             "tags": self.tags,
+            "tag_clocks": {key: list(clock) for key, clock in self.tag_clocks.items()},
         }
 
     @classmethod
     def from_json(cls, doc: Document) -> RunBatch:
+        clocks = {key: clock_from_json(c) for key, c in dict(doc.get("tag_clocks") or {}).items()}
         return cls(
             run_id=doc["run_id"],
             experiment_id=doc["experiment_id"],
@@ -60,6 +146,7 @@ class RunBatch:
             sequence=int(doc["sequence"]),
             points=[MetricPoint(k, float(v), int(t), int(s)) for k, v, t, s in doc["points"]],
             tags=dict(doc["tags"]),
+            tag_clocks={key: clock for key, clock in clocks.items() if clock != NO_CLOCK},
         )
 
 
@@ -75,13 +162,62 @@ def latest_wins(old: Document | None, point: MetricPoint) -> bool:
     return new_key >= (old["step"], old["timestamp"], _comparable(old["value"]))
 
 
+def tag_clock(doc: Document, key: str) -> Clock:
+    """The clock of the tag's stored value (or of its deletion); ``NO_CLOCK`` if none."""
+    clocks = doc.get("tag_clocks")
+    return clock_from_json(clocks.get(key)) if isinstance(clocks, dict) else NO_CLOCK
+
+
+def _clocks(doc: Document) -> dict[str, Any]:
+    clocks = doc.get("tag_clocks")
+    if not isinstance(clocks, dict):
+        clocks = doc["tag_clocks"] = {}
+    return clocks
+
+
+def _put_tag(doc: Document, key: str, value: str, clock: Clock) -> None:
+    doc["tags"][key] = value
+    if clock != NO_CLOCK:
+        _clocks(doc)[key] = list(clock)
+    if key == RUN_NAME_TAG:
+        doc["run_name"] = value
+
+
+def _after(clock: Clock, stored: Clock) -> Clock:
+    """``clock``, moved past ``stored`` if needed (a writer whose wall clock is behind)."""
+    return clock if clock > stored else (stored[0] + 1, clock[1], clock[2])
+
+
+def set_tags(doc: Document, tags: dict[str, str], clock: Clock) -> Document:
+    """A synchronous tag write: it is acknowledged after every value already stored.
+
+    Returns ``doc``; the clocks recorded are at least ``clock``.
+    """
+    for key, value in tags.items():
+        _put_tag(doc, key, value, _after(clock, tag_clock(doc, key)))
+    return doc
+
+
+def delete_tag(doc: Document, key: str, clock: Clock) -> Document:
+    """Remove a tag, keeping its clock as a tombstone: a late write of it stays out."""
+    doc["tags"].pop(key, None)
+    _clocks(doc)[key] = list(_after(clock, tag_clock(doc, key)))
+    return doc
+
+
 def apply_batch(doc: Document, batch: RunBatch, segment: SegmentInfo | None) -> Document:
-    """Enter ``batch`` (whose points are in ``segment``) into a run document, once."""
+    """Enter ``batch`` (whose points are in ``segment``) into a run document, once.
+
+    Each tag enters only if its clock is not older than the stored value's.
+    """
     writers = doc.setdefault("writers", {})
     if writers.get(batch.writer_id, 0) >= batch.sequence:
         return doc  # applied before: replaying it must change nothing
     writers[batch.writer_id] = batch.sequence
-    doc["tags"].update(batch.tags)
+    for key, value in batch.tags.items():
+        clock = batch.tag_clocks.get(key, NO_CLOCK)
+        if clock >= tag_clock(doc, key):
+            _put_tag(doc, key, value, clock)
     latest = doc["latest_metrics"]
     for point in batch.points:
         if latest_wins(latest.get(point.key), point):

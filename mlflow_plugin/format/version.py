@@ -20,6 +20,13 @@ Versions::
        at the same URI) and either "created_by" (the plugin version that created the
        root) or "migrations" (who migrated it, from which version to which, and when).
        Nothing else changed: migrating 1 -> 2 rewrites only _format.json.
+    3  run documents carry "tag_clocks" ({tag key: [acknowledged_ms, writer_id, counter]},
+       a deleted tag's clock kept as a tombstone), and spooled batches carry the clocks
+       of their tags: a tag write enters only if it is not older than the stored value
+       (``run_batches``). A plugin of version 2 would overwrite tags without moving their
+       clocks, so it must not write to such a root: it refuses it as too new. A tag
+       without a clock counts as older than any clocked write, so migrating 2 -> 3
+       rewrites only _format.json; run documents gain clocks as their tags are written.
 
 A migration step is ``(from_version, to_version, function)``; the function gets the
 object store and the format document and returns the new format document. It may
@@ -40,6 +47,7 @@ from typing import Any
 
 from mlflow_plugin.format.documents import encode
 from mlflow_plugin.format.keys import FORMAT_KEY
+from mlflow_plugin.format.schema import document_problems
 from mlflow_plugin.objectstore import AlreadyExists, ObjectStore, PreconditionFailed
 from mlflow_plugin.objectstore.errors import CorruptObject, ObjectStoreError
 
@@ -55,7 +63,7 @@ __all__ = [
 
 FORMAT_NAME = "mlflow-bucket"
 #: The format this plugin writes; roots of older versions are migrated up to it.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 _MAX_ATTEMPTS = 50
 
 Document = dict[str, Any]
@@ -90,7 +98,12 @@ def _add_root_id(store: ObjectStore, doc: Document) -> Document:
     return {**doc, "root_id": uuid.uuid4().hex}
 
 
-MIGRATIONS: list[Migration] = [Migration(1, 2, _add_root_id)]
+def _tag_clocks(store: ObjectStore, doc: Document) -> Document:
+    """2 -> 3: nothing to rewrite (a tag without a clock is older than any clocked one)."""
+    return dict(doc)
+
+
+MIGRATIONS: list[Migration] = [Migration(1, 2, _add_root_id), Migration(2, 3, _tag_clocks)]
 
 
 def new_format_document() -> Document:
@@ -113,6 +126,10 @@ def _parse(store: ObjectStore, data: bytes) -> Document:
     version = doc.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise UnknownFormat(f"{where} has no valid format version: {version!r}; {_REPAIR}")
+    if version <= FORMAT_VERSION:  # a newer format's document is a newer plugin's to check
+        problems = document_problems(FORMAT_KEY, doc)
+        if problems:
+            raise UnknownFormat(f"{where} is damaged: {'; '.join(problems)}; {_REPAIR}")
     return doc
 
 

@@ -102,7 +102,6 @@ from mlflow_plugin.tracking.experiments import (
 from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
-from mlflow_plugin.tracking.hard_delete import HardDeleteMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
 from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
 from mlflow_plugin.tracking.spool import Spool, orphaned_spools, spool_root
@@ -140,9 +139,6 @@ def _run_id(run_id: object) -> str:
         raise _not_found_run(str(run_id)) from None
 
 
-def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
-    """MLflow's rule for the latest value: the greatest (step, timestamp, value)."""
-    if old is None:
 def _described(run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]) -> str:
     """What one logging call carries, for an error saying it was not stored."""
     parts = [
@@ -153,6 +149,9 @@ def _described(run_id: str, metrics: list[Metric], params: list[Param], tags: li
     return f"{' and '.join(parts) or 'nothing'} of run {run_id} were"
 
 
+def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
+    """MLflow's rule for the latest value: the greatest (step, timestamp, value)."""
+    if old is None:
         return True
     new_value = 0.0 if math.isnan(new.value) else new.value
     old_value = 0.0 if math.isnan(old["value"]) else old["value"]
@@ -164,7 +163,6 @@ class BucketTrackingStore(
     LoggedModelsMixin,
     RunInputsMixin,
     MetricHistoryMixin,
-    HardDeleteMixin,
     ExperimentsMixin,
     AbstractStore,
 ):
@@ -226,10 +224,10 @@ class BucketTrackingStore(
             spool=Spool(self._spool_root / self._writer_id, store_uri)
             if self._spool_root
             else None,
+            on_inactive=self._forget_writable,
         )
         if self._spool_root is not None and recover_in_background:
             # What a crashed process on this machine left is uploaded in the background.
-            on_inactive=self._forget_writable,
             threading.Thread(
                 target=self.recover_spools, name="mlflow-bucket-recovery", daemon=True
             ).start()
@@ -374,6 +372,7 @@ class BucketTrackingStore(
                 tags.append(RunTag(MLFLOW_RUN_NAME, run_name))
             run_id = uuid.uuid4().hex
             experiment_id = experiment["experiment_id"]
+            clock = list(self._buffer.clocks.tick())
             doc: Document = {
                 "run_id": run_id,
                 "experiment_id": experiment_id,
@@ -384,12 +383,13 @@ class BucketTrackingStore(
                 "end_time": None,
                 "lifecycle_stage": LifecycleStage.ACTIVE,
                 "deleted_time": None,
-            clock = list(self._buffer.clocks.tick())
                 "artifact_uri": append_to_uri_path(
                     experiment["artifact_location"], run_id, "artifacts"
                 ),
                 "params": {},
                 "tags": {tag.key: tag.value for tag in tags},
+                # When each tag's value was written: a late batch never overwrites a newer one.
+                "tag_clocks": {tag.key: clock for tag in tags},
                 "latest_metrics": {},
                 "segments": [],
                 "inputs": [],
@@ -400,8 +400,6 @@ class BucketTrackingStore(
             create_document(
                 self._store, keys.run_location_key(run_id), {"experiment_id": experiment_id}
             )
-                # When each tag's value was written: a late batch never overwrites a newer one.
-                "tag_clocks": {tag.key: clock for tag in tags},
             create_document(self._store, keys.run_key(experiment_id, run_id), doc)
             self._run_experiments[run_id] = experiment_id
             return run_from_doc(doc, with_outputs=False)  # as the SQL store's create_run
@@ -432,6 +430,8 @@ class BucketTrackingStore(
     def update_run_info(
         self, run_id: str, run_status: int | None, end_time: int | None, run_name: str | None
     ) -> RunInfo:
+        clock = self._buffer.clocks.tick()
+
         def mutate(doc: Document) -> Document:
             self._check_run_active(doc)
             if run_status is not None:
@@ -441,8 +441,6 @@ class BucketTrackingStore(
             if run_name:
                 set_tags(doc, {MLFLOW_RUN_NAME: run_name}, clock)  # the run name follows
             return doc
-        clock = self._buffer.clocks.tick()
-
 
         changes = [
             f"status {RunStatus.to_string(run_status)}" if run_status is not None else "",
@@ -502,6 +500,8 @@ class BucketTrackingStore(
         self._log(run_id, metrics=[], params=[], tags=[tag], operation="set_tag")
 
     def delete_tag(self, run_id: str, key: str) -> None:
+        clock = self._buffer.clocks.tick()
+
         def mutate(doc: Document) -> Document:
             self._check_run_active(doc)
             if key not in doc["tags"]:
@@ -514,8 +514,6 @@ class BucketTrackingStore(
         with self._not_stored("delete_tag", f"the deletion of tag {key!r} of run {run_id} was"):
             doc = self._update_run(run_id, mutate)
         self._observe(doc, [key])
-
-        clock = self._buffer.clocks.tick()
 
     def log_batch(
         self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
@@ -550,7 +548,7 @@ class BucketTrackingStore(
             or run_name is not None
             or self._has_model_metric(metrics)
         ):
-            with self._errors():
+            with self._not_stored(operation, _described(run_id, metrics, params, tags)):
                 self._log_batch_slow(run_id, metrics, params, tags, run_name)
             return
         # The hot path (metrics and tags of a run already checked): memory and spool only.
@@ -560,7 +558,7 @@ class BucketTrackingStore(
         ]
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
         if self._write_through:
-            with self._not_stored(operation, _described(run_id, metrics, params, tags)):
+            with self._errors():
                 self._flush_run(run_id)
 
     @staticmethod
@@ -576,6 +574,7 @@ class BucketTrackingStore(
         run_name: str | None,
     ) -> None:
         experiment_id = self._writable_run(run_id)
+        tag_values = {t.key: t.value for t in tags}
         if params or run_name is not None:
             # Checked against the stored params, so written now; the call's tags (a run
             # name among them) go in the same swap.
@@ -595,7 +594,6 @@ class BucketTrackingStore(
         experiment_id = self._writable_runs.get(run_id)
         if experiment_id is None:
             doc = self._run_doc(run_id)
-        tag_values = {t.key: t.value for t in tags}
             self._check_run_active(doc)
             experiment_id = self._writable_runs[run_id] = doc["experiment_id"]
         return experiment_id

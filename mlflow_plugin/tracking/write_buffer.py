@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, update_document
-from mlflow_plugin.format.run_batches import RunBatch, apply_batch
+from mlflow_plugin.format.run_batches import Clock, ClockSource, RunBatch, apply_batch
 from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
@@ -43,6 +43,7 @@ from mlflow_plugin.format.segments import (
     points_table,
 )
 from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
+from mlflow_plugin.tracking.entities import check_run_document
 from mlflow_plugin.tracking.spool import OpenLine, Spool
 
 __all__ = ["RunNotWritable", "WriteBuffer", "WriteSettings"]
@@ -60,7 +61,7 @@ class WriteSettings:
 
 
 class RunNotWritable(Exception):
-    """The run was deleted (by another process) before its buffered points arrived."""
+    """The run's document is gone (purged) before its buffered points arrived."""
 
 
 @dataclass
@@ -69,6 +70,7 @@ class _RunQueue:
     open_points: list[MetricPoint]
     open_tags: dict[str, str]
     sealed: deque[RunBatch]
+    open_clocks: dict[str, Clock]
 
 
 _live_buffers: weakref.WeakSet[WriteBuffer] = weakref.WeakSet()
@@ -107,6 +109,7 @@ class WriteBuffer:
         segment_cache: SegmentCache,
         after_upload: Callable[[str, str, int], None],
         spool: Spool | None = None,
+        on_inactive: Callable[[str], None] = lambda run_id: None,
     ) -> None:
         self._store = store
         self._spool = spool
@@ -114,6 +117,10 @@ class WriteBuffer:
         self._settings = settings
         self._segment_cache = segment_cache
         self._after_upload = after_upload  # (experiment_id, run_id, segments in manifest)
+        # Told when an upload finds the run deleted or gone: the points are stored (a
+        # deleted run keeps its data) and the store refuses the run's next call.
+        self._on_inactive = on_inactive
+        self.clocks = ClockSource(writer_id)  # stamps every tag write of this writer
         self._sequence = itertools.count(1)
         self._runs: dict[str, _RunQueue] = {}
         self._buffered = 0  # points in memory: open and sealed-but-not-uploaded
@@ -133,13 +140,17 @@ class WriteBuffer:
         self, run_id: str, experiment_id: str, points: list[MetricPoint], tags: dict[str, str]
     ) -> None:
         with self._lock:
+            # Stamped under the lock: appends and clocks of this writer are in one order.
+            clock = self.clocks.tick() if tags else None
             if self._spool is not None:
-                self._spool.append(OpenLine(run_id, experiment_id, points, tags))
+                self._spool.append(OpenLine(run_id, experiment_id, points, tags, clock))
             queue = self._runs.get(run_id)
             if queue is None:
-                queue = self._runs[run_id] = _RunQueue(experiment_id, [], {}, deque())
+                queue = self._runs[run_id] = _RunQueue(experiment_id, [], {}, deque(), {})
             queue.open_points.extend(points)
             queue.open_tags.update(tags)
+            if clock is not None:
+                queue.open_clocks.update(dict.fromkeys(tags, clock))
             self._buffered += len(points)
             self._open += len(points)
             buffered, waiting = self._buffered, self._open
@@ -190,10 +201,11 @@ class WriteBuffer:
                     sequence=next(self._sequence),
                     points=queue.open_points,
                     tags=queue.open_tags,
+                    tag_clocks=queue.open_clocks,
                 )
                 queue.sealed.append(batch)
                 sealed.append(batch)
-                queue.open_points, queue.open_tags = [], {}
+                queue.open_points, queue.open_tags, queue.open_clocks = [], {}, {}
             self._open = 0
             if self._spool is not None and sealed:
                 self._spool.seal(sealed)
@@ -250,8 +262,8 @@ class WriteBuffer:
             except RunNotWritable:
                 self._forget(queue, batch)
                 _logger.warning(
-                    "%d metric points and %d tags for run %s were not stored: the run was "
-                    "deleted before they were uploaded",
+                    "%d metric points and %d tags for run %s were not stored: the run's "
+                    "document is gone (purged) before they were uploaded",
                     len(batch.points),
                     len(batch.tags),
                     run_id,
@@ -297,17 +309,20 @@ class WriteBuffer:
             self._store.put(key, data)
             self._segment_cache.put(batch.segment, table)
 
+        key = keys.run_key(batch.experiment_id, batch.run_id)
+
         def mutate(doc: Document) -> Document:
-            if doc["lifecycle_stage"] != "active":
-                raise RunNotWritable(batch.run_id)
-            return apply_batch(doc, batch, segment)
+            # A deleted run is soft-deleted: its points are stored all the same. A damaged
+            # document is CorruptObject naming the key; the batch waits in the queue.
+            return apply_batch(check_run_document(doc, key), batch, segment)
 
         try:
-            doc, _ = update_document(
-                self._store, keys.run_key(batch.experiment_id, batch.run_id), mutate
-            )
+            doc, _ = update_document(self._store, key, mutate)
         except NotFound:
+            self._on_inactive(batch.run_id)
             raise RunNotWritable(batch.run_id) from None
+        if doc["lifecycle_stage"] != "active":
+            self._on_inactive(batch.run_id)
         if segment is not None:
             self._after_upload(batch.experiment_id, batch.run_id, len(doc["segments"]))
 
@@ -319,6 +334,7 @@ class WriteBuffer:
         spool (the parent's file descriptors are not its to use).
         """
         self._writer_id = uuid.uuid4().hex[:16]
+        self.clocks = ClockSource(self._writer_id)
         self._sequence = itertools.count(1)
         self._runs = {}
         self._buffered = self._open = 0

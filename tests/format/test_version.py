@@ -16,6 +16,7 @@ from uuid import uuid4
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import RunTag
 from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.format import version
@@ -51,7 +52,7 @@ def test_a_new_root_gets_the_current_format_with_an_id(uri: str) -> None:
     tracking = BucketTrackingStore(uri, recover_in_background=False)
     registry = BucketRegistryStore(uri)
     doc = format_document(open_object_store(uri))
-    assert doc["format"] == "mlflow-bucket" and doc["version"] == FORMAT_VERSION == 2
+    assert doc["format"] == "mlflow-bucket" and doc["version"] == FORMAT_VERSION == 3
     assert isinstance(doc["root_id"], str) and len(doc["root_id"]) == 32
     assert str(doc["created_by"]).startswith("mlflow-bucket")
     assert "migrations" not in doc
@@ -111,6 +112,40 @@ def test_an_older_root_is_migrated_once_and_keeps_its_data(uri: str) -> None:
     assert format_document(store) == doc
     reader = BucketTrackingStore(uri, recover_in_background=False)
     assert reader.get_experiment(experiment_id).name == "before-migration"
+
+
+def test_a_version_2_root_with_clockless_tags_is_migrated_and_keeps_working(uri: str) -> None:
+    """2 -> 3 rewrites only _format.json: a run document without tag clocks stays valid."""
+    client = MlflowClient(tracking_uri=uri)
+    run = client.create_run(client.create_experiment("v2"), tags={"state": "v2"})
+    run_id = run.info.run_id
+    store = open_object_store(uri)
+    run_key = f"experiments/{run.info.experiment_id}/runs/{run_id}.json"
+    run_doc = json.loads(store.get(run_key).data)
+    del run_doc["tag_clocks"]  # as a version-2 plugin wrote it
+    store.put(run_key, json.dumps(run_doc).encode())
+    v2 = {**format_document(store), "version": 2}
+    store.put(FORMAT_KEY, json.dumps(v2).encode())
+
+    reopened = BucketTrackingStore(uri, recover_in_background=False)
+    doc = format_document(store)
+    assert doc["version"] == 3 and doc["root_id"] == v2["root_id"]
+    assert [(m["from"], m["to"]) for m in doc["migrations"]] == [(2, 3)]  # type: ignore[union-attr]
+    assert json.loads(store.get(run_key).data) == run_doc  # no run document rewritten
+    assert reopened.get_run(run_id).data.tags["state"] == "v2"
+    reopened.set_tag(run_id, RunTag("state", "v3"))  # a clocked write beats a clockless one
+    reopened.flush()
+    assert BucketTrackingStore(uri).get_run(run_id).data.tags["state"] == "v3"
+
+
+def test_a_version_2_plugin_refuses_a_version_3_root(
+    uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    BucketTrackingStore(uri, recover_in_background=False)  # a version-3 root
+    monkeypatch.setattr(version, "FORMAT_VERSION", 2)
+    monkeypatch.setattr(version, "MIGRATIONS", version.MIGRATIONS[:1])
+    with pytest.raises(version.FormatTooNew, match="format version 3"):
+        open_root(open_object_store(uri))
 
 
 def _open_and_report(uri: str, report: str) -> None:

@@ -47,7 +47,6 @@ from typing import Any
 
 from mlflow_plugin.format.documents import encode
 from mlflow_plugin.format.keys import FORMAT_KEY
-from mlflow_plugin.format.schema import document_problems
 from mlflow_plugin.objectstore import AlreadyExists, ObjectStore, PreconditionFailed
 from mlflow_plugin.objectstore.errors import CorruptObject, ObjectStoreError
 
@@ -126,10 +125,6 @@ def _parse(store: ObjectStore, data: bytes) -> Document:
     version = doc.get("version")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise UnknownFormat(f"{where} has no valid format version: {version!r}; {_REPAIR}")
-    if version <= FORMAT_VERSION:  # a newer format's document is a newer plugin's to check
-        problems = document_problems(FORMAT_KEY, doc)
-        if problems:
-            raise UnknownFormat(f"{where} is damaged: {'; '.join(problems)}; {_REPAIR}")
     return doc
 
 

@@ -320,6 +320,40 @@ class MlflowServer:
     def log_tail(self) -> str:
         return _log_tail(self.log_path)
 
+    def worker_pids(self) -> list[int]:
+        """The pids of its worker processes, as they are now (a killed one is replaced).
+
+        ``mlflow server`` starts uvicorn (or gunicorn) as its child; the workers are that
+        supervisor's children, less multiprocessing's resource tracker.
+        """
+        children = _children_by_parent()
+        return sorted(
+            pid
+            for supervisor in children.get(self.process.pid, [])
+            for pid in children.get(supervisor, [])
+            if b"resource_tracker" not in _cmdline(pid)
+        )
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    """Every live process's children, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # The command name in parentheses may hold spaces; the fields follow the last ")".
+            fields = stat.read_bytes().rpartition(b")")[2].split()
+        except OSError:  # exited while we looked
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    return children
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
 
 def stop_process_group(
     process: subprocess.Popen[bytes], timeout: float = MLFLOW_SERVER_STOP_TIMEOUT

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,16 @@ def torture_moto() -> Iterator[S3Endpoint]:
     """moto competing with nobody for the test process's GIL (the proxy lives there)."""
     with moto_process_endpoint() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(params=["bucket+file", "bucket+s3"])
+def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh root on each scheme in turn: a folder, or a prefix on SeaweedFS (atomic CAS)."""
+    if request.param == "bucket+file":
+        return f"bucket+file://{tmp_path / 'root'}"
+    endpoint: S3Endpoint = request.getfixturevalue("seaweedfs_s3")
+    root = f"{endpoint.shared_bucket}/torture/{uuid.uuid4().hex}"
+    return f"bucket+s3://{root}?endpoint_url={endpoint.url}"
 
 
 @dataclass

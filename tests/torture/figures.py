@@ -67,6 +67,8 @@ class Figures:
     params: int = 0
     tags: int = 0
     lost: int = 0
+    # Last-writer-wins values (tags) read back older than the last acknowledged one.
+    stale: int = 0
     duplicated: int = 0
     requests: int = 0
     retries: int = 0
@@ -93,8 +95,8 @@ class Figures:
             f"[torture {self.size}] {self.test}: points written {self.points_written}, "
             f"read {self.points_read}, params {self.params}, tags {self.tags}, "
             f"requests {self.requests}, faults {self.faults_text()}, retries {self.retries}, "
-            f"lost {self.lost}, duplicated {self.duplicated}, {self.seconds:.1f} s"
-            + (f"; {self.notes}" if self.notes else "")
+            f"lost {self.lost}, stale {self.stale}, duplicated {self.duplicated}, "
+            f"{self.seconds:.1f} s" + (f"; {self.notes}" if self.notes else "")
         )
 
 
@@ -129,12 +131,12 @@ def session_table() -> list[str]:
         return []
     header = (
         "| test | size | points written / read | params | tags | requests | faults injected "
-        "| retries | lost | duplicated | time | notes |"
+        "| retries | lost | stale | duplicated | time | notes |"
     )
     lines = [
         f"torture figures (also appended to {RESULTS_FILE}):",
         header,
-        "|" + "---|" * 12,
+        "|" + "---|" * 13,
     ]
     for entry in entries:
         figures = Figures(**{k: v for k, v in entry.items() if k not in {"session", "at"}})
@@ -142,7 +144,7 @@ def session_table() -> list[str]:
             f"| {figures.test} | {figures.size} | {figures.points_written} / "
             f"{figures.points_read} | {figures.params} | {figures.tags} | {figures.requests} | "
             f"{figures.faults_text()} | {figures.retries} | {figures.lost} | "
-            f"{figures.duplicated} | {figures.seconds:.1f} s | {figures.notes} |"
+            f"{figures.stale} | {figures.duplicated} | {figures.seconds:.1f} s | {figures.notes} |"
         )
     return lines
 

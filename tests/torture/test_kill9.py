@@ -26,51 +26,23 @@ from tests.faults.proxy import FaultPolicy
 from tests.torture.conftest import FaultyRoot
 from tests.torture.figures import (
     Figures,
-    Point,
     compare_points,
     record,
     size,
     stored_points,
     where_duplicated,
 )
-from tests.torture.writer import CRASH_POINTS, planned_batch
+from tests.torture.ledger import REPO, acknowledged_numbers, has_started, planned_points, sync
+from tests.torture.writer import CRASH_POINTS
 
 pytestmark = pytest.mark.torture
 
 ROUNDS = size(len(CRASH_POINTS), 6 * len(CRASH_POINTS))
 BATCHES = size(120, 300)
 FAULT_RATE = 0.1
-REPO = Path(__file__).resolve().parents[2]
 # How far into a writer's life its crash point may be: compactions are fewer than
 # flushes, and the previous victim may leave a single batch to recover.
 _NTH_AT_MOST = {"compaction_put": 2, "compaction_swapped": 2, "recovery": 1}
-
-
-def _points(numbers: range | set[int]) -> set[Point]:
-    return {(m.key, m.step, m.timestamp, m.value) for n in numbers for m in planned_batch(n)[0]}
-
-
-def _acknowledged(ledger: Path) -> set[int]:
-    if not ledger.exists():
-        return set()
-    return {int(line) for line in ledger.read_text().split() if line.isdigit()}
-
-
-def _started(ledger: Path) -> bool:
-    return ledger.exists() and ledger.read_text().startswith("start")
-
-
-def _sync(uri: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "mlflow_plugin", "sync", uri],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=REPO,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def _orphans(uri: str) -> list[Path]:
@@ -116,7 +88,7 @@ def test_writers_killed_anywhere_lose_nothing_that_was_accepted(
         try:
             if crash_point == "timer":
                 deadline = time.monotonic() + 60
-                while not _started(ledger) and writer.poll() is None:
+                while not has_started(ledger) and writer.poll() is None:
                     assert time.monotonic() < deadline, "the writer never started logging"
                     time.sleep(0.02)
                 time.sleep(rng.uniform(0.05, 0.8))
@@ -130,12 +102,12 @@ def test_writers_killed_anywhere_lose_nothing_that_was_accepted(
         assert killed or writer.returncode == 0, f"writer exited with {writer.returncode}"
         deaths[crash_point if killed else "finished"] += 1
         print(f"round {round_}: {crash_point} {'killed' if killed else 'finished'}", flush=True)
-        acknowledged |= _acknowledged(ledger)
+        acknowledged |= acknowledged_numbers(ledger)
 
     # Before any recovery: readable, and what is stored is stored once.
     store = BucketTrackingStore(faulty_root.direct_uri, recover_in_background=False)
     direct = MlflowClient(faulty_root.direct_uri)
-    planned = _points(range(ROUNDS * BATCHES))
+    planned = planned_points(range(ROUNDS * BATCHES))
     assert direct.get_run(run_id).info.run_id == run_id
     assert [r.info.run_id for r in direct.search_runs([experiment_id])] == [run_id]
     before = stored_points(store.object_store, run_id)
@@ -143,9 +115,9 @@ def test_writers_killed_anywhere_lose_nothing_that_was_accepted(
     duplicates = where_duplicated(store.object_store, run_id)
     assert compare_points(planned, before)[1:] == (0, 0), duplicates
 
-    report = _sync(uri)
+    report = sync(uri)
     stored = stored_points(store.object_store, run_id)
-    lost, duplicated, _ = compare_points(_points(acknowledged), stored)
+    lost, duplicated, _ = compare_points(planned_points(acknowledged), stored)
     assert (lost, duplicated) == (0, 0), where_duplicated(store.object_store, run_id)
     assert compare_points(planned, stored)[2] == 0  # nothing outside the plan
     history = direct.get_metric_history(run_id, "a")
@@ -155,7 +127,7 @@ def test_writers_killed_anywhere_lose_nothing_that_was_accepted(
     assert expected_tags.items() <= tags.items()
     assert set(tags) <= {f"t{n}" for n in range(0, ROUNDS * BATCHES, 5)}
 
-    _sync(uri)  # a second replay changes nothing
+    sync(uri)  # a second replay changes nothing
     assert stored_points(store.object_store, run_id) == stored
     left = _orphans(uri)
     assert left == [], [sorted(p.name for p in folder.iterdir()) for folder in left]
@@ -163,7 +135,7 @@ def test_writers_killed_anywhere_lose_nothing_that_was_accepted(
     kills = sum(count for point, count in deaths.items() if point != "finished")
     figures = Figures(
         "kill -9 writers, faults 10%",
-        points_written=len(_points(acknowledged)),
+        points_written=len(planned_points(acknowledged)),
         points_read=sum(stored.values()),
         tags=len(tags),
         lost=lost,
@@ -172,7 +144,7 @@ def test_writers_killed_anywhere_lose_nothing_that_was_accepted(
             f"{ROUNDS} writers, {kills} killed ("
             + ", ".join(f"{p} {deaths[p]}" for p in CRASH_POINTS if deaths[p])
             + f"), {deaths['finished']} finished; {len(acknowledged)} batches acknowledged, "
-            f"{len(stored) - len(_points(acknowledged))} points beyond them stored; "
+            f"{len(stored) - len(planned_points(acknowledged))} points beyond them stored; "
             f"sync: {report}"
         ),
     )

@@ -24,6 +24,10 @@
   the grace period: ``create_run`` writes the pointer just before the document) and
   probe objects older than the grace period that a crashed ``doctor`` left.
 
+``purge_run``, ``purge_experiment`` and ``purge_logged_model`` remove one deleted item
+now, whatever its age, the same way: MLflow's own ``mlflow gc`` reaches them through
+the tracking store's hard-delete hooks, after choosing what to delete itself.
+
 A root without ``_format.json`` (a mistyped URI) or of a newer format than this
 plugin's is refused before anything is read. Artifacts outside the root (another
 bucket, a custom location) are never touched; they are counted in the report so an
@@ -39,8 +43,9 @@ keep that window short.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -64,6 +69,9 @@ __all__ = [
     "GcReport",
     "NotAStore",
     "collect_garbage",
+    "purge_experiment",
+    "purge_logged_model",
+    "purge_run",
 ]
 
 DEFAULT_OLDER_THAN_DAYS = 30.0
@@ -192,11 +200,7 @@ def collect_garbage(
     # Refuses a root of a newer format, whose objects this collector would not understand.
     open_root(store)
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    destination = (
-        parse_store_uri(artifacts_destination)
-        if artifacts_destination
-        else location.join("artifacts")
-    )
+    destination = _artifacts_destination(location, artifacts_destination)
     collector = _Collector(
         store,
         location,
@@ -207,6 +211,79 @@ def collect_garbage(
         progress=progress or (lambda label, done, total: None),
     )
     return collector.collect()
+
+
+def purge_run(
+    store: ObjectStore,
+    location: StoreLocation,
+    experiment_id: str,
+    run_id: str,
+    *,
+    artifacts_destination: str | None = None,
+) -> GcReport:
+    """Permanently delete one deleted run now; a run not (or no longer) deleted is kept."""
+    with _collector_now(store, location, artifacts_destination) as collector:
+        collector._purge_run(experiment_id, run_id)
+        return collector.report
+
+
+def purge_experiment(
+    store: ObjectStore,
+    location: StoreLocation,
+    experiment_id: str,
+    *,
+    artifacts_destination: str | None = None,
+) -> GcReport:
+    """Permanently delete one deleted experiment now, with its runs and logged models."""
+    with _collector_now(store, location, artifacts_destination) as collector:
+        models = collector._model_docs().get(experiment_id, [])
+        collector._purge_experiment(experiment_id, models)
+        return collector.report
+
+
+def purge_logged_model(
+    store: ObjectStore,
+    location: StoreLocation,
+    model_id: str,
+    *,
+    artifacts_destination: str | None = None,
+) -> GcReport:
+    """Permanently delete one deleted logged model now; a model not deleted is kept."""
+    with _collector_now(store, location, artifacts_destination) as collector:
+        try:
+            doc = read_document(store, keys.logged_model_key(model_id))[0]
+        except NotFound:
+            return collector.report
+        if doc["lifecycle_stage"] == _DELETED:
+            collector._purge(MODELS, model_id, collector._model_objects(doc))
+        return collector.report
+
+
+def _artifacts_destination(location: StoreLocation, uri: str | None) -> StoreLocation:
+    """Where ``mlflow-artifacts:/`` URIs point: ``uri``, or ``<root>/artifacts``."""
+    return parse_store_uri(uri) if uri else location.join("artifacts")
+
+
+@contextmanager
+def _collector_now(
+    store: ObjectStore, location: StoreLocation, artifacts_destination: str | None
+) -> Iterator[_Collector]:
+    """A collector for which everything deleted is old enough: the caller chose what goes."""
+    now = int(time.time() * 1000)
+    destination = _artifacts_destination(location, artifacts_destination)
+    collector = _Collector(
+        store,
+        location,
+        destination,
+        deleted_before=now,
+        written_before=now,
+        dry_run=False,
+        progress=lambda label, done, total: None,
+    )
+    try:
+        yield collector
+    finally:
+        collector._pool.shutdown()
 
 
 class _Collector:

@@ -99,6 +99,7 @@ from mlflow_plugin.tracking.experiments import (
     ExperimentsMixin,
     check_experiment_id,
 )
+from mlflow_plugin.tracking.hard_delete import HardDeleteMixin
 from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
@@ -160,6 +161,7 @@ def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
 
 class BucketTrackingStore(
     TracesNotStoredMixin,
+    HardDeleteMixin,
     LoggedModelsMixin,
     RunInputsMixin,
     MetricHistoryMixin,

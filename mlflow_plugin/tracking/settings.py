@@ -4,7 +4,7 @@
 | ---------------- | ------------------------------ | --------------------------- |
 | flush_interval   | MLFLOW_BUCKET_FLUSH_INTERVAL   | 5 s / 2 s                   |
 | flush_points     | MLFLOW_BUCKET_FLUSH_POINTS     | 20000                       |
-| spool            | MLFLOW_BUCKET_SPOOL            | true / false                |
+| spool            | MLFLOW_BUCKET_SPOOL            | true                        |
 | spool_dir        | MLFLOW_BUCKET_SPOOL_DIR        | ~/.cache/mlflow-bucket/spool |
 
 Read-path settings (the query index):
@@ -62,7 +62,9 @@ def spool_settings(location: StoreLocation) -> str | None:
     """The spool folder to use, or ``None`` when spooling is off."""
     raw = location.option("spool") or os.environ.get("MLFLOW_BUCKET_SPOOL")
     if raw is None:
-        enabled = location.is_s3
+        # On for folder roots too: without it, kill -9 or SIGTERM (no exit hooks) loses
+        # what was acknowledged but not yet uploaded.
+        enabled = True
     elif raw.lower() in _TRUE | _FALSE:
         enabled = raw.lower() in _TRUE
     else:

@@ -385,9 +385,13 @@ class OrphanedSpool:
         return sum(entry.lines for entry in self.entries)
 
     def release(self, remove: bool) -> None:
+        """Unlock the folder (removing it first if ``remove``); a second call does nothing."""
+        if self.lock_fd < 0:
+            return
         if remove:
             shutil.rmtree(self.folder, ignore_errors=True)
         os.close(self.lock_fd)
+        self.lock_fd = -1
 
     def keep(self, left: list[SpooledBatch]) -> None:
         """Rewrite the folder to hold only ``left`` (and the damaged files), then unlock it.

@@ -104,8 +104,9 @@ from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
+from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery
 from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
-from mlflow_plugin.tracking.spool import Spool, orphaned_spools, spool_root
+from mlflow_plugin.tracking.spool import Spool, spool_root
 from mlflow_plugin.tracking.traces import TracesNotStoredMixin
 from mlflow_plugin.tracking.validation import (
     stored_metric_value,
@@ -122,6 +123,10 @@ __all__ = ["BucketTrackingStore"]
 _logger = logging.getLogger(__name__)
 
 _READ_WORKERS = 16
+
+# How long a read of a run waits for the background recovery of that run (an endpoint
+# that is down makes recovery slow; the reader then goes on with what is stored).
+_RECOVERY_WAIT_SECONDS = 60.0
 
 
 # Set by `mlflow server` for its workers (mlflow.server.constants.BACKEND_STORE_URI_ENV_VAR).
@@ -228,10 +233,13 @@ class BucketTrackingStore(
             else None,
             on_inactive=self._forget_writable,
         )
+        self._recovery: SpoolRecovery | None = None
         if self._spool_root is not None and recover_in_background:
-            # What a crashed process on this machine left is uploaded in the background.
+            # What a crashed process on this machine left is uploaded in the background;
+            # meanwhile a read of a run it holds waits for that run (see _run_doc).
+            self._recovery = SpoolRecovery(self._spool_root, self._buffer.upload)
             threading.Thread(
-                target=self.recover_spools, name="mlflow-bucket-recovery", daemon=True
+                target=self._recovery.run, name="mlflow-bucket-recovery", daemon=True
             ).start()
         with mlflow_errors():
             self._ensure_default_experiment()
@@ -288,8 +296,14 @@ class BucketTrackingStore(
         return keys.run_key(self._run_experiment(run_id), run_id)
 
     def _run_doc(self, run_id: str) -> Document:
-        """The run document, after uploading this process's buffered writes to it."""
+        """The run document, after uploading this process's buffered writes to it.
+
+        Also after the background recovery has replayed what a dead writer left for
+        the run, so the first read after a crash is not partial.
+        """
         self._flush_run(run_id)
+        if self._recovery is not None:
+            self._recovery.wait_for(run_id, _RECOVERY_WAIT_SECONDS)
         return self._read_run(run_id)
 
     def _read_run(self, run_id: str) -> Document:
@@ -652,33 +666,17 @@ class BucketTrackingStore(
                     INVALID_STATE,
                 ) from exc
 
-    def recover_spools(self) -> tuple[int, int]:
-        """Upload what dead writers left in this root's spool; return (batches, open lines).
+    def recover_spools(self) -> RecoveryReport:
+        """Upload what dead writers left in this root's spool; report what is left.
 
-        Sealed batches keep their writer and sequence, so one that was already applied
-        is skipped; open lines are uploaded as batches of a derived writer id, numbered by
-        their generation, so a recovery killed half-way and repeated applies them once too.
+        Every batch is tried; a run whose batch fails keeps it and its later batches in
+        the spool (``tracking/recovery.py``). Replays are idempotent: sealed batches
+        keep their writer and sequence, open lines get an identity derived from their
+        writer and generation.
         """
         if self._spool_root is None:
-            return 0, 0
-        batches = lines = 0
-        for orphan in orphaned_spools(self._spool_root):
-            complete = True
-            sealed = len(orphan.batches)
-            for number, batch in enumerate(orphan.batches + orphan.open_batches):
-                try:
-                    self._buffer.upload(batch)
-                    batches += number < sealed
-                except RunNotWritable:
-                    _logger.warning("spooled batch for deleted run %s not stored", batch.run_id)
-                except ObjectStoreError as exc:
-                    _logger.warning("replaying the spool in %s failed: %s", orphan.folder, exc)
-                    complete = False
-                    break
-            if complete:
-                lines += orphan.open_lines
-            orphan.release(remove=complete)
-        return batches, lines
+            return RecoveryReport()
+        return SpoolRecovery(self._spool_root, self._buffer.upload).run()
 
     def close(self) -> None:
         """Upload everything buffered and release the spool; the store stays readable."""

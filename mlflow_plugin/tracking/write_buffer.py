@@ -156,11 +156,13 @@ class WriteBuffer:
             buffered, waiting = self._buffered, self._open
             if self._thread is None:
                 self._start_flusher()
+        # A spool the disk refused (full, say) is off: memory is then bounded as without one.
+        spooled = self._spool is not None and self._spool.usable
         if self._synchronous:
             self.flush(run_id)
-        elif self._spool is not None and waiting >= self._settings.max_buffered_points // 2:
+        elif spooled and waiting >= self._settings.max_buffered_points // 2:
             self._seal()  # sealing puts the points on disk; past the bound they leave memory
-        elif self._spool is None and buffered >= self._settings.max_buffered_points:
+        elif not spooled and buffered >= self._settings.max_buffered_points:
             self.flush(raise_errors=False)
         elif waiting >= self._settings.flush_points:
             self._wake.set()
@@ -209,7 +211,8 @@ class WriteBuffer:
             self._open = 0
             if self._spool is not None and sealed:
                 self._spool.seal(sealed)
-                self._offload_over_bound()
+                if self._spool.usable:  # else these batches are in memory only
+                    self._offload_over_bound()
 
     def _offload_over_bound(self) -> None:
         """Drop the points of the oldest spooled batches from memory while over the bound."""
@@ -357,8 +360,9 @@ class WriteBuffer:
         endpoint answering errors) is tried again for a while: without a spool what
         is left here at exit is lost, and with one it waits for the next process.
         """
+        spooled = self._spool is not None and self._spool.usable
         deadline = time.monotonic() + (
-            _CLOSE_RETRY_SECONDS_SPOOLED if self._spool is not None else _CLOSE_RETRY_SECONDS
+            _CLOSE_RETRY_SECONDS_SPOOLED if spooled else _CLOSE_RETRY_SECONDS
         )
         delay = 0.1
         self.flush(raise_errors=False)
@@ -370,8 +374,8 @@ class WriteBuffer:
             _logger.warning(
                 "mlflow-bucket: some logged metrics could not be uploaded before closing; %s",
                 "they stay in the local spool for `python -m mlflow_plugin sync`"
-                if self._spool is not None
-                else "they are lost (no spool: see the spool option)",
+                if spooled
+                else "they are lost (the spool is off, or the disk refused it)",
             )
         self._closed = True
         self._wake.set()

@@ -91,8 +91,10 @@ def test_a_recovery_killed_before_removing_the_folder_applies_open_lines_once(
         os.close(orphan.lock_fd)  # killed after uploading, before the folder went
 
     with mock.patch.object(OrphanedSpool, "release", release_without_removing):
-        assert store.recover_spools() == (0, 1)
-    assert store.recover_spools() == (0, 1)  # the next process finds the folder again
+        report = store.recover_spools()
+        assert (report.batches, report.lines) == (0, 1)
+    report = store.recover_spools()  # the next process finds the folder again
+    assert (report.batches, report.lines) == (0, 1)
     store.flush()
 
     stored = stored_points(store.object_store, run_id)

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from mlflow_plugin.format.schema import check_document
 from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore, PreconditionFailed
 from mlflow_plugin.objectstore.errors import CorruptObject
 
@@ -29,6 +30,7 @@ __all__ = [
     "Document",
     "create_document",
     "decode",
+    "decode_document",
     "encode",
     "read_document",
     "update_document",
@@ -78,13 +80,22 @@ def decode(data: bytes) -> Document:
     return doc
 
 
-def _decode_stored(store: ObjectStore, key: str, data: bytes) -> Document:
+def decode_document(key: str, data: bytes, where: str = "") -> Document:
+    """The document stored under ``key``, decoded and checked against its kind's schema.
+
+    ``CorruptObject`` naming the key (and ``where``, the store's location) if it is damaged:
+    a reader names it here rather than meeting a KeyError or a wrongly typed value later.
+    """
     try:
-        return decode(data)
+        doc = decode(data)
     except ValueError as exc:  # truncated or non-JSON bytes, a JSON array, absurd nesting...
-        raise CorruptObject(
-            f"corrupt document {key!r} in {store.location}: not a JSON object ({exc})"
-        ) from None
+        place = f" in {where}" if where else ""
+        raise CorruptObject(f"corrupt document {key!r}{place}: not a JSON object ({exc})") from None
+    return check_document(key, doc, where)
+
+
+def _decode_stored(store: ObjectStore, key: str, data: bytes) -> Document:
+    return decode_document(key, data, str(store.location))
 
 
 def read_document(store: ObjectStore, key: str) -> tuple[Document, str]:

@@ -47,6 +47,7 @@ from typing import Any
 
 from mlflow_plugin.format.documents import encode
 from mlflow_plugin.format.keys import FORMAT_KEY
+from mlflow_plugin.format.schema import document_problems
 from mlflow_plugin.objectstore import AlreadyExists, ObjectStore, PreconditionFailed
 from mlflow_plugin.objectstore.errors import CorruptObject, ObjectStoreError
 
@@ -123,8 +124,12 @@ def _parse(store: ObjectStore, data: bytes) -> Document:
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise UnknownFormat(f"{where} is not an {FORMAT_NAME} format document; {_REPAIR}")
     version = doc.get("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**63:
         raise UnknownFormat(f"{where} has no valid format version: {version!r}; {_REPAIR}")
+    if version <= FORMAT_VERSION:  # a newer format's document is a newer plugin's to check
+        problems = document_problems(FORMAT_KEY, doc)
+        if problems:
+            raise UnknownFormat(f"{where} is damaged: {'; '.join(problems)}; {_REPAIR}")
     return doc
 
 

@@ -18,6 +18,8 @@ status_message, lifecycle_stage, tags: {k: v}, params: {k: v}, metrics: [...]}``
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 from mlflow.entities import (
@@ -43,9 +45,10 @@ from mlflow.entities import (
     RunTag,
 )
 
-from mlflow_plugin.objectstore.errors import CorruptObject
+from mlflow_plugin.format.schema import check_document
 
 Document = dict[str, Any]
+_logger = logging.getLogger(__name__)
 
 __all__ = [
     "check_run_document",
@@ -55,6 +58,7 @@ __all__ = [
     "metric_to_json",
     "run_from_doc",
     "run_info_from_doc",
+    "runs_from_docs",
 ]
 
 
@@ -103,63 +107,16 @@ def dataset_input_to_json(dataset_input: DatasetInput) -> Document:
     }
 
 
+_DATASET_FIELDS = ("name", "digest", "source_type", "source", "schema", "profile")
+
+
 def _dataset_input_from_json(doc: Document) -> DatasetInput:
+    dataset = doc["dataset"]
     return DatasetInput(
-        dataset=Dataset(**doc["dataset"]),
+        # Only the fields MLflow's Dataset takes: a newer writer may store more.
+        dataset=Dataset(**{name: dataset.get(name) for name in _DATASET_FIELDS}),
         tags=[InputTag(k, v) for k, v in doc.get("tags", {}).items()],
     )
-
-
-_RUN_FIELDS: dict[str, type] = {
-    "run_id": str,
-    "experiment_id": str,
-    "status": str,
-    "lifecycle_stage": str,
-    "params": dict,
-    "tags": dict,
-    "latest_metrics": dict,
-    "segments": list,
-}
-_SEGMENT_FIELDS: dict[str, type] = {
-    "name": str,
-    "keys": list,
-    "rows": int,
-    "min_step": int,
-    "max_step": int,
-}
-
-
-def _run_document_problems(doc: Document, run_id: str, experiment_id: str) -> list[str]:
-    problems = [
-        f"{name!r} is missing or not a {kind.__name__}"
-        for name, kind in _RUN_FIELDS.items()
-        if not isinstance(doc.get(name), kind)
-    ]
-    if problems:
-        return problems
-    if doc["run_id"] != run_id or doc["experiment_id"] != experiment_id:
-        problems.append(f"it names run {doc['run_id']!r} of experiment {doc['experiment_id']!r}")
-    if doc["status"] not in {RunStatus.to_string(s) for s in RunStatus.all_status()}:
-        problems.append(f"unknown status {doc['status']!r}")
-    if doc["lifecycle_stage"] not in ("active", "deleted"):
-        problems.append(f"unknown lifecycle stage {doc['lifecycle_stage']!r}")
-    for field in ("params", "tags"):
-        if not all(isinstance(v, str) for v in doc[field].values()):
-            problems.append(f"a value in {field!r} is not a string")
-    for key, latest in doc["latest_metrics"].items():
-        if not (
-            isinstance(latest, dict)
-            and isinstance(latest.get("value"), int | float)
-            and isinstance(latest.get("timestamp"), int)
-            and isinstance(latest.get("step"), int)
-        ):
-            problems.append(f"latest value of metric {key!r} is malformed")
-    for segment in doc["segments"]:
-        if not isinstance(segment, dict) or not all(
-            isinstance(segment.get(name), kind) for name, kind in _SEGMENT_FIELDS.items()
-        ):
-            problems.append(f"malformed segment entry {str(segment)[:100]}")
-    return problems
 
 
 def check_run_document(doc: Document, key: str) -> Document:
@@ -167,14 +124,9 @@ def check_run_document(doc: Document, key: str) -> Document:
 
     Anything else (missing or mistyped fields, another run's document copied over this
     one) is ``CorruptObject`` naming the key, rather than a ``KeyError`` deep in a read.
+    The rules are the format's (``format.schema``), the same for every reader.
     """
-    parts = key.split("/")
-    run_id = parts[-1].removesuffix(".json")
-    experiment_id = parts[-3] if len(parts) >= 3 else ""
-    problems = _run_document_problems(doc, run_id, experiment_id)
-    if problems:
-        raise CorruptObject(f"corrupt run document {key!r}: {'; '.join(problems)}")
-    return doc
+    return check_document(key, doc)
 
 
 def run_from_doc(doc: Document, with_outputs: bool = True) -> Run:
@@ -202,6 +154,21 @@ def run_from_doc(doc: Document, with_outputs: bool = True) -> Run:
         run_inputs=inputs,
         run_outputs=outputs if with_outputs else None,
     )
+
+
+def runs_from_docs(docs: Iterable[Document]) -> list[Run]:
+    """The runs of checked documents; one that still cannot become a run is left out.
+
+    The index checks what it mirrors, so this is a last guard (an index filled by an
+    older version of the checks): one bad run costs its own row, never the whole page.
+    """
+    runs = []
+    for doc in docs:
+        try:
+            runs.append(run_from_doc(doc))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            _logger.warning("run %r left out: its document is damaged (%r)", doc.get("run_id"), exc)
+    return runs
 
 
 def logged_model_from_doc(doc: Document) -> LoggedModel:

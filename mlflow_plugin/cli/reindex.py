@@ -1,11 +1,27 @@
-"""``reindex URI``: rebuild this machine's query index of a root from the bucket."""
+"""``reindex URI``: rebuild this machine's query index of a root from the bucket.
+
+A damaged index file is replaced by opening it (see ``index.database``); a database
+that cannot be used at all (a folder that cannot be written, a server that refuses)
+is reported in one line, exit 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-from mlflow_plugin.cli.common import EXIT_OK, Output, add_command_parser, add_uri_argument
+from mlflow_plugin.cli.common import (
+    EXIT_OK,
+    CommandFailed,
+    Output,
+    add_command_parser,
+    add_uri_argument,
+)
+
+if TYPE_CHECKING:
+    from mlflow_plugin.index.query_index import QueryIndex
+    from mlflow_plugin.index.sync import SyncReport
 
 __all__ = ["add_parser", "run"]
 
@@ -33,27 +49,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from mlflow_plugin.tracking.store import BucketTrackingStore
 
     out = Output(args.quiet)
     store = BucketTrackingStore(args.uri, recover_in_background=False)
     try:
         index = store._index()
-        if not args.keep:
-            index.clear()
         started = time.monotonic()
-        with out.progress() as progress:
-            experiments = index.experiment_count()
-            done = 0
-
-            def advance(scope: str, _report: object) -> None:
-                nonlocal done
-                if scope != "experiments":
-                    done += 1
-                progress("experiments indexed", done, experiments)
-
-            report = index.sync_everything(on_progress=advance)
+        report = _rebuild(index, out, keep=args.keep)
         elapsed = time.monotonic() - started
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
+        raise CommandFailed(f"cannot use the search index: {first_line}") from None
     finally:
         store.close()
     out.info(
@@ -62,3 +72,19 @@ def run(args: argparse.Namespace) -> int:
         f"({index.url_for_display})"
     )
     return EXIT_OK if report.unmirrorable == 0 else 1
+
+
+def _rebuild(index: QueryIndex, out: Output, *, keep: bool) -> SyncReport:
+    if not keep:
+        index.clear()
+    with out.progress() as progress:
+        experiments = index.experiment_count()
+        done = 0
+
+        def advance(scope: str, _report: object) -> None:
+            nonlocal done
+            if scope != "experiments":
+                done += 1
+            progress("experiments indexed", done, experiments)
+
+        return index.sync_everything(on_progress=advance)

@@ -4,44 +4,58 @@ The default is one SQLite file per root under the user's cache folder, in WAL mo
 that the server's worker processes read while one of them syncs. Writers take the
 database lock when their transaction begins (``BEGIN IMMEDIATE``): two syncs then
 queue instead of failing half-way. An index written by another version of this code,
-or for another root, is dropped and rebuilt: it is only a cache of the bucket.
+of the bucket format or of MLflow's tables, or for another root, is dropped and
+rebuilt: it is only a cache of the bucket.
+
+A SQLite file that is damaged ("file is not a database", "database disk image is
+malformed") or is not an index at all (someone else's tables, no version record) is
+moved aside to ``<file>.damaged`` with one warning and rebuilt, under the same
+cross-process lock, so processes opening it at once replace it only once.
+``repair_index_database`` does the same for damage met later, by a query.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from mlflow_plugin.format.version import FORMAT_VERSION
 from mlflow_plugin.index.paths import default_index_dir, root_digest
 from mlflow_plugin.index.schema import (
-    INDEX_VERSION,
     MLFLOW_TABLES,
     IndexBase,
     IndexedDocument,
     IndexMeta,
     MlflowBase,
+    index_stamp,
 )
 
 __all__ = [
     "IndexDatabase",
     "clear_index",
     "default_index_url",
+    "is_damaged_database",
     "open_index_database",
+    "repair_index_database",
     "sqlite_path",
 ]
 
+_log = logging.getLogger(__name__)
+
 _BUSY_TIMEOUT_MS = 60_000
+_DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 
 def default_index_url(root: str, folder: str | os.PathLike[str] | None = None) -> str:
@@ -75,6 +89,8 @@ class IndexDatabase:
     url: str
     reader: Engine
     writer: Engine
+    #: (device, inode) of the SQLite file when it was opened: which file a repair replaces.
+    file_id: tuple[int, int] | None = None
 
     def read(self) -> Session:
         return Session(self.reader)
@@ -96,9 +112,7 @@ def _engines(url: str) -> tuple[Engine, Engine]:
         engine = create_engine(url, pool_pre_ping=True)
         return engine, engine
     if not path.exists():
-        # Created user-only before SQLite opens it: it mirrors everything in the bucket.
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        _create_file(path)
     # NullPool: a forked server worker must not inherit its parent's open connections.
     reader = create_engine(url, poolclass=NullPool)
     writer = create_engine(url, poolclass=NullPool)
@@ -135,26 +149,115 @@ def _meta(session: Session) -> dict[str, str]:
     return {row.name: row.value for row in session.scalars(select(IndexMeta))}
 
 
+def is_damaged_database(exc: BaseException) -> bool:
+    """Whether ``exc`` says the SQLite file itself is damaged or not a database."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = getattr(cause, "sqlite_errorcode", None)
+    return (
+        isinstance(cause, sqlite3.DatabaseError)
+        and code is not None
+        and (code & 0xFF in _DAMAGE_CODES)
+    )
+
+
+class _NotAnIndex(Exception):
+    """The SQLite file holds tables, but not an index's."""
+
+
+def _file_id(path: Path | None) -> tuple[int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _create_file(path: Path) -> None:
+    # Created user-only before SQLite opens it: it mirrors everything in the bucket.
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _move_aside(path: Path, reason: str) -> None:
+    """Replace a damaged index file by an empty one; keep the old one for inspection."""
+    aside = path.with_name(f"{path.name}.damaged")
+    os.replace(path, aside)
+    # Its journals belong to the old file: SQLite must not replay them into the new one.
+    for suffix in ("-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    _create_file(path)
+    _log.warning(
+        "the search index %s is damaged or not an index (%s): moved aside to %s and "
+        "rebuilt from the bucket",
+        path,
+        reason,
+        aside.name,
+    )
+
+
+def _prepare(writer: Engine, wanted: dict[str, str], is_file: bool) -> None:
+    """Create the tables, or drop and recreate them when the index is of another kind."""
+    tables = set(inspect(writer).get_table_names())
+    if is_file and tables and IndexMeta.__tablename__ not in tables:
+        raise _NotAnIndex(f"tables {', '.join(sorted(tables)[:5])} but no version record")
+    IndexBase.metadata.create_all(writer)
+    try:
+        with Session(writer) as session:
+            current = _meta(session)
+    except SQLAlchemyError as exc:
+        if not is_file or is_damaged_database(exc):
+            raise
+        raise _NotAnIndex(f"its version record cannot be read: {_reason(exc)}") from exc
+    if current != wanted:
+        # Another version's tables may differ in shape: drop them all, then rebuild.
+        MlflowBase.metadata.drop_all(writer, tables=MLFLOW_TABLES)
+        IndexBase.metadata.drop_all(writer)
+        IndexBase.metadata.create_all(writer)
+        MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
+        with Session(writer) as session, session.begin():
+            session.add_all(IndexMeta(name=k, value=v) for k, v in wanted.items())
+    else:
+        MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
+
+
+def _reason(exc: BaseException) -> str:
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+
+
 def open_index_database(url: str, root: str) -> IndexDatabase:
     """Open (creating or rebuilding as needed) the index of ``root`` at ``url``."""
     reader, writer = _engines(url)
-    # The bucket's format version too: documents of another format may mirror differently.
-    wanted = {"version": f"{INDEX_VERSION}.{FORMAT_VERSION}", "root": root}
+    path = sqlite_path(url)
+    wanted = {"version": index_stamp(), "root": root}
     with _setup_lock(url):
-        IndexBase.metadata.create_all(writer)
-        with Session(writer) as session:
-            current = _meta(session)
-        if current != wanted:
-            # Another version's tables may differ in shape: drop them all, then rebuild.
-            MlflowBase.metadata.drop_all(writer, tables=MLFLOW_TABLES)
-            IndexBase.metadata.drop_all(writer)
-            IndexBase.metadata.create_all(writer)
-            MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
-            with Session(writer) as session, session.begin():
-                session.add_all(IndexMeta(name=k, value=v) for k, v in wanted.items())
-        else:
-            MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
-    return IndexDatabase(url=url, reader=reader, writer=writer)
+        try:
+            _prepare(writer, wanted, path is not None)
+        except (SQLAlchemyError, _NotAnIndex) as exc:
+            if path is None or not (isinstance(exc, _NotAnIndex) or is_damaged_database(exc)):
+                raise
+            _move_aside(path, _reason(exc))
+            _prepare(writer, wanted, True)
+        file_id = _file_id(path)
+    return IndexDatabase(url=url, reader=reader, writer=writer, file_id=file_id)
+
+
+def repair_index_database(database: IndexDatabase, root: str, exc: BaseException) -> IndexDatabase:
+    """Replace the damaged SQLite file a query of ``database`` failed on; reopen it.
+
+    Only the file that ``database`` opened is moved aside: if another process already
+    replaced it, the replacement is opened as it is.
+    """
+    path = sqlite_path(database.url)
+    if path is None:
+        raise exc
+    database.dispose()
+    with _setup_lock(database.url):
+        if database.file_id is not None and _file_id(path) == database.file_id:
+            _move_aside(path, _reason(exc))
+    return open_index_database(database.url, root)
 
 
 def clear_index(database: IndexDatabase) -> None:

@@ -3,7 +3,8 @@
 Opened lazily by the first search, so a process that only logs never creates it.
 Each search first makes the scopes it reads fresh (see ``sync``), then answers from
 SQL and returns the indexed documents of the page. If the database file disappears
-(a user deleted the cache), it is recreated and filled again on the next search.
+(a user deleted the cache), it is recreated and filled again on the next search; if
+a query finds the file damaged, it is moved aside, rebuilt, and the call retried once.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from mlflow.entities.dataset_summary import _DatasetSummary
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mlflow_plugin.format.documents import Document, decode
@@ -22,7 +24,9 @@ from mlflow_plugin.index import queries
 from mlflow_plugin.index.database import (
     IndexDatabase,
     clear_index,
+    is_damaged_database,
     open_index_database,
+    repair_index_database,
     sqlite_path,
 )
 from mlflow_plugin.index.sync import IndexSync, SyncReport
@@ -51,8 +55,8 @@ class QueryIndex:
         self._file = sqlite_path(url)
         self._database, self._sync = self._open()
 
-    def _open(self) -> tuple[IndexDatabase, IndexSync]:
-        database = open_index_database(self._url, self._root)
+    def _open(self, database: IndexDatabase | None = None) -> tuple[IndexDatabase, IndexSync]:
+        database = database or open_index_database(self._url, self._root)
         return database, IndexSync(self._store, database, self._staleness, self._fetchers)
 
     @property
@@ -70,6 +74,21 @@ class QueryIndex:
                     self._database, self._sync = self._open()
         return self._database, self._sync
 
+    def _repairing(self, call: Callable[[], _T]) -> _T:
+        """``call()``; if it finds the SQLite file damaged, rebuild the file and call again."""
+        failed = self._database
+        try:
+            return call()
+        except SQLAlchemyError as exc:
+            if self._file is None or not is_damaged_database(exc):
+                raise
+            with self._open_lock:
+                if self._database is failed:  # not yet repaired by another thread
+                    self._database, self._sync = self._open(
+                        repair_index_database(failed, self._root, exc)
+                    )
+        return call()
+
     def _read(self, query: Callable[[Session], _T]) -> _T:
         database, _ = self._current()
         with database.read() as session:
@@ -86,9 +105,6 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
-        _, sync = self._current()
-        sync.fresh_runs(experiment_ids)
-
         def query(session: Session) -> tuple[list[Document], str | None]:
             run_ids, token = queries.search_run_ids(
                 session, experiment_ids, filter_string, view_type, max_results, order_by, page_token
@@ -96,7 +112,12 @@ class QueryIndex:
             bodies = queries.document_bodies(session, "run", run_ids)
             return [decode(bodies[r].encode("utf-8")) for r in run_ids if r in bodies], token
 
-        return self._read(query)
+        def search() -> tuple[list[Document], str | None]:
+            _, sync = self._current()
+            sync.fresh_runs(experiment_ids)
+            return self._read(query)
+
+        return self._repairing(search)
 
     def search_experiments(
         self,
@@ -106,9 +127,6 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
-        _, sync = self._current()
-        sync.fresh_experiments()
-
         def query(session: Session) -> tuple[list[Document], str | None]:
             ids, token = queries.search_experiment_ids(
                 session, view_type, max_results, filter_string, order_by, page_token
@@ -116,12 +134,20 @@ class QueryIndex:
             bodies = queries.document_bodies(session, "experiment", ids)
             return [decode(bodies[e].encode("utf-8")) for e in ids if e in bodies], token
 
-        return self._read(query)
+        def search() -> tuple[list[Document], str | None]:
+            _, sync = self._current()
+            sync.fresh_experiments()
+            return self._read(query)
+
+        return self._repairing(search)
 
     def dataset_summaries(self, experiment_ids: Sequence[str]) -> list[_DatasetSummary]:
-        _, sync = self._current()
-        sync.fresh_runs(experiment_ids)
-        return self._read(lambda session: queries.dataset_summaries(session, experiment_ids))
+        def summaries() -> list[_DatasetSummary]:
+            _, sync = self._current()
+            sync.fresh_runs(experiment_ids)
+            return self._read(lambda session: queries.dataset_summaries(session, experiment_ids))
+
+        return self._repairing(summaries)
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -129,17 +155,21 @@ class QueryIndex:
         self, on_progress: Callable[[str, SyncReport], Any] | None = None
     ) -> SyncReport:
         """Sync every scope now, whatever its age (``reindex`` and benchmarks)."""
-        _, sync = self._current()
-        sync.forget()
-        report = sync.fresh_experiments()
-        if on_progress is not None:
-            on_progress("experiments", report)
-        for experiment_id in sync.experiment_ids():
-            part = sync.fresh_runs([experiment_id])
-            report.add(part)
+
+        def sync_all() -> SyncReport:
+            _, sync = self._current()
+            sync.forget()
+            report = sync.fresh_experiments()
             if on_progress is not None:
-                on_progress(experiment_id, part)
-        return report
+                on_progress("experiments", report)
+            for experiment_id in sync.experiment_ids():
+                part = sync.fresh_runs([experiment_id])
+                report.add(part)
+                if on_progress is not None:
+                    on_progress(experiment_id, part)
+            return report
+
+        return self._repairing(sync_all)
 
     def experiment_count(self) -> int:
         _, sync = self._current()
@@ -147,9 +177,13 @@ class QueryIndex:
 
     def clear(self) -> None:
         """Empty the index (its next sync fetches every document again)."""
-        database, sync = self._current()
-        clear_index(database)
-        sync.forget()
+
+        def clear() -> None:
+            database, sync = self._current()
+            clear_index(database)
+            sync.forget()
+
+        self._repairing(clear)
 
     @property
     def url_for_display(self) -> str:

@@ -11,6 +11,9 @@ version and root.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+
 from mlflow.store.db.base_sql_model import Base as MlflowBase
 from mlflow.store.tracking.dbmodels.models import (
     SqlDataset,
@@ -24,7 +27,11 @@ from mlflow.store.tracking.dbmodels.models import (
     SqlTag,
 )
 from sqlalchemy import Index, String, Table, Text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from mlflow_plugin.format.version import FORMAT_VERSION
 
 __all__ = [
     "INDEX_VERSION",
@@ -33,6 +40,8 @@ __all__ = [
     "IndexMeta",
     "IndexedDocument",
     "MlflowBase",
+    "index_stamp",
+    "mlflow_tables_digest",
 ]
 
 #: Bump when the tables or what is mirrored into them change: an index of another
@@ -53,6 +62,32 @@ MLFLOW_TABLES: list[Table] = [
         SqlInputTag,
     )
 ]
+
+
+@functools.cache
+def mlflow_tables_digest() -> str:
+    """A digest of the definitions of MLflow's tables that the index borrows.
+
+    An MLflow upgrade that changes them (a new column, constraint or index) changes the
+    digest, so an index file created under the old MLflow is rebuilt, never queried with
+    the new models. Compiled for SQLite whatever the database: only a change counts.
+    """
+    dialect = sqlite.dialect()
+    parts = []
+    for table in MLFLOW_TABLES:
+        parts.append(str(CreateTable(table).compile(dialect=dialect)))
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            parts.append(str(CreateIndex(index).compile(dialect=dialect)))
+    return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
+
+
+def index_stamp() -> str:
+    """The version an index records: ours, the bucket format's and MLflow's tables'.
+
+    The bucket's format version counts too: documents of another format may mirror
+    differently.
+    """
+    return f"{INDEX_VERSION}.{FORMAT_VERSION}.{mlflow_tables_digest()}"
 
 
 class IndexBase(DeclarativeBase):

@@ -54,3 +54,39 @@ def test_reindex_exits_1_when_documents_are_damaged(
     result = cli("reindex", file_uri)
     assert result.returncode == 1
     assert "left out as damaged 1" in result.stdout
+
+
+def test_reindex_replaces_a_damaged_index_file_without_a_traceback(
+    cli: Cli, file_uri: str, moto_uri: str
+) -> None:
+    for uri in (file_uri, moto_uri):
+        client = MlflowClient(uri)
+        experiment_id = client.create_experiment("damaged-index")
+        client.create_run(experiment_id)
+        assert len(client.search_runs([experiment_id])) == 1
+        index_file = _index_file(uri)
+        index_file.write_bytes(b"not a database" * 100)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{index_file}{suffix}").unlink(missing_ok=True)
+
+        result = cli("reindex", uri)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "indexed 3 documents" in result.stdout
+        assert Path(f"{index_file}.damaged").exists()
+        assert len(MlflowClient(uri).search_runs([experiment_id])) == 1
+
+
+def test_reindex_that_cannot_use_the_index_exits_1_with_one_line(
+    cli: Cli, file_uri: str, moto_uri: str, tmp_path: Path
+) -> None:
+    not_a_file = tmp_path / "a-folder"
+    not_a_file.mkdir()
+    for uri in (file_uri, moto_uri):
+        MlflowClient(uri).create_experiment("unusable-index")
+        result = cli("reindex", f"{uri}{'&' if '?' in uri else '?'}index=sqlite:///{not_a_file}")
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "error: cannot use the search index: unable to open database file"
+        ]

@@ -22,8 +22,7 @@ import pytest
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
-from mlflow_plugin.format.version import FORMAT_VERSION
-from mlflow_plugin.index.schema import INDEX_VERSION
+from mlflow_plugin.index.schema import index_stamp
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.servers import S3Endpoint
 
@@ -165,7 +164,7 @@ def test_an_index_of_another_version_is_dropped_and_rebuilt(tmp_path: Path) -> N
         (version,) = db.execute(
             "SELECT value FROM bucket_index_meta WHERE name = 'version'"
         ).fetchone()
-    assert version == f"{INDEX_VERSION}.{FORMAT_VERSION}"
+    assert version == index_stamp()
 
 
 def test_a_damaged_run_document_is_left_out_of_searches(

@@ -8,8 +8,10 @@ because its run is gone, and every spool file that cannot be read are reported;
 nothing here raises, so the background recovery of a store never dies on one bad
 batch.
 
-While a recovery runs, a reader of a run it holds batches for can wait until that
-run is settled (``wait_for``), so the first read after a crash is not partial.
+While a recovery runs, a reader in the same process of a run it holds batches for
+waits until that run is settled (``wait_for_recovery``), so the first read after a
+crash is not partial. Other processes cannot know: they see the points as recovery
+uploads them.
 """
 
 from __future__ import annotations
@@ -25,9 +27,22 @@ from mlflow_plugin.format.run_batches import RunBatch
 from mlflow_plugin.tracking.spool import OrphanedSpool, SpooledBatch, orphaned_spools
 from mlflow_plugin.tracking.write_buffer import RunNotWritable
 
-__all__ = ["RecoveryReport", "RunLeft", "SpoolRecovery"]
+__all__ = ["RecoveryReport", "RunLeft", "SpoolRecovery", "wait_for_recovery"]
 
 _logger = logging.getLogger(__name__)
+
+# The recoveries running in this process: every store instance's readers wait for them.
+_running: set[SpoolRecovery] = set()
+_running_lock = threading.Lock()
+
+
+def wait_for_recovery(spool_root: Path, run_id: str, timeout: float) -> None:
+    """Wait (up to ``timeout`` s each) for this process's recoveries of ``spool_root`` to
+    settle ``run_id``; return at once when none holds it."""
+    with _running_lock:
+        running = [recovery for recovery in _running if recovery.root == spool_root]
+    for recovery in running:
+        recovery.wait_for(run_id, timeout)
 
 
 @dataclass
@@ -82,9 +97,10 @@ class SpoolRecovery:
     """
 
     def __init__(self, spool_root: Path, upload: Callable[[RunBatch], None]) -> None:
-        self._root = spool_root
+        self.root = spool_root
         self._upload = upload
         self._listed = threading.Event()  # the spool has been read: _pending is known
+        self.finished = threading.Event()  # the pass is over (whatever its outcome)
         self._pending: dict[str, threading.Event] = {}  # run id -> set once it is settled
         self._thread: int | None = None
 
@@ -98,13 +114,21 @@ class SpoolRecovery:
         if settled is not None and not settled.wait(timeout):
             _logger.warning("read run %s before the spool recovery of it finished", run_id)
 
+    def start(self) -> None:
+        """Run in a background thread; from now on, readers of its runs wait for them."""
+        with _running_lock:
+            _running.add(self)
+        threading.Thread(target=self.run, name="mlflow-bucket-recovery", daemon=True).start()
+
     def run(self) -> RecoveryReport:
         """Replay every dead writer's batches; never raises."""
+        with _running_lock:
+            _running.add(self)
         self._thread = threading.get_ident()
         report = RecoveryReport()
         orphans: list[OrphanedSpool] = []
         try:
-            orphans = list(orphaned_spools(self._root))
+            orphans = list(orphaned_spools(self.root))
             remaining = Counter(e.batch.run_id for o in orphans for e in o.entries)
             self._pending = {run_id: threading.Event() for run_id in remaining}
             self._listed.set()
@@ -122,8 +146,8 @@ class SpoolRecovery:
                     orphan.release(remove=True)
             report.left = failed
         except Exception:  # a bug here must not kill the store's background thread
-            _logger.exception("replaying the spool in %s failed", self._root)
-            report.damaged.append(f"{self._root}: recovery stopped by an unexpected error")
+            _logger.exception("replaying the spool in %s failed", self.root)
+            report.damaged.append(f"{self.root}: recovery stopped by an unexpected error")
             for orphan in orphans:
                 orphan.release(remove=False)  # kept as it is: replays are idempotent
         finally:
@@ -131,6 +155,9 @@ class SpoolRecovery:
             for settled in self._pending.values():
                 settled.set()
             self._thread = None
+            with _running_lock:
+                _running.discard(self)
+            self.finished.set()
         for problem in report.problems():
             _logger.warning("spool recovery: %s", problem)
         return report
@@ -157,7 +184,7 @@ class SpoolRecovery:
                 left.batches += 1
                 left.points += len(batch.points)
                 return False
-            report.batches += entry.file is not None
+            report.batches += entry.lines == 0  # a sealed batch; else open lines
             report.lines += entry.lines
             return True
         finally:

@@ -26,8 +26,9 @@ up with one warning: the writer goes on in memory only, and drops its open lines
 A writer folder whose lock is free belongs to a process that died: recovery replays
 its sealed batches (in sequence order; already-applied ones are skipped by the run
 document's writer sequence), then its remaining open lines as one batch per run and
-generation under the writer id ``<dead writer>-open``, numbered by generation, so a
-recovery that is itself killed and repeated applies them once too. What recovery
+generation under the writer id ``<dead writer>-open-<run id>``, numbered by generation,
+so a recovery that is itself killed and repeated applies them once too (the run id
+keeps segment names unique across runs, as a live writer's sequence does). What recovery
 cannot upload stays: ``OrphanedSpool.keep`` rewrites the folder to the batches left
 (open lines become ``batch-open-<gen>-<run>.json`` files with the same identity),
 and a file that cannot be read is named in ``damaged`` and left as it is.
@@ -248,6 +249,7 @@ class Spool:
 
 
 _OPEN_LOG = "open_log"
+_OPEN_LINES = "open_lines"
 _OPEN_WRITER_SUFFIX = "-open"
 
 
@@ -310,7 +312,7 @@ def _open_batches(
 ) -> tuple[list[SpooledBatch], set[Path]]:
     """A dead writer's open lines that no sealed batch holds: one batch per generation and run.
 
-    The batch identity (``<writer>-open``, generation + 1) is the same every time these
+    The batch identity (``<writer>-open-<run>``, generation + 1) is the same every time these
     lines are recovered, so recovering them twice applies them once. Also returns the
     open logs that hold a damaged line.
     """
@@ -327,7 +329,8 @@ def _open_batches(
                 batch = RunBatch(
                     run_id=line.run_id,
                     experiment_id=line.experiment_id,
-                    writer_id=writer_id + _OPEN_WRITER_SUFFIX,
+                    # Per run: segment names (writer, sequence) must not repeat across runs.
+                    writer_id=f"{writer_id}{_OPEN_WRITER_SUFFIX}-{line.run_id}",
                     sequence=generation + 1,
                 )
                 entry = by_run[line.run_id] = SpooledBatch(batch, None)
@@ -351,7 +354,8 @@ def _sealed_batches(
             record = json.loads(path.read_bytes())
             if _OPEN_LOG in record:
                 claimed.add((int(record[_OPEN_LOG]), str(record["run_id"])))
-            batches.append(SpooledBatch(RunBatch.from_json(record), path))
+            lines = int(record.get(_OPEN_LINES, 0))  # open lines kept by an earlier recovery
+            batches.append(SpooledBatch(RunBatch.from_json(record), path, lines))
         except Exception as exc:  # whatever a damaged file holds: reported, never raised
             damaged.append(f"{path}: {_describe(exc)}")
     return batches, claimed
@@ -407,7 +411,8 @@ class OrphanedSpool:
                     run = hashlib.sha256(entry.batch.run_id.encode()).hexdigest()[:16]
                     name = f"batch-open-{entry.batch.sequence:010d}-{run}.json"
                     entry.file = self.folder / name
-                    _write_durably(entry.file, entry.batch.to_json())
+                    record = {**entry.batch.to_json(), _OPEN_LINES: entry.lines}
+                    _write_durably(entry.file, record)
             _fsync_folder(self.folder)
             for _, path in _open_logs(self.folder):
                 if path not in self.damaged_logs:

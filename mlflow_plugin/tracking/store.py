@@ -104,7 +104,7 @@ from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
-from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery
+from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery, wait_for_recovery
 from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
 from mlflow_plugin.tracking.spool import Spool, spool_root
 from mlflow_plugin.tracking.traces import TracesNotStoredMixin
@@ -238,9 +238,7 @@ class BucketTrackingStore(
             # What a crashed process on this machine left is uploaded in the background;
             # meanwhile a read of a run it holds waits for that run (see _run_doc).
             self._recovery = SpoolRecovery(self._spool_root, self._buffer.upload)
-            threading.Thread(
-                target=self._recovery.run, name="mlflow-bucket-recovery", daemon=True
-            ).start()
+            self._recovery.start()
         with mlflow_errors():
             self._ensure_default_experiment()
 
@@ -302,8 +300,8 @@ class BucketTrackingStore(
         the run, so the first read after a crash is not partial.
         """
         self._flush_run(run_id)
-        if self._recovery is not None:
-            self._recovery.wait_for(run_id, _RECOVERY_WAIT_SECONDS)
+        if self._spool_root is not None:
+            wait_for_recovery(self._spool_root, run_id, _RECOVERY_WAIT_SECONDS)
         return self._read_run(run_id)
 
     def _read_run(self, run_id: str) -> Document:

@@ -68,7 +68,7 @@ def test_open_lines_after_the_last_seal_are_recovered_under_a_stable_identity(
         return found
 
     first = recovered()
-    assert first == [("run1", "writer-open", 3, 5), ("run2", "writer-open", 3, 1)]
+    assert first == [("run1", "writer-open-run1", 3, 5), ("run2", "writer-open-run2", 3, 1)]
     assert recovered() == first  # the same identity every time: a replay is recognised
 
 

@@ -1,15 +1,21 @@
 """Experiments on the bucket: name claims, documents, search, lifecycle, tags.
 
-A name is claimed by ``put_if_absent`` on ``experiment-names/<sha256(name)>`` before
-the experiment document is written; a claim whose document never appeared (its
-creator died in between) is taken over after a minute. A deleted experiment keeps
-its name, as in MLflow's SQL store. Ids are sequential integers as in MLflow's SQL
-store, taken by put-if-absent of the experiment document; the default experiment
-is "0".
+A name is claimed on ``experiment-names/<sha256(name)>`` before the experiment
+document is written, and who owns it is decided by conditional writes alone
+(``format.name_claims``): no clock is compared, so neither a slow creator nor a
+wrong clock can make two experiments of one name. A deleted experiment keeps its
+name, as in MLflow's SQL store. Ids are sequential integers as in MLflow's SQL store,
+taken by put-if-absent of the experiment document; the default experiment is "0".
+
+Two documents of one name can still appear (a partial restore from a backup, or a
+root written by an older version): searches list the one the name's claim points at
+and leave the other out with a warning (see ``index.names``); a get by name answers
+the claimed one.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -40,20 +46,19 @@ from mlflow.utils.validation import (
 )
 
 from mlflow_plugin.format import keys
-from mlflow_plugin.format.documents import (
-    Document,
-    create_document,
-    encode,
-    read_document,
-    update_document,
+from mlflow_plugin.format.documents import Document, read_document, update_document
+from mlflow_plugin.format.name_claims import (
+    NameClaim,
+    NameTaken,
+    RenameAborted,
+    create_named,
+    named_document,
+    rename_named,
 )
-from mlflow_plugin.objectstore import (
-    AlreadyExists,
-    NotFound,
-    ObjectStore,
-    PreconditionFailed,
-)
+from mlflow_plugin.objectstore import NotFound, ObjectStore
+from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
+from mlflow_plugin.text_input import check_entries, check_text, is_storable_text
 from mlflow_plugin.tracking.entities import (
     experiment_from_doc,
 )
@@ -64,9 +69,14 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_EXPERIMENT_ID", "ExperimentsMixin", "check_experiment_id"]
 
+_logger = logging.getLogger(__name__)
+
 DEFAULT_EXPERIMENT_ID = "0"
 DEFAULT_EXPERIMENT_NAME = "Default"
-_STALE_CLAIM_MS = 60_000
+
+
+def _name_claim(name: str) -> NameClaim:
+    return NameClaim(name, keys.experiment_name_key(name), "experiment_id", keys.experiment_key)
 
 
 def _name_taken(name: str) -> MlflowException:
@@ -95,9 +105,9 @@ class ExperimentsMixin:
     _readers: ThreadPoolExecutor
     _errors: Callable[[], AbstractContextManager[None]]
     artifact_root_uri: str
-    _run_docs: Callable[[list[str], int], list[Document]]
     _index: Callable[[], QueryIndex]
     _set_run_stage: Callable[..., None]
+    _run_experiments: dict[str, str]
 
     def _ensure_default_experiment(self) -> None:
         if self._store.exists(keys.experiment_key(DEFAULT_EXPERIMENT_ID)):
@@ -124,6 +134,9 @@ class ExperimentsMixin:
             _validate_experiment_artifact_location_length(artifact_location)
         for tag in tags or []:
             _validate_experiment_tag(tag.key, tag.value)
+        check_text("experiment name", name)
+        check_text("artifact location", artifact_location)
+        check_entries("experiment tag", tags)
         with self._errors():
             return self._create_experiment_with_id(name, None, artifact_location, tags or [])
 
@@ -131,35 +144,6 @@ class ExperimentsMixin:
         folders = self._store.list_dir(keys.experiments_prefix()).folders
         ids = [int(f.split("/")[1]) for f in folders if f.split("/")[1].isdigit()]
         return str(max(ids, default=0) + 1)
-
-    def _claim_name(self, name: str, experiment_id: str) -> str:
-        """Claim ``name`` for ``experiment_id``; return the claim's ETag."""
-        claim = {
-            "name": name,
-            "experiment_id": experiment_id,
-            "claimed_at": get_current_time_millis(),
-        }
-        key = keys.experiment_name_key(name)
-        try:
-            return create_document(self._store, key, claim)
-        except AlreadyExists:
-            pass
-        existing, etag = read_document(self._store, key)
-        owner = self._read_experiment_doc(existing["experiment_id"])
-        if owner is not None and owner["name"] == name:
-            if owner["lifecycle_stage"] == LifecycleStage.DELETED:
-                raise MlflowException(
-                    f"Experiment {name!r} already exists in deleted state. Restore it, or "
-                    "permanently delete it before reusing the name.",
-                    RESOURCE_ALREADY_EXISTS,
-                )
-            raise _name_taken(name)
-        if get_current_time_millis() - existing.get("claimed_at", 0) < _STALE_CLAIM_MS:
-            raise _name_taken(name)  # another process is creating this experiment right now
-        try:  # the claim is stale (its creator died before writing the experiment): take it
-            return self._store.put_if_match(key, encode(claim), etag)
-        except (PreconditionFailed, NotFound):
-            raise _name_taken(name) from None
 
     def _create_experiment_with_id(
         self,
@@ -171,15 +155,13 @@ class ExperimentsMixin:
         """Claim the name, then take the next free id (or the given one) by put-if-absent.
 
         Ids are sequential like the SQL store's: the next is one more than the largest
-        folder under ``experiments/``. A writer that loses the race for an id moves its
-        name claim to the next one and tries again.
+        folder under ``experiments/``. Who gets the name is decided by conditional writes
+        alone (``format.name_claims``), never by comparing clocks.
         """
-        candidate = experiment_id or self._next_experiment_id()
-        claim_key = keys.experiment_name_key(name)
-        claim_etag = self._claim_name(name, candidate)
-        while True:
+
+        def make_document(candidate: str) -> Document:
             now = get_current_time_millis()
-            doc = {
+            return {
                 "experiment_id": candidate,
                 "name": name,
                 "artifact_location": artifact_location
@@ -189,15 +171,26 @@ class ExperimentsMixin:
                 "last_update_time": now,
                 "tags": {tag.key: tag.value for tag in tags},
             }
-            try:
-                create_document(self._store, keys.experiment_key(candidate), doc)
-                return candidate
-            except AlreadyExists:
-                if experiment_id is not None:
-                    raise _name_taken(name) from None
-            candidate = str(max(int(candidate) + 1, int(self._next_experiment_id())))
-            claim = {"name": name, "experiment_id": candidate, "claimed_at": now}
-            claim_etag = self._store.put_if_match(claim_key, encode(claim), claim_etag)
+
+        def next_id(taken: str) -> str:
+            return str(max(int(taken) + 1, int(self._next_experiment_id())))
+
+        try:
+            return create_named(
+                self._store,
+                _name_claim(name),
+                experiment_id or self._next_experiment_id(),
+                make_document,
+                None if experiment_id is not None else next_id,
+            )
+        except NameTaken as exc:
+            if exc.document.get("lifecycle_stage") == LifecycleStage.DELETED:
+                raise MlflowException(
+                    f"Experiment {name!r} already exists in deleted state. Restore it, or "
+                    "permanently delete it before reusing the name.",
+                    RESOURCE_ALREADY_EXISTS,
+                ) from None
+            raise _name_taken(name) from None
 
     def _read_experiment_doc(self, experiment_id: str) -> Document | None:
         try:
@@ -217,15 +210,11 @@ class ExperimentsMixin:
             return experiment_from_doc(self._experiment_doc(experiment_id))
 
     def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
+        if not isinstance(experiment_name, str) or not is_storable_text(experiment_name):
+            return None  # no experiment can have a name UTF-8 cannot spell
         with self._errors():
-            try:
-                claim, _ = read_document(self._store, keys.experiment_name_key(experiment_name))
-            except NotFound:
-                return None
-            doc = self._read_experiment_doc(claim["experiment_id"])
-            if doc is None or doc["name"] != experiment_name:
-                return None
-            return experiment_from_doc(doc)
+            found = named_document(self._store, _name_claim(experiment_name))
+            return None if found is None else experiment_from_doc(found[1])
 
     def _experiment_ids(self) -> list[str]:
         return [
@@ -259,7 +248,15 @@ class ExperimentsMixin:
         return update_document(self._store, keys.experiment_key(experiment_id), mutate)[0]
 
     def _set_experiment_stage(self, experiment_id: str, stage: str, required: int) -> None:
+        """Move the experiment and, as MLflow's SQL store does, all its runs to ``stage``.
+
+        The runs go first, in parallel, and the experiment last: a delete (or restore)
+        cut short leaves the experiment in its old stage, so repeating the same call
+        finds it and finishes the job. Once the call returns, every run is in the new
+        stage, as after the SQL store's single transaction.
+        """
         doc = self._experiment_doc(experiment_id, required)
+        experiment_id = doc["experiment_id"]
 
         def mutate(current: Document) -> Document:
             if not LifecycleStage.matches_view_type(required, current["lifecycle_stage"]):
@@ -268,13 +265,34 @@ class ExperimentsMixin:
             current["last_update_time"] = get_current_time_millis()
             return current
 
-        self._update_experiment(doc["experiment_id"], mutate)
-        # MLflow's SQL store moves the experiment's runs along with it.
         run_stage = (
             LifecycleStage.DELETED if stage == LifecycleStage.DELETED else LifecycleStage.ACTIVE
         )
-        for run in self._run_docs([doc["experiment_id"]], ViewType.ALL):
-            self._set_run_stage(run["run_id"], run_stage, check=False)
+        moved = self._move_runs(experiment_id, run_stage, set())
+        self._update_experiment(experiment_id, mutate)
+        # A run created meanwhile (its creator found the experiment still active) follows.
+        self._move_runs(experiment_id, run_stage, moved)
+
+    def _move_runs(self, experiment_id: str, stage: str, done: set[str]) -> set[str]:
+        """Set the stage of every run of the experiment not in ``done``; return all run ids."""
+        run_ids = {
+            info.key.rsplit("/", 1)[1][: -len(".json")]
+            for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
+            if info.key.endswith(".json")
+        }
+
+        def move(run_id: str) -> None:
+            self._run_experiments[run_id] = experiment_id  # the listing says where it lives
+            try:
+                self._set_run_stage(run_id, stage, check=False)
+            except CorruptObject as exc:  # a damaged run is left out of every listing anyway
+                _logger.warning("run %s left as it is: %s", run_id, exc)
+            except MlflowException as exc:
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # gone meanwhile: nothing to do
+                    raise
+
+        list(self._readers.map(move, sorted(run_ids - done)))
+        return run_ids
 
     def delete_experiment(self, experiment_id: str) -> None:
         with self._errors():
@@ -286,33 +304,33 @@ class ExperimentsMixin:
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         _validate_experiment_name(new_name)
+        check_text("experiment name", new_name)
         with self._errors():
             doc = self._experiment_doc(experiment_id)
             if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
-            old_name = doc["name"]
-            if old_name == new_name:
+            if doc["name"] == new_name:
                 return
-            try:
-                self._claim_name(new_name, doc["experiment_id"])
-            except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                # MLflow's SQL store reports this (a unique-constraint failure) as BAD_REQUEST.
-                raise MlflowException(
-                    f"Experiment(name={new_name}) already exists.", BAD_REQUEST
-                ) from exc
 
-            def mutate(current: Document) -> Document:
-                current["name"] = new_name
+            def rename(current: Document) -> Document:
+                if current["lifecycle_stage"] != LifecycleStage.ACTIVE:
+                    raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
                 current["last_update_time"] = get_current_time_millis()
                 return current
 
-            self._update_experiment(doc["experiment_id"], mutate)
-            self._store.delete(keys.experiment_name_key(old_name))
+            try:
+                # The old name's claim stays, pointing at a document that no longer carries
+                # it: the next creator of that name moves it on (see format.name_claims).
+                rename_named(self._store, _name_claim(new_name), doc["experiment_id"], rename)
+            except (NameTaken, RenameAborted):
+                # MLflow's SQL store reports this (a unique-constraint failure) as BAD_REQUEST.
+                raise MlflowException(
+                    f"Experiment(name={new_name}) already exists.", BAD_REQUEST
+                ) from None
 
     def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
         _validate_experiment_tag(tag.key, tag.value)
+        check_entries("experiment tag", [tag])
         with self._errors():
             doc = self._experiment_doc(experiment_id)
             self._check_experiment_active(doc)

@@ -45,8 +45,9 @@ __all__ = [
 ]
 
 #: Bump when the tables or what is mirrored into them change: an index of another
-#: version is dropped and rebuilt from the bucket.
-INDEX_VERSION = 1
+#: version is dropped and rebuilt from the bucket. 2: documents are checked against the
+#: format's schema before they are mirrored (an index of 1 may hold damaged ones).
+INDEX_VERSION = 2
 
 MLFLOW_TABLES: list[Table] = [
     model.__table__

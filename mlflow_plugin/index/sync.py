@@ -34,10 +34,12 @@ from mlflow.store.tracking.dbmodels.models import (
     SqlTag,
 )
 from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mlflow_plugin.format import keys
-from mlflow_plugin.format.documents import decode
+from mlflow_plugin.format.documents import decode_document
+from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.index.database import IndexDatabase
 from mlflow_plugin.index.rows import (
     ExperimentRows,
@@ -48,6 +50,7 @@ from mlflow_plugin.index.rows import (
 )
 from mlflow_plugin.index.schema import IndexedDocument
 from mlflow_plugin.objectstore import NotFound, ObjectStore, StoredObject
+from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = ["EXPERIMENTS_SCOPE", "IndexSync", "SyncReport", "runs_scope"]
 
@@ -253,7 +256,7 @@ class IndexSync:
         listed = {
             info.key: info.etag
             for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
-            if keys.document_of_key(info.key) is not None
+            if RUN.is_key(info.key)  # a stray object there is no run
         }
         return self._mirror("run", experiment_id, listed)
 
@@ -306,39 +309,73 @@ class IndexSync:
     ) -> int:
         """Mirror fetched documents over their previous rows; return how many were unusable."""
         self._remove(session, kind, [key for key, _ in fetched])
-        runs: list[RunRows] = []
-        experiments: list[ExperimentRows] = []
-        documents = []
-        unusable = 0
-        for key, stored in fetched:
-            document = keys.document_of_key(key)
-            assert document is not None  # listed keys were filtered on it
-            _, experiment_id, run_id = document
-            body = stored.data.decode("utf-8", errors="replace")
-            try:
-                doc = decode(stored.data)
-                if kind == "run":
-                    runs.append(run_rows(doc, run_id, experiment_id))
-                else:
-                    experiments.append(experiment_rows(doc, experiment_id))
-            except (UnmirrorableDocument, ValueError, KeyError, TypeError) as exc:
-                _log.warning("%s is left out of the search index: %s", key, exc)
-                body, unusable = "", unusable + 1
-            documents.append(
-                {
-                    "key": key,
-                    "kind": kind,
-                    "entity_id": run_id if kind == "run" else experiment_id,
-                    "experiment_id": experiment_id,
-                    "etag": stored.etag,
-                    "body": body,
-                }
-            )
-        _insert_runs(session, runs)
-        _insert_experiments(session, experiments)
-        if documents:
-            session.execute(insert(IndexedDocument), documents)
-        return unusable
+        mirrors = [_mirror_of(kind, key, stored) for key, stored in fetched]
+        try:
+            with session.begin_nested():
+                _insert_mirrors(session, mirrors)
+        except _ROW_ERRORS:
+            # A row the database refuses (a duplicate key, a value its driver cannot bind)
+            # must not keep the other documents out: one savepoint per document.
+            for mirror in mirrors:
+                try:
+                    with session.begin_nested():
+                        _insert_mirrors(session, [mirror])
+                except _ROW_ERRORS as exc:
+                    _log.warning("%s is left out of the search index: %s", mirror.key, exc)
+                    with session.begin_nested():
+                        _insert_mirrors(session, [mirror.unusable()])
+        return sum(mirror.rows is None for mirror in mirrors)
+
+
+#: What the database (or its driver, binding a value) raises for one bad row.
+_ROW_ERRORS = (SQLAlchemyError, ValueError, TypeError, OverflowError)
+
+
+@dataclass
+class _Mirror:
+    """One fetched document: its bookkeeping row, and its table rows (None: unusable)."""
+
+    key: str
+    document: dict[str, Any]
+    rows: RunRows | ExperimentRows | None
+
+    def unusable(self) -> _Mirror:
+        # Kept with an empty body: an unchanged damaged document is not fetched again.
+        return _Mirror(self.key, {**self.document, "body": ""}, None)
+
+
+def _mirror_of(kind: str, key: str, stored: StoredObject) -> _Mirror:
+    document = keys.document_of_key(key)
+    assert document is not None  # listed keys were filtered on it
+    _, experiment_id, run_id = document
+    bookkeeping = {
+        "key": key,
+        "kind": kind,
+        "entity_id": run_id if kind == "run" else experiment_id,
+        "experiment_id": experiment_id,
+        "etag": stored.etag,
+        "body": "",
+    }
+    rows: RunRows | ExperimentRows
+    try:
+        # Checked against the format's schema first: the rows then hold only well-typed text.
+        doc = decode_document(key, stored.data)
+        if kind == "run":
+            rows = run_rows(doc, run_id, experiment_id)
+        else:
+            rows = experiment_rows(doc, experiment_id)
+    except (CorruptObject, UnmirrorableDocument, ValueError, KeyError, TypeError) as exc:
+        _log.warning("%s is left out of the search index: %s", key, exc)
+        return _Mirror(key, bookkeeping, None)
+    # decode_document succeeded, so the bytes are UTF-8.
+    return _Mirror(key, {**bookkeeping, "body": stored.data.decode("utf-8")}, rows)
+
+
+def _insert_mirrors(session: Session, mirrors: Sequence[_Mirror]) -> None:
+    _insert_runs(session, [m.rows for m in mirrors if isinstance(m.rows, RunRows)])
+    _insert_experiments(session, [m.rows for m in mirrors if isinstance(m.rows, ExperimentRows)])
+    if mirrors:
+        session.execute(insert(IndexedDocument), [m.document for m in mirrors])
 
 
 def _delete_runs(session: Session, run_ids: Sequence[str]) -> None:

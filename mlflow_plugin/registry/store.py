@@ -25,6 +25,7 @@ Layout under the root (keys are spelled in ``registry.keys``)::
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -56,6 +57,7 @@ from mlflow_plugin.format.documents import (
     read_document,
     update_document,
 )
+from mlflow_plugin.format.schema import MODEL_VERSION, REGISTERED_MODEL
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
@@ -67,6 +69,7 @@ from mlflow_plugin.objectstore import (
     open_object_store,
     parse_store_uri,
 )
+from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.registry import keys
 from mlflow_plugin.registry.entities import registered_model_from_doc
 from mlflow_plugin.registry.search import check_model_search_args, search_models
@@ -74,6 +77,8 @@ from mlflow_plugin.registry.versions import ModelVersionsMixin
 from mlflow_plugin.registry.webhooks import WebhooksNotStoredMixin
 
 __all__ = ["BucketRegistryStore"]
+
+_logger = logging.getLogger(__name__)
 
 _STALE_CLAIM_MS = 60_000
 _FRESH_CLAIM_WAIT_S = 5.0
@@ -124,6 +129,14 @@ class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractSt
         try:
             return read_document(self._store, key)[0]
         except NotFound:
+            return None
+
+    def _read_listed(self, key: str) -> Document | None:
+        """A document for a listing: None if gone, or damaged (left out, with a warning)."""
+        try:
+            return self._read_or_none(key)
+        except CorruptObject as exc:  # one damaged document must not fail the whole listing
+            _logger.warning("left out of the listing: %s", exc)
             return None
 
     def _claimed_model(self, claim: Document) -> Document | None:
@@ -212,9 +225,9 @@ class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractSt
         version_keys: dict[str, list[str]] = {}
         for info in self._store.list(keys.models_prefix()):
             model_key = info.key[len(keys.models_prefix()) :].split("/", 1)[0]
-            if info.key == keys.model_key(model_key):
+            if REGISTERED_MODEL.is_key(info.key):
                 model_doc_keys.append(info.key)
-            elif keys.version_from_key(info.key) is not None:
+            elif MODEL_VERSION.is_key(info.key):
                 version_keys.setdefault(model_key, []).append(info.key)
         # Versions of a model whose document is gone (a delete in progress) are not read.
         wanted = model_doc_keys + [
@@ -222,7 +235,7 @@ class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractSt
             for doc_key in model_doc_keys
             for key in version_keys.get(doc_key[len(keys.models_prefix()) :].split("/")[0], [])
         ]
-        docs = dict(zip(wanted, self._read_all(self._read_or_none, wanted), strict=True))
+        docs = dict(zip(wanted, self._read_all(self._read_listed, wanted), strict=True))
         result: list[tuple[Document, list[Document]]] = []
         for doc_key in model_doc_keys:
             model = docs[doc_key]

@@ -9,6 +9,7 @@ re-checks that the version is still live, so a change racing a delete cannot rev
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -43,6 +44,7 @@ from mlflow.utils.validation import (
 from mlflow_plugin.format.documents import Document, create_document, update_document
 from mlflow_plugin.mlflow_errors import invalid_input_errors
 from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore
+from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.registry import keys
 from mlflow_plugin.registry.entities import (
     latest_versions,
@@ -55,6 +57,7 @@ __all__ = ["ModelVersionsMixin"]
 
 _MAX_ALLOCATION_ATTEMPTS = 10_000
 
+_logger = logging.getLogger(__name__)
 
 def not_found_version(name: str, version: object) -> MlflowException:
     return MlflowException(
@@ -76,6 +79,7 @@ class ModelVersionsMixin:
     _read_all: Callable[[Any, list[str]], list[Any]]
     _read_or_none: Callable[[str], Document | None]
 
+    _read_listed: Callable[[str], Document | None]
     # -- reading ------------------------------------------------------------------------
 
     def _version_docs(self, model_key: str) -> list[Document]:
@@ -85,7 +89,7 @@ class ModelVersionsMixin:
             for info in self._store.list(keys.versions_prefix(model_key))
             if keys.version_from_key(info.key) is not None
         ]
-        return [doc for doc in self._read_all(self._read_or_none, version_keys) if doc is not None]
+        return [doc for doc in self._read_all(self._read_listed, version_keys) if doc is not None]
 
     def _live_version(self, name: str, version: object) -> tuple[Document, Document, int]:
         """(model document, version document, version number) of a live version."""
@@ -133,6 +137,9 @@ class ModelVersionsMixin:
             except NotFound:
                 return None
 
+            except CorruptObject as exc:  # a damaged version must not stop the model's change
+                _logger.warning("left as it is: %s", exc)
+                return None
         version_keys = [
             info.key
             for info in self._store.list(keys.versions_prefix(model_key))

@@ -7,6 +7,7 @@ Search reads the model documents and filters them in memory with MLflow's own
 
 from __future__ import annotations
 
+import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +37,9 @@ from mlflow.utils.validation import _validate_logged_model_name, _validate_param
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, create_document, read_document, update_document
+from mlflow_plugin.format.schema import LOGGED_MODEL
 from mlflow_plugin.objectstore import NotFound, ObjectStore
+from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import logged_model_page
 from mlflow_plugin.tracking.entities import logged_model_from_doc
 from mlflow_plugin.tracking.model_search import model_matches_filter, parse_model_filter
@@ -45,6 +48,7 @@ __all__ = ["LoggedModelsMixin"]
 
 SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT = 100
 
+_logger = logging.getLogger(__name__)
 
 def _not_found(model_id: str) -> MlflowException:
     return MlflowException(f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST)
@@ -211,7 +215,11 @@ class LoggedModelsMixin:
 
     def _model_docs(self, experiment_ids: list[str]) -> Iterator[Document]:
         wanted = {str(e) for e in experiment_ids}
-        model_keys = [info.key for info in self._store.list(keys.logged_models_prefix())]
+        model_keys = [
+            info.key
+            for info in self._store.list(keys.logged_models_prefix())
+            if LOGGED_MODEL.is_key(info.key)  # a stray object there is no model
+        ]
         for doc in self._readers.map(self._read_model_key, model_keys):
             if doc is not None and doc["experiment_id"] in wanted:
                 yield doc
@@ -224,10 +232,14 @@ class LoggedModelsMixin:
 
     def search_logged_models(
         self,
+        """The model document under ``key``; None if gone, or damaged (with a warning)."""
         experiment_ids: list[str],
         filter_string: str | None = None,
         datasets: list[dict[str, Any]] | None = None,
         max_results: int | None = None,
+        except CorruptObject as exc:  # one damaged model must not fail a search of the others
+            _logger.warning("left out of the search: %s", exc)
+            return None
         order_by: list[dict[str, Any]] | None = None,
         page_token: str | None = None,
     ) -> PagedList[LoggedModel]:

@@ -11,6 +11,7 @@ the manifest.
 from __future__ import annotations
 
 import functools
+import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,8 @@ from mlflow_plugin.page_tokens import offset_from_page_token
 from mlflow_plugin.tracking.history import HistoryCache, MetricColumns
 
 __all__ = ["COMPACT_AFTER_SEGMENTS", "MetricHistoryMixin"]
+
+_logger = logging.getLogger(__name__)
 
 COMPACT_AFTER_SEGMENTS = 16
 _SMALL_SEGMENT_ROWS = 50_000
@@ -233,10 +236,48 @@ class MetricHistoryMixin:
         sampled: list[MetricWithRunId] = []
         with self._errors():
             for run_id in run_ids:
-                history = self._history_or_empty(run_id, metric_key)
+                history = self._chart_history(run_id, metric_key)
                 points = history.sampled(max_results, start_step, end_step)
                 sampled.extend(
                     MetricWithRunId(Metric(metric_key, v, t, s), run_id)
                     for v, t, s in points.rows()
                 )
         return sampled
+
+    def get_metric_history_bulk_interval_from_steps(
+        self, run_id: str, metric_key: str, steps: list[int], max_results: int
+    ) -> list[MetricWithRunId]:
+        """The run's points at ``steps`` in (step, timestamp) order, at most ``max_results``."""
+        wanted = set(steps)
+        with self._errors():
+            history = self._chart_history(run_id, metric_key)
+        rows = sorted(
+            ((s, t, v) for v, t, s in history.rows() if s in wanted), key=lambda r: (r[0], r[1])
+        )
+        return [
+            MetricWithRunId(Metric(metric_key, v, t, s), run_id) for s, t, v in rows[:max_results]
+        ]
+
+    def get_metric_history_bulk(
+        self, run_ids: list[str], metric_key: str, max_results: int
+    ) -> list[MetricWithRunId]:
+        """What the server's get-history-bulk endpoint answers (its own loop over
+        ``get_metric_history`` would fail the whole request for one damaged run)."""
+        found: list[MetricWithRunId] = []
+        with self._errors():
+            for run_id in sorted(run_ids):
+                history = self._chart_history(run_id, metric_key).slice(0, max_results)
+                found.extend(
+                    MetricWithRunId(Metric(metric_key, v, t, s), run_id)
+                    for v, t, s in history.rows()
+                )
+        return found
+
+    def _chart_history(self, run_id: str, metric_key: str) -> MetricColumns:
+        """The history, or none for a damaged run: the UI charts up to 100 runs in one
+        request, and one damaged run must not take the other charts with it."""
+        try:
+            return self._history_or_empty(run_id, metric_key)
+        except CorruptObject as exc:
+            _logger.warning("run %s left out of the chart: %s", run_id, exc)
+            return MetricColumns.of_key([], metric_key)

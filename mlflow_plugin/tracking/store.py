@@ -69,6 +69,7 @@ from mlflow_plugin.format.documents import (
 )
 from mlflow_plugin.format.run_batches import Clock, set_tags, tag_clock
 from mlflow_plugin.format.run_batches import delete_tag as delete_tag_in
+from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
@@ -93,6 +94,7 @@ from mlflow_plugin.tracking.entities import (
     check_run_document,
     run_from_doc,
     run_info_from_doc,
+    runs_from_docs,
 )
 from mlflow_plugin.tracking.experiments import (
     DEFAULT_EXPERIMENT_ID,
@@ -317,15 +319,19 @@ class BucketTrackingStore(
         except NotFound:
             return None
 
+        """The run document under ``key``; None if it is gone, or damaged (with a warning)."""
     def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
         # This process's writes first; a failing upload (reported by the buffer) must not
         # fail a search of other runs.
         self._buffer.flush(raise_errors=False)
+        except CorruptObject as exc:  # one damaged run must not fail a listing of the others
+            _logger.warning("left out of the listing: %s", exc)
+            return None
         run_keys = [
             info.key
             for experiment_id in experiment_ids
             for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
-            if info.key.endswith(".json")
+            if RUN.is_key(info.key)  # a stray object there is no run
         ]
         docs = [doc for doc in self._readers.map(self._read_run_key, run_keys) if doc is not None]
         return [
@@ -358,7 +364,7 @@ class BucketTrackingStore(
             docs, next_token = self._index().search_runs(
                 ids, filter_string, run_view_type, max_results, order_by, page_token
             )
-        return [run_from_doc(doc) for doc in docs], next_token
+        return runs_from_docs(docs), next_token
 
     # -- runs: lifecycle -------------------------------------------------------------
 

@@ -51,3 +51,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     hostile = sys.modules.get("tests.hostile.corpus")
     if hostile is not None:  # the hostile-input tests were collected
         terminalreporter.write_line(hostile.summary())
+    damage = sys.modules.get("tests.hostile.damage")
+    if damage is not None:  # the generated-damage suite was collected
+        terminalreporter.write_line(damage.summary())

@@ -72,9 +72,9 @@ from mlflow_plugin.objectstore import (
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.registry import keys
 from mlflow_plugin.registry.entities import registered_model_from_doc
+from mlflow_plugin.registry.not_stored import RegistryKindsNotStoredMixin
 from mlflow_plugin.registry.search import check_model_search_args, search_models
 from mlflow_plugin.registry.versions import ModelVersionsMixin
-from mlflow_plugin.registry.webhooks import WebhooksNotStoredMixin
 
 __all__ = ["BucketRegistryStore"]
 
@@ -89,7 +89,7 @@ def not_found_model(name: str) -> MlflowException:
     return MlflowException(f"Registered Model with name={name} not found", RESOURCE_DOES_NOT_EXIST)
 
 
-class BucketRegistryStore(WebhooksNotStoredMixin, ModelVersionsMixin, AbstractStore):
+class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, AbstractStore):
     """Model-registry ``AbstractStore`` for ``bucket+s3://`` and ``bucket+file:`` URIs.
 
     >>> from mlflow import MlflowClient  # doctest: +SKIP

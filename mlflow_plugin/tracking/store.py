@@ -106,10 +106,10 @@ from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
+from mlflow_plugin.tracking.not_stored import KindsNotStoredMixin
 from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery, wait_for_recovery
 from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
 from mlflow_plugin.tracking.spool import Spool, spool_root
-from mlflow_plugin.tracking.traces import TracesNotStoredMixin
 from mlflow_plugin.tracking.validation import (
     stored_metric_value,
     validate_max_results,
@@ -167,7 +167,7 @@ def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
 
 
 class BucketTrackingStore(
-    TracesNotStoredMixin,
+    KindsNotStoredMixin,
     HardDeleteMixin,
     LoggedModelsMixin,
     RunInputsMixin,

@@ -75,8 +75,7 @@ from mlflow_plugin.format.segments import (
     SegmentCache,
 )
 from mlflow_plugin.format.version import open_root
-from mlflow_plugin.index.paths import default_index_dir, root_digest
-from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
+from mlflow_plugin.index.segment_files import local_caches
 from mlflow_plugin.mlflow_errors import as_mlflow_exception, invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
     NotFound,
@@ -108,7 +107,12 @@ from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
 from mlflow_plugin.tracking.not_stored import KindsNotStoredMixin
 from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery, wait_for_recovery
-from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
+from mlflow_plugin.tracking.settings import (
+    cache_max_bytes,
+    index_settings,
+    spool_settings,
+    write_settings,
+)
 from mlflow_plugin.tracking.spool import Spool, spool_root
 from mlflow_plugin.tracking.validation import (
     stored_metric_value,
@@ -214,9 +218,9 @@ class BucketTrackingStore(
         self._history_cache = HistoryCache()
         # Local disk caches of immutable segments and of long sorted histories (no I/O
         # until a history is read: a process that only logs creates neither folder).
-        digest = root_digest(root_identity(self._location))
-        self._segment_files = SegmentFiles(default_index_dir() / "segments" / digest)
-        self._history_files = HistoryFiles(default_index_dir() / "histories" / digest)
+        self._segment_files, self._history_files = local_caches(
+            root_identity(self._location), cache_max_bytes(self._location)
+        )
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
         # A forked child cannot use the parent's pool threads; give it a pool of its own.
         os.register_at_fork(after_in_child=self._new_readers)

@@ -48,6 +48,7 @@ KNOWN_OPTIONS: dict[str, str] = {
     "spool_dir": "folder for the local spool (tracking store)",
     "index": "SQLAlchemy URL of the query index (default: a SQLite file in the user cache)",
     "index_staleness": "seconds a search may answer from the index before re-listing the bucket",
+    "cache_max_bytes": "size bound of the local metric caches, e.g. 2G (default 1 GiB)",
 }
 
 _SECRET_NAME = re.compile(

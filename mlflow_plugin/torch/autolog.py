@@ -20,6 +20,8 @@ from mlflow.entities import Param
 
 from mlflow_plugin.torch.config import log_config
 from mlflow_plugin.torch.graph import log_model_graph
+from mlflow_plugin.torch.lifecycle import ending_run, exit_status
+from mlflow_plugin.torch.names import mlflow_key
 from mlflow_plugin.torch.scalars import ScalarValue, now_ms
 from mlflow_plugin.torch.watch import Watch, WatchWhat, watch
 from mlflow_plugin.torch.worker import RunTarget, get_worker
@@ -109,16 +111,11 @@ class AutologRun:
             handle.remove()
         if self._watch is not None:
             self._watch.remove()
-        try:
+        # A failed flush (background logging) ends the run FAILED and is raised here.
+        with ending_run(self.run_id if self._owns_run else None, exit_status(exc_type)):
             get_worker().flush()
             if exc_type is None and self.log_model:
                 self._log_final_model()
-        finally:
-            if self._owns_run:
-                status = "FINISHED"
-                if exc_type is not None:
-                    status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
-                mlflow.end_run(status)
 
     # -- W&B-style logging ---------------------------------------------------------------
 
@@ -150,9 +147,9 @@ class AutologRun:
         params = {"optimizer": type(optimizer).__name__}
         for key, value in optimizer.defaults.items():
             if isinstance(value, bool | int | float | str) or value is None:
-                params[f"optimizer/{key}"] = str(value)
+                params[mlflow_key(f"optimizer/{key}")] = str(value)
             elif isinstance(value, tuple | list):
-                params[f"optimizer/{key}"] = str(list(value))
+                params[mlflow_key(f"optimizer/{key}")] = str(list(value))
         client = get_worker().client(self.target.tracking_uri)
         client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
 

@@ -2,7 +2,8 @@
 
 ``log_config`` accepts nested dicts and other mappings (OmegaConf's ``DictConfig``
 included), dataclasses, ``argparse.Namespace``, pydantic-style models (``model_dump``)
-and lists. Nested keys are joined with dots (``optimizer.lr``). A value longer than
+and lists. Nested keys are joined with dots (``optimizer.lr``); a key MLflow would refuse
+is mapped to one it accepts (``names.mlflow_key``). A value longer than
 MLflow's param limit is cut with a marker pointing at the config artifact, which holds
 the whole config (YAML, or JSON for a ``.json`` name). Values whose key looks like a
 secret (password, token, secret, api_key, private_key, credentials...) are replaced by
@@ -23,12 +24,9 @@ from pathlib import PurePath
 from typing import Any
 
 from mlflow.entities import Param
-from mlflow.utils.validation import (
-    MAX_ENTITY_KEY_LENGTH,
-    MAX_PARAM_VAL_LENGTH,
-    MAX_PARAMS_TAGS_PER_BATCH,
-)
+from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
+from mlflow_plugin.torch.names import mlflow_key
 from mlflow_plugin.torch.worker import current_target, get_worker
 
 __all__ = ["REDACTED", "flatten_config", "is_secret_key", "log_config", "to_plain"]
@@ -38,7 +36,6 @@ _SECRET_WORDS = {"password", "passwd", "pwd", "secret", "secrets", "token", "api
 _SECRET_WORDS |= {"credentials", "passphrase", "privatekey", "secretkey", "accesskey", "authtoken"}
 _SECRET_PAIRS = {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key")}
 _WORD = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
-_UNSAFE_KEY = re.compile(r"[^\w.\- /:]")
 
 
 def is_secret_key(key: str) -> bool:
@@ -105,20 +102,10 @@ def flatten_config(config: Any, separator: str = ".") -> dict[str, str]:
             text = str(value)
         else:
             text = json.dumps(value)
-        flat[_param_key(prefix)] = text
+        flat[mlflow_key(prefix)] = text
 
     visit("", to_plain(config))
     return flat
-
-
-def _param_key(key: str) -> str:
-    key = _UNSAFE_KEY.sub("_", key) or "_"
-    if len(key) > MAX_ENTITY_KEY_LENGTH:
-        import hashlib
-
-        digest = hashlib.sha256(key.encode()).hexdigest()[:10]
-        key = f"{key[: MAX_ENTITY_KEY_LENGTH - 12]}~{digest}"
-    return key
 
 
 def _fit_value(value: str, artifact_file: str) -> str:
@@ -141,10 +128,12 @@ def log_config(
     Returns the params that were logged. Logging a key again with another value is an
     MLflow error (params are immutable), as with ``mlflow.log_params``.
     """
+    worker = get_worker()
+    worker.raise_pending()  # what background logging failed to do, before anything else
     target = current_target(run_id)
     plain = to_plain(config)
     params = {k: _fit_value(v, artifact_file) for k, v in flatten_config(plain).items()}
-    client = get_worker().client(target.tracking_uri)
+    client = worker.client(target.tracking_uri)
     items = [Param(k, v) for k, v in params.items()]
     for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
         client.log_batch(target.run_id, params=items[start : start + MAX_PARAMS_TAGS_PER_BATCH])

@@ -290,8 +290,10 @@ def log_model_graph(
     from mlflow_plugin.torch.worker import current_target, get_worker
 
     graph = record_graph(model, example_input)
+    worker = get_worker()
+    worker.raise_pending()  # what background logging failed to do, before anything else
     target = current_target(run_id)
-    client = get_worker().client(target.tracking_uri)
+    client = worker.client(target.tracking_uri)
     folder = artifact_path.rstrip("/")
     client.log_text(target.run_id, render_svg(graph), f"{folder}/graph.svg")
     client.log_text(target.run_id, render_text(graph), f"{folder}/graph.txt")

@@ -7,6 +7,10 @@ percentile metrics (``<key>/p50``...), logs the step picture with
 and writes the raw bins in immutable JSON Lines chunks. An explicit ``flush()``
 (also run by ``SummaryWriter.close``, ``autolog``'s exit and at interpreter exit)
 writes the last chunk and redraws ``histograms/<key>/overview.png``.
+
+Names are mapped when the histogram is queued, in the caller's thread (``names``): the
+metric prefix with room for ``/p100``, the folder and image key with MLflow's image-key
+rule, so no tag can fail the worker's uploads.
 """
 
 from __future__ import annotations
@@ -29,18 +33,31 @@ from mlflow_plugin.torch.histograms import (
     stats_from_json,
     unpack_histogram,
 )
-from mlflow_plugin.torch.images import safe_key
+from mlflow_plugin.torch.names import DERIVED_SUFFIX_ROOM, image_key, mlflow_key
 from mlflow_plugin.torch.worker import BackgroundWorker, RunTarget, current_target, get_worker
 
-__all__ = ["artifact_dir", "log_histogram", "queue_histogram", "read_histograms"]
+__all__ = ["artifact_dir", "log_histogram", "metric_prefix", "queue_histogram", "read_histograms"]
 
 CHUNK_RECORDS = 100
 _HISTORY_LIMIT = 400
 
 
 def artifact_dir(key: str) -> str:
-    """``histograms/<key>`` with characters MLflow's image keys refuse replaced by ``_``."""
-    return f"histograms/{safe_key(key)}"
+    """``histograms/<key>``, the key mapped by MLflow's image-key rule (``names.image_key``)."""
+    return f"histograms/{image_key(key)}"
+
+
+def metric_prefix(key: str) -> str:
+    """The MLflow key that ``<prefix>/p50``, ``<prefix>/norm``... of histogram ``key`` share."""
+    return mlflow_key(key, room=DERIVED_SUFFIX_ROOM)
+
+
+@dataclass(frozen=True)
+class _Names:
+    """A histogram's MLflow names, mapped in the caller's thread."""
+
+    metrics: str
+    folder: str
 
 
 @dataclass
@@ -96,15 +113,17 @@ def queue_histogram(
     if id(worker) not in _hooked:
         _hooked.add(id(worker))
         worker.flush_hooks.append(lambda: _queue_final_writes(worker))
+    names = _Names(metric_prefix(key), artifact_dir(key))
     step = int(step or 0)
     timestamp = now_ms() if timestamp_ms is None else int(timestamp_ms)
-    worker.submit(lambda: _record(worker, target, key, packed, step, timestamp, image))
+    worker.submit(lambda: _record(worker, target, key, names, packed, step, timestamp, image))
 
 
 def _record(
     worker: BackgroundWorker,
     target: RunTarget,
     key: str,
+    names: _Names,
     packed: torch.Tensor | HistogramStats,
     step: int,
     timestamp: int,
@@ -115,13 +134,13 @@ def _record(
     else:
         stats = unpack_histogram(packed, key, step, timestamp)
     for name, value in percentiles(stats).items():
-        worker.scalars.append(target, f"{key}/{name}", value, step, timestamp)
+        worker.scalars.append(target, f"{names.metrics}/{name}", value, step, timestamp)
     if image:
         worker.client(target.tracking_uri).log_image(
-            target.run_id, render_step(stats), key=artifact_dir(key), step=step, timestamp=timestamp
+            target.run_id, render_step(stats), key=names.folder, step=step, timestamp=timestamp
         )
     with _series_lock:
-        series = _series.setdefault((target, key), _Series())
+        series = _series.setdefault((target, names.folder), _Series())
         series.pending.append(stats)
         series.history.append(stats)
         series.overview_stale = True
@@ -129,34 +148,36 @@ def _record(
             series.history = series.history[::2]  # thin evenly; the raw chunks keep everything
         full = len(series.pending) >= CHUNK_RECORDS
     if full:
-        _write_chunk(worker, target, key, series)
+        _write_chunk(worker, target, names.folder, series)
 
 
-def _write_chunk(worker: BackgroundWorker, target: RunTarget, key: str, series: _Series) -> None:
+def _write_chunk(worker: BackgroundWorker, target: RunTarget, folder: str, series: _Series) -> None:
     with _series_lock:
         records, series.pending = series.pending, []
     if not records:
         return
     name = f"steps-{records[0].step:09d}-{records[-1].step:09d}-{uuid.uuid4().hex[:8]}.jsonl"
     text = "".join(r.to_json() + "\n" for r in records)
-    worker.client(target.tracking_uri).log_text(target.run_id, text, f"{artifact_dir(key)}/{name}")
+    worker.client(target.tracking_uri).log_text(target.run_id, text, f"{folder}/{name}")
 
 
-def _write_overview(worker: BackgroundWorker, target: RunTarget, key: str, series: _Series) -> None:
+def _write_overview(
+    worker: BackgroundWorker, target: RunTarget, folder: str, series: _Series
+) -> None:
     with _series_lock:
         history, series.overview_stale = list(series.history), False
     if history:
         figure = render_overview(history)
-        path = f"{artifact_dir(key)}/overview.png"
+        path = f"{folder}/overview.png"
         worker.client(target.tracking_uri).log_figure(target.run_id, figure, path)
 
 
 def _queue_final_writes(worker: BackgroundWorker) -> None:
     with _series_lock:
         stale = [(t, k, s) for (t, k), s in _series.items() if s.pending or s.overview_stale]
-    for target, key, series in stale:
-        worker.submit(functools.partial(_write_chunk, worker, target, key, series))
-        worker.submit(functools.partial(_write_overview, worker, target, key, series))
+    for target, folder, series in stale:
+        worker.enqueue(functools.partial(_write_chunk, worker, target, folder, series))
+        worker.enqueue(functools.partial(_write_overview, worker, target, folder, series))
 
 
 def read_histograms(run_id: str, key: str) -> list[HistogramStats]:

@@ -10,24 +10,19 @@ with a step slider.
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 import torch
 
+from mlflow_plugin.torch.names import image_key
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target, get_worker
 
 __all__ = ["figure_to_array", "log_image", "make_grid", "safe_key", "submit_image", "to_hwc_uint8"]
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
-
-
-def safe_key(key: str) -> str:
-    """``key`` as MLflow's image keys and artifact paths accept it (others become ``_``)."""
-    parts = [p for p in _UNSAFE.sub("_", key).split("/") if p not in ("", ".", "..")]
-    return "/".join(parts) or "_"
+# ``key`` as MLflow's image keys and artifact paths accept it: the rule of names.image_key.
+safe_key = image_key
 
 
 def _as_array(image: Any) -> np.ndarray:
@@ -104,7 +99,7 @@ def submit_image(
     """Queue ``array`` (HWC uint8) for ``MlflowClient.log_image`` on the worker thread."""
     worker = get_worker()
     timestamp = now_ms() if timestamp_ms is None else int(timestamp_ms)
-    name, at = safe_key(key), int(step or 0)
+    name, at = image_key(key), int(step or 0)
     worker.submit(
         lambda: worker.client(target.tracking_uri).log_image(
             target.run_id, array, key=name, step=at, timestamp=timestamp

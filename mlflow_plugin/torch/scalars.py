@@ -4,10 +4,17 @@ A value may be a Python number or a one-element tensor on any device. Appending 
 reads a tensor (``.item()`` on a CUDA tensor waits for the GPU); at drain time the
 tensors of each device are stacked and copied to the host once, and the points go to
 ``MlflowClient.log_batch`` in chunks of at most 1,000 (MLflow's batch limit).
+
+Names are mapped to keys MLflow accepts when a point is appended (``names.mlflow_key``),
+so the upload cannot fail on a name. If a chunk still fails, it is split by metric and
+each metric is tried alone: one refused metric, or one refused run, never takes the
+points of the others with it. What could not be stored comes back from ``drain`` as
+errors naming the run, the metrics and the number of points.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -16,12 +23,18 @@ from typing import Any
 
 import torch
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
-from mlflow.utils.validation import MAX_METRICS_PER_BATCH, _validate_metric_name
+from mlflow.utils.validation import MAX_METRICS_PER_BATCH
+
+from mlflow_plugin.torch.errors import unstored_points_error
+from mlflow_plugin.torch.names import mlflow_key
 
 __all__ = ["RunTarget", "ScalarBuffer", "ScalarValue"]
 
 ScalarValue = float | int | torch.Tensor | Any
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -45,7 +58,7 @@ class ScalarBuffer:
     def __init__(self, client_for: Callable[[str], MlflowClient], high_water: int = 20_000):
         self._client_for = client_for
         self._pending: deque[tuple[RunTarget, str, Any, int, int]] = deque()
-        self._valid_keys: set[str] = set()
+        self._keys: dict[str, str] = {}  # name -> MLflow key: one lookup per call
         self.high_water = high_water
 
     def __len__(self) -> int:
@@ -54,10 +67,21 @@ class ScalarBuffer:
     def append(
         self, target: RunTarget, key: str, value: ScalarValue, step: int, timestamp_ms: int
     ) -> bool:
-        """Queue one point; True when enough are pending that a drain should start."""
-        if key not in self._valid_keys:
-            _validate_metric_name(key, "key")
-            self._valid_keys.add(key)
+        """Queue one point; True when enough are pending that a drain should start.
+
+        ``key`` is mapped to a key MLflow accepts; a value or time MLflow would refuse is
+        refused here, so nothing pending can fail the upload on its own.
+        """
+        mapped = self._keys.get(key)
+        if mapped is None:
+            mapped = self._keys[key] = mlflow_key(key)
+        key, step = mapped, int(step)
+        if not (_INT64_MIN <= step <= _INT64_MAX and 0 <= timestamp_ms <= _INT64_MAX):
+            raise MlflowException(
+                f"metric {key!r}: the step must be a 64-bit integer and the time at or after "
+                f"1970, got step {step} and {timestamp_ms} ms",
+                INVALID_PARAMETER_VALUE,
+            )
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
                 raise ValueError(
@@ -67,29 +91,66 @@ class ScalarBuffer:
             value = value.detach()
         else:
             value = float(value)
-        self._pending.append((target, key, value, int(step), timestamp_ms))
+        self._pending.append((target, key, value, step, timestamp_ms))
         return len(self._pending) >= self.high_water
 
-    def drain(self) -> int:
-        """Log every point pending now; returns how many were logged."""
+    def drain(self) -> list[MlflowException]:
+        """Log every point pending now; returns one error per chunk not (fully) stored."""
         count = len(self._pending)
         points = [self._pending.popleft() for _ in range(count)]
         if not points:
-            return 0
+            return []
         values = _host_values(p[2] for p in points)
         by_run: dict[RunTarget, list[Metric]] = {}
+        unread: dict[RunTarget, tuple[list[Metric], BaseException]] = {}
         for (target, key, _, step, timestamp), value in zip(points, values, strict=True):
+            if isinstance(value, BaseException):  # a tensor that could not be read
+                lost, _cause = unread.setdefault(target, ([], value))
+                lost.append(Metric(key, math.nan, timestamp, step))
+                continue
             by_run.setdefault(target, []).append(Metric(key, value, timestamp, step))
+        errors = [
+            unstored_points_error(target.run_id, lost, cause)
+            for target, (lost, cause) in unread.items()
+        ]
         for target, metrics in by_run.items():
             client = self._client_for(target.tracking_uri)
             for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
                 chunk = metrics[start : start + MAX_METRICS_PER_BATCH]
-                client.log_batch(target.run_id, metrics=chunk, synchronous=True)
-        return count
+                error = _log_chunk(client, target.run_id, chunk)
+                if error is not None:
+                    errors.append(error)
+        return errors
 
 
-def _host_values(values: Iterable[Any]) -> list[float]:
-    """Floats for a mix of floats and tensors: one stack and one copy per device."""
+def _log_chunk(client: MlflowClient, run_id: str, chunk: list[Metric]) -> MlflowException | None:
+    """Log ``chunk``; if it is refused, each metric alone. The error for what was lost."""
+    try:
+        client.log_batch(run_id, metrics=chunk, synchronous=True)
+        return None
+    except Exception as exc:
+        first = exc
+    by_key: dict[str, list[Metric]] = {}
+    for metric in chunk:
+        by_key.setdefault(metric.key, []).append(metric)
+    if len(by_key) == 1:
+        return unstored_points_error(run_id, chunk, first)
+    lost: list[Metric] = []
+    cause: Exception = first
+    for group in by_key.values():
+        try:
+            client.log_batch(run_id, metrics=group, synchronous=True)
+        except Exception as exc:
+            lost.extend(group)
+            cause = exc
+    return unstored_points_error(run_id, lost, cause) if lost else None
+
+
+def _host_values(values: Iterable[Any]) -> list[float | BaseException]:
+    """Floats for a mix of floats and tensors: one stack and one copy per device.
+
+    A tensor that cannot be read gives its exception instead, and only it.
+    """
     result: list[Any] = list(values)
     tensors: dict[torch.device, list[int]] = {}
     for index, value in enumerate(result):
@@ -97,10 +158,26 @@ def _host_values(values: Iterable[Any]) -> list[float]:
             tensors.setdefault(value.device, []).append(index)
     for indices in tensors.values():
         group = [result[i] for i in indices]
-        try:  # the common case, 0-d tensors of one dtype, needs no per-tensor op
-            stacked = torch.stack(group)
-        except RuntimeError:
-            stacked = torch.stack([t.reshape(()).to(torch.float64) for t in group])
-        for i, host in zip(indices, stacked.reshape(-1).cpu().double().tolist(), strict=True):
+        try:
+            hosts: list[float | BaseException] = list(_stacked_values(group))
+        except Exception:  # e.g. one tensor on a device that cannot be read: each alone
+            hosts = [_one_value(t) for t in group]
+        for i, host in zip(indices, hosts, strict=True):
             result[i] = host
-    return [float(v) for v in result]
+    return [v if isinstance(v, BaseException) else float(v) for v in result]
+
+
+def _stacked_values(group: list[torch.Tensor]) -> list[float]:
+    try:  # the common case, 0-d tensors of one dtype, needs no per-tensor op
+        stacked = torch.stack(group)
+    except RuntimeError:
+        stacked = torch.stack([t.reshape(()).to(torch.float64) for t in group])
+    values: list[float] = stacked.reshape(-1).cpu().double().tolist()
+    return values
+
+
+def _one_value(tensor: torch.Tensor) -> float | BaseException:
+    try:
+        return float(tensor.reshape(()).to(torch.float64).cpu().item())
+    except Exception as exc:
+        return exc

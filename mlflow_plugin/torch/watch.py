@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import torch
 
-from mlflow_plugin.torch.histogram_log import queue_histogram
+from mlflow_plugin.torch.histogram_log import metric_prefix, queue_histogram
 from mlflow_plugin.torch.histograms import device_histogram
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target, get_worker
@@ -80,7 +80,7 @@ class Watch:
     def _log(self, key: str, values: torch.Tensor, step: int, stamp: int) -> None:
         queue_histogram(self.target, key, device_histogram(values, self.bins), step, stamp)
         norm = torch.linalg.vector_norm(values.detach())
-        get_worker().log_scalar(self.target, f"{key}/norm", norm, step, stamp)
+        get_worker().log_scalar(self.target, f"{metric_prefix(key)}/norm", norm, step, stamp)
 
     def remove(self) -> None:
         """Take the hooks off; the model can be watched again."""

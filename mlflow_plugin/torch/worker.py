@@ -2,8 +2,10 @@
 
 The training loop only appends to the scalar buffer or queues a task (rendering an
 image, writing an artifact); this thread does the I/O every ``interval`` seconds or
-when the buffer is large. ``flush()`` drains everything in the caller's thread and
-raises any error a background task met, so nothing is dropped silently. The process's
+when the buffer is large. What background work could not store is kept and raised, as
+an MlflowException naming it, by the user's next logging call (``log_scalar``,
+``submit``) or by ``flush()``, which drains everything in the caller's thread first, so
+nothing is dropped silently and good points still land. The process's
 ``atexit`` hook flushes too; it runs before MLflow's own exit hook ends the active run,
 because hooks run in reverse order of registration and MLflow registers at import.
 """
@@ -18,6 +20,7 @@ from collections.abc import Callable
 
 from mlflow.tracking import MlflowClient
 
+from mlflow_plugin.torch.errors import background_failure
 from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
 
 __all__ = ["BackgroundWorker", "RunTarget", "current_target", "flush", "get_worker"]
@@ -34,6 +37,7 @@ class BackgroundWorker:
         # Called by an explicit flush only (not the periodic drain): they queue final writes.
         self.flush_hooks: list[Callable[[], None]] = []
         self._errors: list[BaseException] = []
+        self._errors_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = False
@@ -50,13 +54,33 @@ class BackgroundWorker:
     def log_scalar(
         self, target: RunTarget, key: str, value: object, step: int, timestamp_ms: int
     ) -> None:
+        """Buffer one point for the user; first raises what background work failed to do."""
+        if self._errors:
+            self.raise_pending()
         if self.scalars.append(target, key, value, step, timestamp_ms):
             self._wake.set()
 
     def submit(self, task: Callable[[], None]) -> None:
-        """Run ``task`` on the worker thread, after every task submitted before it."""
+        """Queue ``task`` for the user; first raises what background work failed to do."""
+        if self._errors:
+            self.raise_pending()
+        self.enqueue(task)
+
+    def enqueue(self, task: Callable[[], None]) -> None:
+        """Run ``task`` on the worker thread, after every task queued before it."""
         self._tasks.append(task)
         self._wake.set()
+
+    def raise_pending(self) -> None:
+        """Raise (once) an MlflowException for what background work could not do."""
+        with self._errors_lock:
+            errors, self._errors = self._errors, []
+        if errors:
+            raise background_failure(errors)
+
+    def _record_error(self, exc: BaseException) -> None:
+        with self._errors_lock:
+            self._errors.append(exc)
 
     def flush(self) -> None:
         """Run pending tasks and log pending scalars now; raise what background work met."""
@@ -64,13 +88,12 @@ class BackgroundWorker:
             self._drain()
             # Hooks see what the drain just recorded and queue the final writes for it.
             for hook in list(self.flush_hooks):
-                hook()
+                try:
+                    hook()
+                except Exception as exc:
+                    self._record_error(exc)
             self._drain()
-        if self._errors:
-            errors, self._errors = self._errors, []
-            raise RuntimeError(
-                f"{len(errors)} background logging task(s) failed; the first: {errors[0]!r}"
-            ) from errors[0]
+        self.raise_pending()
 
     def _drain(self) -> None:
         # Tasks first: a histogram task appends its percentile metrics to the scalars.
@@ -79,11 +102,12 @@ class BackgroundWorker:
             try:
                 task()
             except Exception as exc:
-                self._errors.append(exc)
+                self._record_error(exc)
         try:
-            self.scalars.drain()
-        except Exception as exc:
-            self._errors.append(exc)
+            for error in self.scalars.drain():
+                self._record_error(error)
+        except Exception as exc:  # unexpected: reported, and the worker thread lives on
+            self._record_error(exc)
 
     def _run(self) -> None:
         while not self._stopped:

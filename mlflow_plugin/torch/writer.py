@@ -17,7 +17,9 @@ add_embedding       ``embeddings/<tag>/<step>/`` tensors.tsv, metadata.tsv, spri
 ==================  ============================================================
 
 Audio, video, custom-scalar layouts, ONNX graphs and raw PR curves raise
-``NotImplementedError``; nothing is dropped silently.
+``NotImplementedError``; nothing is dropped silently. Every tag maps to a name MLflow
+accepts, at the call (``names``); a background write that failed is raised by the next
+``add_*`` call, ``flush`` or ``close``, and ``close`` ends a run it started even then.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from mlflow_plugin.torch.config import flatten_config
 from mlflow_plugin.torch.graph import log_model_graph
 from mlflow_plugin.torch.histogram_log import queue_histogram
 from mlflow_plugin.torch.histograms import HistogramStats, device_histogram
-from mlflow_plugin.torch.images import figure_to_array, safe_key, submit_image, to_hwc_uint8
+from mlflow_plugin.torch.images import figure_to_array, submit_image, to_hwc_uint8
+from mlflow_plugin.torch.lifecycle import ending_run, exit_status
+from mlflow_plugin.torch.names import image_key, mlflow_key
 from mlflow_plugin.torch.scalars import RunTarget, now_ms
 from mlflow_plugin.torch.summaries import (
     embedding_files,
@@ -257,7 +261,7 @@ class SummaryWriter:
     ) -> None:
         """Markdown text saved as ``text/<tag>/step-<n>.md``."""
         self._artifact_text(
-            text_string, f"text/{safe_key(tag)}/step-{int(global_step or 0):09d}.md"
+            text_string, f"text/{image_key(tag)}/step-{int(global_step or 0):09d}.md"
         )
 
     def add_graph(
@@ -285,16 +289,18 @@ class SummaryWriter:
         global_step: int | None = None,
     ) -> None:
         """A child run (as TensorBoard's sub-folder) holding the hparams and the metrics."""
+        self._worker.raise_pending()
         client = self._client()
+        metrics = [(mlflow_key(k), float(_numpy(v))) for k, v in metric_dict.items()]
+        params = [Param(k, v) for k, v in flatten_config(hparam_dict).items()]
         parent = client.get_run(self.run_id)
         name = run_name or datetime.now().strftime("%Y%m%d-%H%M%S.%f")
         child = client.create_run(
             parent.info.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id}, run_name=name
         )
         stamp, step = now_ms(), int(global_step or 0)
-        params = [Param(k, v) for k, v in flatten_config(hparam_dict).items()]
-        metrics = [Metric(k, float(_numpy(v)), stamp, step) for k, v in metric_dict.items()]
-        client.log_batch(child.info.run_id, metrics=metrics, params=params)
+        points = [Metric(k, v, stamp, step) for k, v in metrics]
+        client.log_batch(child.info.run_id, metrics=points, params=params)
         client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     # -- meshes, PR curves, embeddings -------------------------------------------------
@@ -316,7 +322,7 @@ class SummaryWriter:
             face = None if faces is None else _numpy(faces)[i].astype(np.int64)
             color = None if colors is None else _numpy(colors)[i]
             suffix = "" if batch.shape[0] == 1 else f"-{i}"
-            path = f"meshes/{safe_key(tag)}/step-{step:09d}{suffix}.ply"
+            path = f"meshes/{image_key(tag)}/step-{step:09d}{suffix}.ply"
             self._artifact_text(ply_text(batch[i], face, color), path)
             picture = figure_to_array(render_mesh(batch[i], face, color), close=False)
             submit_image(self.target, f"meshes/{tag}", picture, step, _ms(walltime))
@@ -334,7 +340,7 @@ class SummaryWriter:
         """Counts and precision/recall per threshold (JSON) plus a plotted step image."""
         curve = pr_curve(_numpy(labels), _numpy(predictions), num_thresholds, weights)
         step = int(global_step or 0)
-        self._artifact_text(json.dumps(curve), f"pr_curves/{safe_key(tag)}/step-{step:09d}.json")
+        self._artifact_text(json.dumps(curve), f"pr_curves/{image_key(tag)}/step-{step:09d}.json")
         picture = figure_to_array(render_pr_curve(curve, f"{tag} (step {step})"), close=False)
         submit_image(self.target, f"pr_curves/{tag}", picture, step, _ms(walltime))
 
@@ -349,7 +355,7 @@ class SummaryWriter:
     ) -> None:
         """``embeddings/<tag>/<step>/``: TSV files the Embedding Projector loads, a sprite."""
         matrix = _numpy(mat).reshape(len(mat), -1)
-        folder = f"embeddings/{safe_key(tag)}/{int(global_step or 0):09d}"
+        folder = f"embeddings/{image_key(tag)}/{int(global_step or 0):09d}"
         for name, text in embedding_files(matrix, metadata, metadata_header).items():
             self._artifact_text(text, f"{folder}/{name}")
         if label_img is not None:
@@ -399,14 +405,19 @@ class SummaryWriter:
         self._worker.flush()
 
     def close(self) -> None:
-        """Flush, and end the run if this writer started it (it is still the active one)."""
+        """Flush, and end the run if this writer started it (it is still the active one).
+
+        The run ends FINISHED, or FAILED when the flush raises (a background write
+        failed); the error is raised after the run has ended.
+        """
+        self._finish("FINISHED")
+
+    def _finish(self, status: str) -> None:
         if self._closed:
             return
         self._closed = True
-        self.flush()
-        active = mlflow.active_run()
-        if self._owns_run and active is not None and active.info.run_id == self.run_id:
-            mlflow.end_run()
+        with ending_run(self.run_id if self._owns_run else None, status):
+            self.flush()
 
     def __enter__(self) -> SummaryWriter:
         return self
@@ -417,4 +428,4 @@ class SummaryWriter:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        self._finish(exit_status(exc_type))

@@ -14,6 +14,10 @@ Read-path settings (the query index):
 | index            | MLFLOW_BUCKET_INDEX_URL        | SQLite file in the folder below |
 | (none)           | MLFLOW_BUCKET_INDEX_DIR        | ~/.cache/mlflow-bucket/index    |
 | index_staleness  | MLFLOW_BUCKET_INDEX_STALENESS  | 2 s (0: re-list on every search) |
+| cache_max_bytes  | MLFLOW_BUCKET_CACHE_MAX_BYTES  | 1 GiB (``512M``, ``2G``... also) |
+
+``cache_max_bytes`` bounds the local caches of metric segments and sorted histories
+(of every root, together) in the index folder; the least recently used go first.
 """
 
 from __future__ import annotations
@@ -28,7 +32,13 @@ from mlflow_plugin.objectstore import StoreLocation
 from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.tracking.write_buffer import WriteSettings
 
-__all__ = ["IndexSettings", "index_settings", "spool_settings", "write_settings"]
+__all__ = [
+    "IndexSettings",
+    "cache_max_bytes",
+    "index_settings",
+    "spool_settings",
+    "write_settings",
+]
 
 
 def _setting(location: StoreLocation, option: str, env: str, default: float) -> float:
@@ -127,3 +137,28 @@ def index_settings(location: StoreLocation) -> IndexSettings:
             INVALID_PARAMETER_VALUE,
         )
     return IndexSettings(url, staleness)
+
+
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+
+
+def cache_max_bytes(location: StoreLocation) -> int:
+    """The size bound of the local segment and history caches, in bytes."""
+    from mlflow_plugin.index.segment_files import DEFAULT_CACHE_MAX_BYTES
+
+    raw = location.option("cache_max_bytes") or os.environ.get("MLFLOW_BUCKET_CACHE_MAX_BYTES")
+    if raw is None:
+        return DEFAULT_CACHE_MAX_BYTES
+    text = raw.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        value = int(float(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit])
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise MlflowException(
+            "cache_max_bytes (or MLFLOW_BUCKET_CACHE_MAX_BYTES) must be a positive size in "
+            f"bytes, e.g. 1073741824 or 1G, got {raw!r}",
+            INVALID_PARAMETER_VALUE,
+        )
+    return value

@@ -1,7 +1,9 @@
-"""Each test logs into a fresh bucket+file: root and reads back through MlflowClient."""
+"""Each test logs into a fresh root (bucket+file:, or bucket+s3 on moto for
+``any_client``) and reads back through MlflowClient."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,12 +12,27 @@ import pytest
 from mlflow import MlflowClient
 
 from mlflow_plugin.torch import flush
+from tests.servers import S3Endpoint
 
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[MlflowClient]:
+    yield from _tracking_to(f"bucket+file://{tmp_path}/root")
+
+
+@pytest.fixture(params=["file", "s3"])
+def any_client(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MlflowClient]:
+    """A fresh root on each scheme in turn: bucket+file, then bucket+s3 (moto)."""
+    if request.param == "file":
+        yield from _tracking_to(f"bucket+file://{tmp_path}/root")
+        return
+    moto: S3Endpoint = request.getfixturevalue("moto_s3")
+    root = f"{moto.shared_bucket}/torch/{uuid.uuid4().hex}"
+    yield from _tracking_to(f"bucket+s3://{root}?endpoint_url={moto.url}")
+
+
+def _tracking_to(uri: str) -> Iterator[MlflowClient]:
     previous = mlflow.get_tracking_uri()
-    uri = f"bucket+file://{tmp_path}/root"
     mlflow.set_tracking_uri(uri)
     try:
         yield MlflowClient(uri)

@@ -316,7 +316,7 @@ def test_closing_keeps_trying_an_upload_that_fails_for_a_while(
     # too busy to swap, say): the first three uploads fail.
     from mlflow_plugin.objectstore import StorageUnavailable
 
-    uri = f"bucket+file:{tmp_path / 'root'}?flush_interval=3600"
+    uri = f"bucket+file:{tmp_path / 'root'}?flush_interval=3600&spool=false"
     store = BucketTrackingStore(uri)
     run_id = store.create_run(store.create_experiment("c"), "u", 0, [], "r").info.run_id
     store.log_batch(run_id, [Metric("loss", 1.0, 1, 0)], [], [])

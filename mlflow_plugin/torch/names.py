@@ -1,0 +1,148 @@
+"""TensorBoard tags as MLflow names: every tag maps to a name MLflow accepts, at the call.
+
+TensorBoard accepts any string as a tag; MLflow refuses some metric, param and tag keys
+(characters outside its set, paths that normalise to another name, more than
+``MAX_ENTITY_KEY_LENGTH`` characters) and is stricter still for image keys. A name it
+would refuse is mapped where the user's call is made, so a bad name can never fail a
+background upload and take other points with it. The rule (``mlflow_key``):
+
+1. a name MLflow accepts is kept as it is;
+2. each character MLflow refuses becomes ``_`` (as TensorBoard's own tag cleaning does);
+3. empty and ``.`` path segments are dropped, a ``..`` segment and a leading ``..`` become
+   ``__``; an empty name is ``_``;
+4. a name still too long keeps its head and ends in ``-`` plus 10 hex digits of the
+   SHA-256 of the original name, so two long tags stay distinct and a tag always maps
+   to the same key.
+
+``image_key`` applies the same rule with MLflow's image-key characters and a shorter
+limit (the key becomes part of a file name); artifact folders use it too. Whether a
+name is valid is decided by MLflow's own checks (``mlflow.utils.validation``).
+
+>>> mlflow_key("Loss/train"), mlflow_key("loss@1"), len(mlflow_key("x" * 300))
+('Loss/train', 'loss_1', 250)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Hashable
+from typing import TypeVar
+
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.utils.validation import (
+    MAX_ENTITY_KEY_LENGTH,
+    _validate_metric_name,
+    validate_param_and_metric_name,
+)
+
+__all__ = ["DERIVED_SUFFIX_ROOM", "IMAGE_KEY_LENGTH", "image_key", "mlflow_key"]
+
+_logger = logging.getLogger(__name__)
+
+# Room kept for the suffixes the helpers append to a mapped name ("/p100", "/norm").
+DERIVED_SUFFIX_ROOM = 8
+# MLflowClient.log_image stores "images/<key>+step+<n>+timestamp+<ms>+<uuid>+compressed.webp"
+# as one file name (255 bytes on most file systems): the key gets what the rest leaves.
+IMAGE_KEY_LENGTH = 100
+# The characters MLflowClient.log_image accepts in a key (its own inline check).
+_IMAGE_KEY_REFUSED = re.compile(r"[^A-Za-z0-9_\-./ ]")
+_DIGEST_CHARS = 10
+
+_K = TypeVar("_K", bound=Hashable)
+# Mapped names, so the training loop pays one dict lookup per call (a race only repeats work).
+_mapped: dict[tuple[str, int], str] = {}
+_mapped_images: dict[str, str] = {}
+_warned: set[str] = set()
+
+
+def mlflow_key(name: str, room: int = 0) -> str:
+    """A metric, param or tag key MLflow accepts for ``name``, at most 250 - ``room`` long.
+
+    Raises MlflowException (INVALID_PARAMETER_VALUE) for a name that is not a string.
+    """
+    cached = _mapped.get((name, room)) if isinstance(name, str) else None
+    if cached is not None:
+        return cached
+    _require_string(name)
+    limit = MAX_ENTITY_KEY_LENGTH - room
+    key = name if _is_valid_key(name, limit) else _map_key(name, limit)
+    _remember(_mapped, (name, room), name, key)
+    return key
+
+
+def image_key(name: str) -> str:
+    """An image key (and artifact folder name) MLflow accepts for ``name``.
+
+    >>> image_key("samples/ü@1"), image_key("../x")
+    ('samples/__1', '__/x')
+    """
+    cached = _mapped_images.get(name) if isinstance(name, str) else None
+    if cached is not None:
+        return cached
+    _require_string(name)
+    key = _shorten(_clean_path(_IMAGE_KEY_REFUSED.sub("_", name)), name, IMAGE_KEY_LENGTH)
+    _remember(_mapped_images, name, name, key)
+    return key
+
+
+def _require_string(name: object) -> None:
+    if not isinstance(name, str):
+        raise MlflowException(
+            f"A metric, image or artifact name must be a string, got {type(name).__name__} "
+            f"{name!r}",
+            INVALID_PARAMETER_VALUE,
+        )
+
+
+def _is_valid_key(name: str, limit: int) -> bool:
+    if len(name) > limit:
+        return False
+    try:
+        _validate_metric_name(name)
+    except MlflowException:
+        return False
+    return True
+
+
+def _map_key(name: str, limit: int) -> str:
+    chars = "".join(c if validate_param_and_metric_name(c) else "_" for c in name)
+    key = _shorten(_clean_path(chars), name, limit)
+    if not _is_valid_key(key, limit):  # only if MLflow's rules change under us
+        raise MlflowException(
+            f"The name {name!r} cannot be mapped to a valid MLflow key (tried {key!r})",
+            INVALID_PARAMETER_VALUE,
+        )
+    return key
+
+
+def _clean_path(name: str) -> str:
+    """No empty, ``.`` or ``..`` segments: the name stays what posixpath.normpath makes of it.
+
+    MLflow also refuses any name that starts with ``..`` (``..a``): that becomes ``__a``.
+    """
+    segments = ["__" if s == ".." else s for s in name.split("/") if s not in ("", ".")]
+    path = "/".join(segments) or "_"
+    return "__" + path[2:] if path.startswith("..") else path
+
+
+def _shorten(key: str, original: str, limit: int) -> str:
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{key[: limit - _DIGEST_CHARS - 1]}-{digest[:_DIGEST_CHARS]}"
+
+
+def _remember(cache: dict[_K, str], slot: _K, name: str, key: str) -> None:
+    if key != name and name not in _warned:
+        _warned.add(name)
+        _logger.warning(
+            "%s is not a name MLflow accepts; it is logged as %s", _preview(name), _preview(key)
+        )
+    cache[slot] = key
+
+
+def _preview(name: str) -> str:
+    return repr(name) if len(name) <= 80 else f"{name[:60]!r}... ({len(name)} characters)"

@@ -41,6 +41,7 @@ from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import decode_document
 from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.index.database import IndexDatabase
+from mlflow_plugin.index.names import names_left_out
 from mlflow_plugin.index.rows import (
     ExperimentRows,
     RunRows,
@@ -310,6 +311,8 @@ class IndexSync:
         """Mirror fetched documents over their previous rows; return how many were unusable."""
         self._remove(session, kind, [key for key, _ in fetched])
         mirrors = [_mirror_of(kind, key, stored) for key, stored in fetched]
+        if kind == "experiment":  # two documents of one name: one is listed (index.names)
+            mirrors = self._unique_names(session, mirrors)
         try:
             with session.begin_nested():
                 _insert_mirrors(session, mirrors)
@@ -325,6 +328,20 @@ class IndexSync:
                     with session.begin_nested():
                         _insert_mirrors(session, [mirror.unusable()])
         return sum(mirror.rows is None for mirror in mirrors)
+
+    def _unique_names(self, session: Session, mirrors: list[_Mirror]) -> list[_Mirror]:
+        named = [
+            (m.rows.experiment["experiment_id"], m.rows.experiment["name"])
+            for m in mirrors
+            if isinstance(m.rows, ExperimentRows)
+        ]
+        left_out = {str(e) for e in names_left_out(session, self._store, named)}
+        return [
+            _Mirror(m.key, {**m.document, "etag": "", "body": ""}, None)
+            if m.document["entity_id"] in left_out
+            else m
+            for m in mirrors
+        ]
 
 
 #: What the database (or its driver, binding a value) raises for one bad row.

@@ -7,14 +7,15 @@ Layout under the root (keys are spelled in ``registry.keys``)::
                                                        timestamps, tags, aliases
     registry/models/<model_key>/versions/<%010d>.json  model versions (CAS), created put-if-absent
 
-- A name is claimed by ``put_if_absent`` before its model document is written. A
-  claim whose document is missing or names another model is not (yet) a model: it is
-  waited for a moment when fresh (its creator or renamer is mid-way) and taken over
-  when older than a minute (its creator died).
-- Rename: claim the new name, compare-and-swap the model document's name, delete the
-  old claim. Versions live under the immutable model key, so they do not move.
-- Delete: the model document goes first (the model disappears at once), then its
-  versions, then the claim.
+- A name is claimed before its model document is written, and who owns it is decided
+  by conditional writes alone, never by comparing clocks (``format.name_claims``).
+  A claim whose model document is missing or carries another name is not a model:
+  get-by-name answers RESOURCE_DOES_NOT_EXIST at once.
+- Rename: ``format.name_claims.rename_named`` (the document announces the new name,
+  the claim points at it, the name is set by compare-and-swap). Versions live under
+  the immutable model key, so they do not move.
+- Delete: the versions go first, then the model document; the claim stays, and the
+  next creator of the name creates its document under the same, now empty, key.
 - Version numbers: list the versions, ``put_if_absent`` the next number, and on
   ``AlreadyExists`` try the number after: several processes registering the same model
   get 1..N with no gap and no duplicate. A deleted version stays as a redacted
@@ -26,10 +27,8 @@ Layout under the root (keys are spelled in ``registry.keys``)::
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from typing import Any
 
 from mlflow.entities.model_registry import RegisteredModel, RegisteredModelTag
@@ -52,19 +51,23 @@ from mlflow.utils.validation import (
 
 from mlflow_plugin.format.documents import (
     Document,
-    create_document,
-    encode,
     read_document,
     update_document,
+)
+from mlflow_plugin.format.name_claims import (
+    NameClaim,
+    NameTaken,
+    RenameAborted,
+    create_named,
+    named_document,
+    rename_named,
 )
 from mlflow_plugin.format.schema import MODEL_VERSION, REGISTERED_MODEL
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
-    AlreadyExists,
     NotFound,
     ObjectStore,
-    PreconditionFailed,
     check_conditional_writes_once,
     open_object_store,
     parse_store_uri,
@@ -75,14 +78,21 @@ from mlflow_plugin.registry.entities import registered_model_from_doc
 from mlflow_plugin.registry.not_stored import RegistryKindsNotStoredMixin
 from mlflow_plugin.registry.search import check_model_search_args, search_models
 from mlflow_plugin.registry.versions import ModelVersionsMixin
+from mlflow_plugin.text_input import check_entries, check_text, is_storable_text
 
 __all__ = ["BucketRegistryStore"]
 
 _logger = logging.getLogger(__name__)
 
-_STALE_CLAIM_MS = 60_000
-_FRESH_CLAIM_WAIT_S = 5.0
 _READ_WORKERS = 16
+
+
+def _name_claim(name: str) -> NameClaim:
+    return NameClaim(name, keys.model_name_key(name), "model_key", keys.model_key)
+
+
+def _new_model_key(_taken: str = "") -> str:
+    return uuid.uuid4().hex
 
 
 def not_found_model(name: str) -> MlflowException:
@@ -109,6 +119,7 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             self.format_document = open_root(self._store)
         self.store_uri = store_uri
         self.tracking_uri = tracking_uri or store_uri
+        self._warned_duplicates: set[tuple[str, ...]] = set()
 
     @property
     def object_store(self) -> ObjectStore:
@@ -139,27 +150,15 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             _logger.warning("left out of the listing: %s", exc)
             return None
 
-    def _claimed_model(self, claim: Document) -> Document | None:
-        """The model document a claim points at, if it carries the claimed name."""
-        model = self._read_or_none(keys.model_key(claim["model_key"]))
-        return model if model is not None and model["name"] == claim["name"] else None
-
     def _model_doc(self, name: str) -> Document:
         """The model document for ``name``; RESOURCE_DOES_NOT_EXIST if there is none."""
         _validate_model_name(name)
-        deadline = time.monotonic() + _FRESH_CLAIM_WAIT_S
-        while True:
-            claim = self._read_or_none(keys.model_name_key(name))
-            if claim is None:
-                raise not_found_model(name)
-            model = self._claimed_model(claim)
-            if model is not None:
-                return model
-            # A fresh claim's creator (or renamer) is between its two writes: wait for it.
-            fresh = get_current_time_millis() - claim.get("claimed_at", 0) < _STALE_CLAIM_MS
-            if not fresh or time.monotonic() > deadline:
-                raise not_found_model(name)
-            time.sleep(0.05)
+        if not is_storable_text(name):
+            raise not_found_model(name)  # no model can have a name UTF-8 cannot spell
+        found = named_document(self._store, _name_claim(name))
+        if found is None:
+            raise not_found_model(name)
+        return found[1]
 
     def _update_model(self, name: str, mutate: Any) -> Document:
         """Compare-and-swap the model document of ``name``; the name must still be its own."""
@@ -182,42 +181,6 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             return doc
 
         self._update_model(name, mutate)
-
-    def _claim_name(self, name: str, model_key: str, new_tags: list[RegisteredModelTag]) -> None:
-        """Claim ``name`` for ``model_key``; raise RESOURCE_ALREADY_EXISTS if it is taken."""
-        key = keys.model_name_key(name)
-        claim = {"name": name, "model_key": model_key, "claimed_at": get_current_time_millis()}
-        try:
-            create_document(self._store, key, claim)
-            return
-        except AlreadyExists:
-            pass
-        existing, etag = read_document(self._store, key)
-        owner = self._claimed_model(existing)
-        if owner is not None:
-            handle_resource_already_exist_error(
-                name,
-                owner["tags"].get("mlflow.prompt.is_prompt") is not None,
-                any(t.key == "mlflow.prompt.is_prompt" for t in new_tags),
-            )
-        if get_current_time_millis() - existing.get("claimed_at", 0) < _STALE_CLAIM_MS:
-            # Someone is creating or renaming to this name right now.
-            raise MlflowException(
-                f"Registered Model (name={name}) already exists.", RESOURCE_ALREADY_EXISTS
-            )
-        try:  # the claim's creator died between its two writes: take the name over
-            self._store.put_if_match(key, encode(claim), etag)
-        except (PreconditionFailed, NotFound):
-            raise MlflowException(
-                f"Registered Model (name={name}) already exists.", RESOURCE_ALREADY_EXISTS
-            ) from None
-
-    def _release_name(self, name: str, model_key: str) -> None:
-        key = keys.model_name_key(name)
-        with suppress(NotFound):
-            claim = read_document(self._store, key)[0]
-            if claim["model_key"] == model_key:
-                self._store.delete(key)
 
     def _all_models(self) -> list[tuple[Document, list[Document]]]:
         """Every registered model with its version documents (one listing, parallel reads)."""
@@ -249,6 +212,37 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             result.append((model, versions))
         return result
 
+    def _one_per_name(
+        self, models: list[tuple[Document, list[Document]]]
+    ) -> list[tuple[Document, list[Document]]]:
+        """Models with unique names: of two documents of one name (a partial restore from a
+        backup), the one its claim points at (else the oldest) is listed, with a warning."""
+        by_name: dict[str, list[tuple[Document, list[Document]]]] = {}
+        for entry in models:
+            by_name.setdefault(entry[0]["name"], []).append(entry)
+        listed: list[tuple[Document, list[Document]]] = []
+        for name, entries in by_name.items():
+            if len(entries) > 1:
+                found = named_document(self._store, _name_claim(name))
+                claimed = found[0] if found else None
+                entries.sort(
+                    key=lambda e: (
+                        e[0]["model_key"] != claimed,
+                        e[0]["creation_timestamp"],
+                        e[0]["model_key"],
+                    )
+                )
+                duplicates = tuple(keys.model_key(e[0]["model_key"]) for e in entries)
+                if duplicates not in self._warned_duplicates:  # once per process, not per search
+                    self._warned_duplicates.add(duplicates)
+                    _logger.warning(
+                        "registered models %s are all named %r: only the first is listed",
+                        list(duplicates),
+                        name,
+                    )
+            listed.append(entries[0])
+        return listed
+
     # -- registered models ------------------------------------------------------------
 
     def create_registered_model(
@@ -262,8 +256,11 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             _validate_model_name(name)
             for tag in tags or []:
                 _validate_registered_model_tag(tag.key, tag.value)
+        check_text("registered model name", name)
+        check_text("registered model description", description)
+        check_entries("registered model tag", tags)
         now = get_current_time_millis()
-        model_key = uuid.uuid4().hex
+        model_key = _new_model_key()
         doc: Document = {
             "model_key": model_key,
             "name": name,
@@ -274,10 +271,23 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             "aliases": {},
             "deployment_job_id": deployment_job_id or None,
         }
+
+        def make_document(target: str) -> Document:
+            return {**doc, "model_key": target}
+
         with self._errors():
-            self._claim_name(name, model_key, list(tags or []))
-            create_document(self._store, keys.model_key(model_key), doc)
-            return registered_model_from_doc(doc, [])
+            try:
+                model_key = create_named(
+                    self._store, _name_claim(name), model_key, make_document, _new_model_key
+                )
+            except NameTaken as exc:
+                handle_resource_already_exist_error(
+                    name,
+                    exc.document["tags"].get("mlflow.prompt.is_prompt") is not None,
+                    any(t.key == "mlflow.prompt.is_prompt" for t in tags or []),
+                )
+                raise  # not reached: that call always raises
+            return registered_model_from_doc(make_document(model_key), [])
 
     def get_registered_model(self, name: str) -> RegisteredModel:
         with self._errors():
@@ -287,6 +297,7 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
     def update_registered_model(
         self, name: str, description: str | None, deployment_job_id: str | None = None
     ) -> RegisteredModel:
+        check_text("registered model description", description)
         now = get_current_time_millis()
 
         def mutate(doc: Document) -> Document:
@@ -302,6 +313,7 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         _validate_model_renaming(new_name)
+        check_text("registered model name", new_name)
         with self._errors():
             model = self._model_doc(name)
             model_key = model["model_key"]
@@ -310,19 +322,21 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
                 self._touch_model(name, now)
                 touched = self._model_doc(name)
                 return registered_model_from_doc(touched, self._touch_versions(model_key, now))
-            self._claim_name(new_name, model_key, [])
 
-            def mutate(doc: Document) -> Document:
-                doc["name"] = new_name
+            def rename(doc: Document) -> Document:
+                if doc["name"] != name:  # renamed by someone else meanwhile
+                    raise not_found_model(name)
                 doc["last_updated_timestamp"] = now
                 return doc
 
             try:
-                renamed = self._update_model(name, mutate)
-            except BaseException:
-                self._release_name(new_name, model_key)
-                raise
-            self._release_name(name, model_key)
+                # The old name's claim stays, pointing at a model that no longer carries
+                # it: the next creator of that name moves it on (see format.name_claims).
+                renamed = rename_named(self._store, _name_claim(new_name), model_key, rename)
+            except (NameTaken, RenameAborted):
+                raise MlflowException(
+                    f"Registered Model (name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
+                ) from None
             versions = self._touch_versions(model_key, now)
             return registered_model_from_doc(renamed, versions)
 
@@ -330,9 +344,11 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
         with self._errors():
             model = self._model_doc(name)
             model_key = model["model_key"]
-            self._store.delete(keys.model_key(model_key))
+            # Versions first: the claim keeps pointing at this model key, and whoever
+            # creates the name next creates its document there (format.name_claims), so
+            # nothing of this model may be left under it.
             self._store.delete_prefix(keys.versions_prefix(model_key))
-            self._release_name(name, model_key)
+            self._store.delete(keys.model_key(model_key))
 
     def search_registered_models(
         self,
@@ -346,12 +362,14 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
         )
         check_model_search_args(max_results)
         with self._errors():
-            models = [registered_model_from_doc(m, v) for m, v in self._all_models()]
+            listed = self._one_per_name(self._all_models())
+            models = [registered_model_from_doc(m, v) for m, v in listed]
         return search_models(models, filter_string, max_results, order_by, page_token)
 
     def set_registered_model_tag(self, name: str, tag: RegisteredModelTag) -> None:
         _validate_model_name(name)
         _validate_registered_model_tag(tag.key, tag.value)
+        check_entries("registered model tag", [tag])
 
         def mutate(doc: Document) -> Document:
             doc["tags"][tag.key] = tag.value

@@ -52,12 +52,13 @@ from mlflow_plugin.registry.entities import (
     redact_version,
 )
 from mlflow_plugin.registry.search import check_version_search_args, search_versions
+from mlflow_plugin.text_input import check_entries, check_text, check_texts
 
 __all__ = ["ModelVersionsMixin"]
 
 _MAX_ALLOCATION_ATTEMPTS = 10_000
-
 _logger = logging.getLogger(__name__)
+
 
 def not_found_version(name: str, version: object) -> MlflowException:
     return MlflowException(
@@ -78,8 +79,8 @@ class ModelVersionsMixin:
     _all_models: Callable[[], list[tuple[Document, list[Document]]]]
     _read_all: Callable[[Any, list[str]], list[Any]]
     _read_or_none: Callable[[str], Document | None]
-
     _read_listed: Callable[[str], Document | None]
+
     # -- reading ------------------------------------------------------------------------
 
     def _version_docs(self, model_key: str) -> list[Document]:
@@ -136,10 +137,10 @@ class ModelVersionsMixin:
                 return update_document(self._store, key, mutate)[0]
             except NotFound:
                 return None
-
             except CorruptObject as exc:  # a damaged version must not stop the model's change
                 _logger.warning("left as it is: %s", exc)
                 return None
+
         version_keys = [
             info.key
             for info in self._store.list(keys.versions_prefix(model_key))
@@ -259,6 +260,8 @@ class ModelVersionsMixin:
             _validate_model_name(name)
             for tag in tags or []:
                 _validate_model_version_tag(tag.key, tag.value)
+            check_texts("model version field", (source, run_link, description))
+            check_entries("model version tag", tags)
             storage_location, run_id = self._resolve_source(source, run_id, model_id)
         with self._errors():
             model = self._model_doc(name)
@@ -291,6 +294,7 @@ class ModelVersionsMixin:
     def update_model_version(
         self, name: str, version: object, description: str | None = None
     ) -> ModelVersion:
+        check_text("model version description", description)
         now = get_current_time_millis()
 
         def mutate(doc: Document) -> Document:
@@ -352,6 +356,7 @@ class ModelVersionsMixin:
         _validate_model_name(name)
         _validate_model_version(version)
         _validate_model_version_tag(tag.key, tag.value)
+        check_entries("model version tag", [tag])
 
         def mutate(doc: Document) -> Document:
             doc["tags"][tag.key] = tag.value

@@ -30,6 +30,7 @@ from mlflow_plugin.format.documents import (
 from mlflow_plugin.objectstore import (
     ObjectStore,
 )
+from mlflow_plugin.text_input import check_entries, check_texts
 from mlflow_plugin.tracking.entities import (
     dataset_input_to_json,
 )
@@ -66,6 +67,11 @@ class RunInputsMixin:
                     INVALID_PARAMETER_VALUE,
                 )
             _validate_dataset_inputs(datasets)
+            for entry in datasets:
+                dataset = entry.dataset
+                fields = (dataset.name, dataset.digest, dataset.source_type, dataset.source)
+                check_texts("dataset field", (*fields, dataset.schema, dataset.profile))
+                check_entries("dataset input tag", entry.tags)
         new_inputs = [dataset_input_to_json(d) for d in datasets or []]
 
         def mutate(doc: Document) -> Document:

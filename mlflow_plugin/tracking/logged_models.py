@@ -41,14 +41,15 @@ from mlflow_plugin.format.schema import LOGGED_MODEL
 from mlflow_plugin.objectstore import NotFound, ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import logged_model_page
+from mlflow_plugin.text_input import check_entries, check_text
 from mlflow_plugin.tracking.entities import logged_model_from_doc
 from mlflow_plugin.tracking.model_search import model_matches_filter, parse_model_filter
 
 __all__ = ["LoggedModelsMixin"]
 
 SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT = 100
-
 _logger = logging.getLogger(__name__)
+
 
 def _not_found(model_id: str) -> MlflowException:
     return MlflowException(f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST)
@@ -94,6 +95,10 @@ class LoggedModelsMixin:
         model_type: str | None = None,
     ) -> LoggedModel:
         _validate_logged_model_name(name)  # the SQL store checks only the name
+        check_text("logged model name", name)
+        check_text("model type", model_type)
+        check_entries("logged model tag", tags)
+        check_entries("logged model param", params)
         with self._errors():
             experiment = self._experiment_doc(experiment_id)
             self._check_experiment_active(experiment)
@@ -139,6 +144,7 @@ class LoggedModelsMixin:
     def log_logged_model_params(self, model_id: str, params: list[LoggedModelParameter]) -> None:
         for param in params:
             _validate_param(param.key, param.value)
+        check_entries("logged model param", params)
 
         def mutate(doc: Document) -> Document:
             # Logged-model params are written once: the SQL store refuses any re-log
@@ -156,7 +162,8 @@ class LoggedModelsMixin:
 
     def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
         # Like MLflow's SQL store, any key and value: they are data in the model document,
-        # never part of an object key.
+        # never part of an object key. Text with no UTF-8 form is refused, as everywhere.
+        check_entries("logged model tag", tags)
 
         def mutate(doc: Document) -> Document:
             doc["tags"].update({tag.key: tag.value for tag in tags})
@@ -225,21 +232,21 @@ class LoggedModelsMixin:
                 yield doc
 
     def _read_model_key(self, key: str) -> Document | None:
+        """The model document under ``key``; None if gone, or damaged (with a warning)."""
         try:
             return read_document(self._store, key)[0]
         except NotFound:
             return None
+        except CorruptObject as exc:  # one damaged model must not fail a search of the others
+            _logger.warning("left out of the search: %s", exc)
+            return None
 
     def search_logged_models(
         self,
-        """The model document under ``key``; None if gone, or damaged (with a warning)."""
         experiment_ids: list[str],
         filter_string: str | None = None,
         datasets: list[dict[str, Any]] | None = None,
         max_results: int | None = None,
-        except CorruptObject as exc:  # one damaged model must not fail a search of the others
-            _logger.warning("left out of the search: %s", exc)
-            return None
         order_by: list[dict[str, Any]] | None = None,
         page_token: str | None = None,
     ) -> PagedList[LoggedModel]:

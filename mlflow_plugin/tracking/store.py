@@ -89,6 +89,7 @@ from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.objectstore.observed import ObservedObjectStore
 from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.page_tokens import offset_from_page_token
+from mlflow_plugin.text_input import check_entries, check_text, check_texts
 from mlflow_plugin.tracking.entities import (
     check_run_document,
     run_from_doc,
@@ -318,19 +319,19 @@ class BucketTrackingStore(
             raise _not_found_run(run_id) from None
 
     def _read_run_key(self, key: str) -> Document | None:
+        """The run document under ``key``; None if it is gone, or damaged (with a warning)."""
         try:
             return read_document(self._store, key)[0]
         except NotFound:
             return None
+        except CorruptObject as exc:  # one damaged run must not fail a listing of the others
+            _logger.warning("left out of the listing: %s", exc)
+            return None
 
-        """The run document under ``key``; None if it is gone, or damaged (with a warning)."""
     def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
         # This process's writes first; a failing upload (reported by the buffer) must not
         # fail a search of other runs.
         self._buffer.flush(raise_errors=False)
-        except CorruptObject as exc:  # one damaged run must not fail a listing of the others
-            _logger.warning("left out of the listing: %s", exc)
-            return None
         run_keys = [
             info.key
             for experiment_id in experiment_ids
@@ -380,6 +381,9 @@ class BucketTrackingStore(
         tags: list[RunTag] | None,
         run_name: str | None,
     ) -> Run:
+        check_text("user id", user_id)
+        check_text("run name", run_name)
+        check_entries("tag", tags)
         with self._errors():
             experiment = self._experiment_doc(experiment_id or DEFAULT_EXPERIMENT_ID)
             self._check_experiment_active(experiment)
@@ -454,6 +458,8 @@ class BucketTrackingStore(
     def update_run_info(
         self, run_id: str, run_status: int | None, end_time: int | None, run_name: str | None
     ) -> RunInfo:
+        check_text("run name", run_name)
+
         clock = self._buffer.clocks.tick()
 
         def mutate(doc: Document) -> Document:
@@ -563,6 +569,10 @@ class BucketTrackingStore(
             metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
             _validate_batch_log_limits(metrics, params, tags)
             _validate_param_keys_unique(params)
+        # MLflow's name checks refuse what has no UTF-8 form in keys; values are checked here.
+        if params or tags:
+            check_texts("param value", (p.value for p in params))
+            check_texts("tag value", (t.value for t in tags))
         validate_metric_ranges(metrics)
         experiment_id = self._writable_runs.get(_run_id(run_id))
         run_name = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)

@@ -335,17 +335,29 @@ class MlflowServer:
         )
 
 
-def _children_by_parent() -> dict[int, list[int]]:
-    """Every live process's children, read from /proc."""
-    children: dict[int, list[int]] = {}
+def _process_table() -> list[tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process that has not exited, from /proc."""
+    table = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             # The command name in parentheses may hold spaces; the fields follow the last ")".
-            fields = stat.read_bytes().rpartition(b")")[2].split()
-        except OSError:  # exited while we looked
+            state, parent, group = stat.read_bytes().rpartition(b")")[2].split()[:3]
+        except (OSError, ValueError):  # exited while we looked
             continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        if state != b"Z":
+            table.append((int(stat.parent.name), int(parent), int(group)))
+    return table
+
+
+def _children_by_parent() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for pid, parent, _ in _process_table():
+        children.setdefault(parent, []).append(pid)
     return children
+
+
+def _group_members(group: int) -> list[int]:
+    return [pid for pid, _, pgid in _process_table() if pgid == group]
 
 
 def _cmdline(pid: int) -> bytes:
@@ -358,12 +370,19 @@ def _cmdline(pid: int) -> bytes:
 def stop_process_group(
     process: subprocess.Popen[bytes], timeout: float = MLFLOW_SERVER_STOP_TIMEOUT
 ) -> None:
-    """SIGTERM to the process's session (it must have been started in a new one), then SIGKILL."""
+    """SIGTERM to the process's session (it must have been started in a new one), then SIGKILL.
+
+    Returns once every process of the group is gone: a server's workers shut down after
+    their parent, and a test that reads the store next must not race their last writes.
+    """
+    deadline = time.monotonic() + timeout
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    while _group_members(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process.poll() is None or _group_members(process.pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()

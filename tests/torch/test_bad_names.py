@@ -138,6 +138,18 @@ def test_histogram_tags_mlflow_refuses_lose_nothing(any_client: MlflowClient) ->
     assert [r.key for r in read_histograms(run_id, long_tag)] == [long_tag] * len(STEPS)
 
 
+def test_long_image_and_text_tags_are_shortened(any_client: MlflowClient) -> None:
+    tag = "picture@" + "p" * 300
+    with SummaryWriter() as writer:
+        for step in range(3):
+            writer.add_image(tag, torch.rand(3, 4, 4), step)
+            writer.add_text(tag, f"note {step}", step)
+    folder = shortened(tag, 100).replace("@", "_")
+    assert image_steps(any_client, writer.run_id, folder) == [0, 1, 2]
+    notes = [f.path for f in any_client.list_artifacts(writer.run_id, f"text/{folder}")]
+    assert notes == [f"text/{folder}/step-{s:09d}.md" for s in range(3)]
+
+
 def test_wandb_style_logging_with_bad_names_loses_nothing(any_client: MlflowClient) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
@@ -297,3 +309,11 @@ def test_autolog_ends_its_run_failed_when_background_logging_failed(
     assert mlflow.active_run() is None
     assert status(any_client, run.run_id) == "FAILED"
     assert history(any_client, run.run_id, "loss") == [(s, s) for s in STEPS]
+
+
+def test_a_writer_block_that_raises_ends_its_run_failed(any_client: MlflowClient) -> None:
+    with pytest.raises(KeyError), SummaryWriter() as writer:
+        writer.add_scalar("loss", 1.0, 0)
+        raise KeyError("the training loop failed")
+    assert status(any_client, writer.run_id) == "FAILED"
+    assert history(any_client, writer.run_id, "loss") == [(0, 1.0)]

@@ -10,7 +10,7 @@ network) changes nothing.
 The sequence stops a batch being applied twice, not being applied *late*: a batch
 spooled by a writer that died, or buffered for a few seconds, may reach the run
 document after another process wrote a newer value of the same tag. So every tag
-write carries a logical clock ``(acknowledged_ms, writer_id, counter)`` stamped when
+write carries a logical clock ``(acknowledged_us, writer_id, counter)`` stamped when
 the caller's call returned, and the run document keeps the clock of each tag's value
 in ``tag_clocks`` (a deleted tag keeps its clock there as a tombstone). A write enters
 only if its clock is not older than the stored one: the newest *acknowledged* write
@@ -46,7 +46,8 @@ __all__ = [
 
 Document = dict[str, Any]
 
-#: (acknowledged at, in ms since the epoch; writer id; counter within the writer)
+#: (acknowledged at, in microseconds since the epoch; writer id; counter within the writer).
+#: Microseconds: two processes' calls made one after the other rarely share one.
 Clock = tuple[int, str, int]
 #: The clock of a value written without one: older than every clocked write.
 NO_CLOCK: Clock = (0, "", 0)
@@ -55,7 +56,7 @@ RUN_NAME_TAG = "mlflow.runName"
 
 
 def clock_from_json(value: object) -> Clock:
-    """A clock as stored (``[ms, writer, counter]``); anything else counts as no clock."""
+    """A clock as stored (``[us, writer, counter]``); anything else counts as no clock."""
     if (
         isinstance(value, list | tuple)
         and len(value) == 3
@@ -79,19 +80,19 @@ class ClockSource:
 
     def __init__(self, writer_id: str) -> None:
         self._writer_id = writer_id
-        self._last_ms = 0
+        self._last_us = 0
         self._counter = itertools.count(1)
         self._lock = threading.Lock()
 
     def tick(self) -> Clock:
         with self._lock:
-            self._last_ms = max(self._last_ms, time.time_ns() // 1_000_000)
-            return (self._last_ms, self._writer_id, next(self._counter))
+            self._last_us = max(self._last_us, time.time_ns() // 1_000)
+            return (self._last_us, self._writer_id, next(self._counter))
 
     def observe(self, clock: Clock) -> None:
         """Never stamp a later call before ``clock`` (one this writer wrote past another's)."""
         with self._lock:
-            self._last_ms = max(self._last_ms, clock[0])
+            self._last_us = max(self._last_us, clock[0])
 
 
 def segment_name(writer_id: str, sequence: int) -> str:

@@ -20,7 +20,7 @@ Versions::
        at the same URI) and either "created_by" (the plugin version that created the
        root) or "migrations" (who migrated it, from which version to which, and when).
        Nothing else changed: migrating 1 -> 2 rewrites only _format.json.
-    3  run documents carry "tag_clocks" ({tag key: [acknowledged_ms, writer_id, counter]},
+    3  run documents carry "tag_clocks" ({tag key: [acknowledged_us, writer_id, counter]},
        a deleted tag's clock kept as a tombstone), and spooled batches carry the clocks
        of their tags: a tag write enters only if it is not older than the stored value
        (``run_batches``). A plugin of version 2 would overwrite tags without moving their

@@ -130,7 +130,9 @@ def test_a_version_2_root_with_clockless_tags_is_migrated_and_keeps_working(uri:
     reopened = BucketTrackingStore(uri, recover_in_background=False)
     doc = format_document(store)
     assert doc["version"] == 3 and doc["root_id"] == v2["root_id"]
-    assert [(m["from"], m["to"]) for m in doc["migrations"]] == [(2, 3)]  # type: ignore[union-attr]
+    migrations = doc["migrations"]
+    assert isinstance(migrations, list)
+    assert [(m["from"], m["to"]) for m in migrations] == [(2, 3)]
     assert json.loads(store.get(run_key).data) == run_doc  # no run document rewritten
     assert reopened.get_run(run_id).data.tags["state"] == "v2"
     reopened.set_tag(run_id, RunTag("state", "v3"))  # a clocked write beats a clockless one

@@ -17,6 +17,7 @@ older one is *stale*).
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import signal
@@ -109,6 +110,10 @@ def _client_loop(url: str, client_number: int, run_id: str, record_: ClientRecor
             record_.tags.setdefault((run_id, tag[0]), []).append((tag[1], acknowledged))
 
 
+def _calls_made_reach(records: list[ClientRecord], mark: int) -> bool:
+    return sum(r.calls for r in records) >= mark
+
+
 @dataclass
 class TagVerdict:
     lost: list[str] = field(default_factory=list)
@@ -170,7 +175,7 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
         try:
             for mark in marks:
                 wait_for(
-                    lambda mark=mark: sum(r.calls for r in records) >= mark,
+                    functools.partial(_calls_made_reach, records, mark),
                     f"{mark} calls made by the clients",
                     timeout=size(240, 1200),
                 )

@@ -75,8 +75,7 @@ from mlflow_plugin.format.segments import (
     SegmentCache,
 )
 from mlflow_plugin.format.version import open_root
-from mlflow_plugin.index.paths import default_index_dir, root_digest
-from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
+from mlflow_plugin.index.segment_files import local_caches
 from mlflow_plugin.mlflow_errors import as_mlflow_exception, invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
     NotFound,
@@ -90,6 +89,7 @@ from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.objectstore.observed import ObservedObjectStore
 from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.page_tokens import offset_from_page_token
+from mlflow_plugin.text_input import check_entries, check_text, check_texts
 from mlflow_plugin.tracking.entities import (
     check_run_document,
     run_from_doc,
@@ -106,10 +106,15 @@ from mlflow_plugin.tracking.history import HistoryCache
 from mlflow_plugin.tracking.inputs import RunInputsMixin
 from mlflow_plugin.tracking.logged_models import LoggedModelsMixin
 from mlflow_plugin.tracking.metrics import COMPACT_AFTER_SEGMENTS, MetricHistoryMixin
+from mlflow_plugin.tracking.not_stored import KindsNotStoredMixin
 from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery, wait_for_recovery
-from mlflow_plugin.tracking.settings import index_settings, spool_settings, write_settings
+from mlflow_plugin.tracking.settings import (
+    cache_max_bytes,
+    index_settings,
+    spool_settings,
+    write_settings,
+)
 from mlflow_plugin.tracking.spool import Spool, spool_root
-from mlflow_plugin.tracking.traces import TracesNotStoredMixin
 from mlflow_plugin.tracking.validation import (
     stored_metric_value,
     validate_max_results,
@@ -167,7 +172,7 @@ def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
 
 
 class BucketTrackingStore(
-    TracesNotStoredMixin,
+    KindsNotStoredMixin,
     HardDeleteMixin,
     LoggedModelsMixin,
     RunInputsMixin,
@@ -214,9 +219,9 @@ class BucketTrackingStore(
         self._history_cache = HistoryCache()
         # Local disk caches of immutable segments and of long sorted histories (no I/O
         # until a history is read: a process that only logs creates neither folder).
-        digest = root_digest(root_identity(self._location))
-        self._segment_files = SegmentFiles(default_index_dir() / "segments" / digest)
-        self._history_files = HistoryFiles(default_index_dir() / "histories" / digest)
+        self._segment_files, self._history_files = local_caches(
+            root_identity(self._location), cache_max_bytes(self._location)
+        )
         self._readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
         # A forked child cannot use the parent's pool threads; give it a pool of its own.
         os.register_at_fork(after_in_child=self._new_readers)
@@ -376,6 +381,9 @@ class BucketTrackingStore(
         tags: list[RunTag] | None,
         run_name: str | None,
     ) -> Run:
+        check_text("user id", user_id)
+        check_text("run name", run_name)
+        check_entries("tag", tags)
         with self._errors():
             experiment = self._experiment_doc(experiment_id or DEFAULT_EXPERIMENT_ID)
             self._check_experiment_active(experiment)
@@ -450,6 +458,8 @@ class BucketTrackingStore(
     def update_run_info(
         self, run_id: str, run_status: int | None, end_time: int | None, run_name: str | None
     ) -> RunInfo:
+        check_text("run name", run_name)
+
         clock = self._buffer.clocks.tick()
 
         def mutate(doc: Document) -> Document:
@@ -559,6 +569,10 @@ class BucketTrackingStore(
             metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
             _validate_batch_log_limits(metrics, params, tags)
             _validate_param_keys_unique(params)
+        # MLflow's name checks refuse what has no UTF-8 form in keys; values are checked here.
+        if params or tags:
+            check_texts("param value", (p.value for p in params))
+            check_texts("tag value", (t.value for t in tags))
         validate_metric_ranges(metrics)
         experiment_id = self._writable_runs.get(_run_id(run_id))
         run_name = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)

@@ -226,7 +226,8 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
         1 for r in records for attempts in r.tags.values() if any(ok for _, ok in attempts)
     )
     figures = Figures(
-        f"{WORKERS}-worker server, 1 of them killed -9 x{KILLS}, " + root_uri.split(":", 1)[0],
+        f"{WORKERS}-worker server, {CLIENTS} REST clients, {KILLS} worker(s) killed -9, "
+        + root_uri.split(":", 1)[0],
         points_written=points_written,
         points_read=sum(sum(stored_points(store.object_store, r).values()) for r in run_ids),
         params=sum(1 for r in records for _, ok in r.params.values() if ok),
@@ -236,7 +237,7 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
         stale=len(verdict.stale),
         duplicated=duplicated,
         notes=(
-            f"{CLIENTS} REST clients; workers {killed} killed after {marks} calls; "
+            f"workers {killed} killed after {marks} calls; "
             f"{len(failures)} calls not acknowledged; {workers_after} workers at the end; "
             f"{left_behind} writer spool folders left; sync: {report}"
         ),

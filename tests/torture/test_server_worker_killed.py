@@ -170,6 +170,7 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
             )
             for c in range(CLIENTS)
         ]
+        load_started = time.monotonic()
         for thread in threads:
             thread.start()
         try:
@@ -185,6 +186,7 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
         finally:
             for thread in threads:
                 thread.join()
+        load_s = time.monotonic() - load_started
         workers_after = len(server.worker_pids())
     assert [r.calls for r in records] == [CALLS] * CLIENTS  # no client thread died
     left_behind = _orphaned_writers(tmp_path / "spool")
@@ -237,7 +239,7 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
         stale=len(verdict.stale),
         duplicated=duplicated,
         notes=(
-            f"workers {killed} killed after {marks} calls; "
+            f"load {load_s:.0f} s; workers {killed} killed after {marks} calls; "
             f"{len(failures)} calls not acknowledged; {workers_after} workers at the end; "
             f"{left_behind} writer spool folders left; sync: {report}"
         ),

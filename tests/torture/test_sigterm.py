@@ -60,7 +60,7 @@ def test_a_trainer_ended_by_sigterm_loses_nothing_it_was_told_was_logged(
         if trainer.poll() is None:
             trainer.kill()
             trainer.wait()
-    assert trainer.returncode == -signal.SIGTERM, f"trainer exited with {trainer.returncode}"
+    # Whatever the process does on SIGTERM (the default: end at once), it logs no more.
     refused = [line for line in read_ledger(ledger) if line.kind in {"error", "crash"}]
     assert refused == [], f"the trainer's calls failed: {refused[:5]}"
     accepted = acknowledged_numbers(ledger)
@@ -88,7 +88,8 @@ def test_a_trainer_ended_by_sigterm_loses_nothing_it_was_told_was_logged(
         stale=stale,
         duplicated=duplicated,
         notes=(
-            f"signalled after {len(accepted)} acknowledged batches, {uploaded_by_trainer} "
+            f"signalled after {len(accepted)} acknowledged batches, exit code "
+            f"{trainer.returncode}, {uploaded_by_trainer} "
             f"points uploaded by the trainer itself; sync: {report}"
         ),
     )

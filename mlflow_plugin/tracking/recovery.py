@@ -109,10 +109,12 @@ class SpoolRecovery:
         if self._thread == threading.get_ident():
             return  # the recovery itself reading a run (compaction after an upload)
         if not self._listed.wait(timeout):
+            self._listed.set()  # as below: one read delayed, not every read
             return
         settled = self._pending.get(run_id)
         if settled is not None and not settled.wait(timeout):
             _logger.warning("read run %s before the spool recovery of it finished", run_id)
+            settled.set()  # one slow recovery (an endpoint that is down) delays one read only
 
     def start(self) -> None:
         """Run in a background thread; from now on, readers of its runs wait for them."""

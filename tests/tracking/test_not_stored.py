@@ -172,11 +172,9 @@ def _routes() -> list[tuple[str, str]]:
 
 
 def _minimal_request(url: str, path: str, method: str) -> requests.Response:
-    if path == "/graphql":  # an empty body is MLflow's own 500 (a query of None), on any store
+    if path == "/graphql":  # no query is MLflow's own 500 (it parses None), on any store
         query = {"query": "query { __typename }"}
-        if method == "GET":
-            return requests.get(url + path, params=query, timeout=REQUEST_TIMEOUT)
-        return requests.post(url + path, json=query, timeout=REQUEST_TIMEOUT)
+        return requests.request(method, url + path, json=query, timeout=REQUEST_TIMEOUT)
     if method == "GET":
         return requests.get(url + path, timeout=REQUEST_TIMEOUT)
     return requests.request(method, url + path, json={}, timeout=REQUEST_TIMEOUT)

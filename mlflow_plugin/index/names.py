@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
 from sqlalchemy import delete, select, update
@@ -65,7 +66,9 @@ def names_left_out(
     by_name: dict[str, list[int]] = {}
     for experiment_id, name in named:
         by_name.setdefault(name, []).append(experiment_id)
-    existing = session.execute(
+    if not by_name:
+        return set()
+    existing: Sequence[Any] = session.execute(
         select(SqlExperiment.experiment_id, SqlExperiment.name).where(
             SqlExperiment.name.in_(list(by_name))
         )

@@ -58,7 +58,7 @@ from mlflow_plugin.format.name_claims import (
 from mlflow_plugin.objectstore import NotFound, ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
-from mlflow_plugin.text_input import check_entries, check_text, is_storable_text
+from mlflow_plugin.text_input import check_entries, check_text, check_texts, is_storable_text
 from mlflow_plugin.tracking.entities import (
     experiment_from_doc,
 )
@@ -236,6 +236,8 @@ class ExperimentsMixin:
     ) -> PagedList[Experiment]:
         validate_max_results(max_results)
         offset_from_page_token(page_token)  # a forged token is INVALID_PARAMETER_VALUE
+        check_text("filter", filter_string)  # the index's SQL driver cannot bind it
+        check_texts("order_by", order_by or [])
         with self._errors():
             docs, next_token = self._index().search_experiments(
                 view_type, max_results, filter_string, order_by, page_token

@@ -360,6 +360,8 @@ class BucketTrackingStore(
     ) -> tuple[list[Run], str | None]:
         validate_max_results(max_results, allow_null=True)
         offset_from_page_token(page_token)  # a forged token is INVALID_PARAMETER_VALUE
+        check_text("filter", filter_string)  # the index's SQL driver cannot bind it
+        check_texts("order_by", order_by or [])
         with self._errors():
             # An id no experiment can have (negative, beyond 64 bits) simply matches no run.
             ids = [i for i in map(check_experiment_id, experiment_ids) if 0 <= int(i) < 2**63]

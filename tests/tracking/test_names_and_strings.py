@@ -164,6 +164,13 @@ def test_lone_surrogates_are_refused_at_every_write_entry_point(uri: str, tmp_pa
     assert sorted(e.name for e in client.search_experiments()) == ["Default", "strings"]
     assert [m.name for m in client.search_registered_models()] == ["model"]
     assert client.get_experiment_by_name(SURROGATE) is None
+    for search in (
+        lambda: client.search_runs([experiment_id], f"tags.k = '{SURROGATE}'"),
+        lambda: client.search_experiments(filter_string=f"name = '{SURROGATE}'"),
+    ):
+        with pytest.raises(MlflowException) as unsearchable:
+            search()
+        assert unsearchable.value.error_code == "INVALID_PARAMETER_VALUE"
     with pytest.raises(MlflowException) as missing:
         client.get_registered_model(SURROGATE)
     assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"

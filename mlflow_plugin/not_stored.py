@@ -102,20 +102,19 @@ class Answer:
         self.rule = rule
         self._factory = factory
         self.name = ""
-        self._function: Callable[..., Any] = self._respond
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-        answer = self
 
         # Positional-only: no keyword argument of the caller's can collide with it.
         def method(store: object, /, *args: Any, **kwargs: Any) -> Any:
-            return answer._respond(*args, **kwargs)
+            return self._respond(*args, **kwargs)
 
-        method.__name__ = name
-        method.__qualname__ = f"{owner.__qualname__}.{name}"
-        method.__doc__ = f"{self.kind.plural} are not stored: {self.rule} answer."
         self._function = method
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # Named like the method it stands for, in tracebacks and introspection.
+        self.name = name
+        self._function.__name__ = name
+        self._function.__qualname__ = f"{owner.__qualname__}.{name}"
+        self._function.__doc__ = f"{self.kind.plural} are not stored: {self.rule} answer."
 
     def __get__(self, instance: object | None, owner: type | None = None) -> Callable[..., Any]:
         # A plain function on the class, a bound method on an instance: as a `def` would be.

@@ -9,9 +9,9 @@ back. For every case:
 
 - no exception other than ``MlflowException`` escapes a store method;
 - the healthy objects are still listed and read back exactly as before;
-- a document the format's schema calls damaged is left out of listings, and a get of it
-  is ``MlflowException(INTERNAL_ERROR)`` naming its key; one the schema accepts (an extra
-  field, a null optional field) is listed and read as usual.
+- a document the format's schema calls damaged is left out of listings, and a get or an
+  update of it is ``MlflowException(INTERNAL_ERROR)`` naming its key; one the schema
+  accepts (an extra field, a null optional field) is listed, read and updated as usual.
 
 Most cases run on ``bucket+file`` in-process, every tenth also on ``bucket+s3`` (moto);
 ``test_server_never_answers_html`` sends a smaller set through a real ``mlflow server``.
@@ -32,6 +32,7 @@ import requests
 from mlflow.entities import (
     Dataset,
     DatasetInput,
+    ExperimentTag,
     InputTag,
     LoggedModelOutput,
     LoggedModelParameter,
@@ -333,6 +334,10 @@ def _check_experiments(world: World, findings: Findings) -> None:
     tracking = world.tracking
     if findings.key == world.victim_keys["experiment"]:
         findings.get("get_experiment", lambda: tracking.get_experiment(world.victim_experiment))
+        findings.get(
+            "set_experiment_tag",
+            lambda: tracking.set_experiment_tag(world.victim_experiment, ExperimentTag("p", "1")),
+        )
         found = tracking.search_experiments(ViewType.ALL, 1000)
         _listed(
             findings,
@@ -351,6 +356,10 @@ def _check_experiments(world: World, findings: Findings) -> None:
 def _check_logged_models(world: World, findings: Findings) -> None:
     tracking, models = world.tracking, world.models
     findings.get("get_logged_model", lambda: tracking.get_logged_model(models["victim"]))
+    findings.get(
+        "set_logged_model_tags",
+        lambda: tracking.set_logged_model_tags(models["victim"], [LoggedModelTag("p", "1")]),
+    )
     found = tracking.search_logged_models([world.experiment_id], max_results=100)
     _listed(findings, "search_logged_models", [m.model_id for m in found], *models.values())
     healthy = [m.to_proto() for m in found if m.model_id == models["healthy"]]
@@ -365,12 +374,20 @@ def _check_registry(world: World, findings: Findings) -> None:
     is_version = findings.key == world.victim_keys["model version"]
     if is_version:
         findings.get("get_model_version", lambda: registry.get_model_version(victim, 1))
+        findings.get(
+            "set_model_version_tag",
+            lambda: registry.set_model_version_tag(victim, 1, ModelVersionTag("p", "1")),
+        )
         latest = registry.get_latest_versions(victim)
         findings.expect(
             bool(latest) != findings.damaged, f"get_latest_versions answered {len(latest)} versions"
         )
     else:
         findings.get("get_registered_model", lambda: registry.get_registered_model(victim))
+        findings.get(
+            "set_registered_model_tag",
+            lambda: registry.set_registered_model_tag(victim, RegisteredModelTag("p", "1")),
+        )
     models = registry.search_registered_models(max_results=100)
     found = [m.name for m in models]
     if findings.key == world.victim_keys["registered model"]:

@@ -300,9 +300,10 @@ class IndexSync:
             return
         entity_ids = [keys.document_of_key(key) for key in document_keys]
         if kind == "run":
-            _delete_runs(session, [d[2] for d in entity_ids if d is not None])
+            _delete_runs(session, [(d[1], d[2]) for d in entity_ids if d is not None])
         else:
-            _delete_experiments(session, [int(d[1]) for d in entity_ids if d is not None])
+            numbers = [_row_experiment_id(d[1]) for d in entity_ids if d is not None]
+            _delete_experiments(session, [n for n in numbers if n is not None])
         session.execute(delete(IndexedDocument).where(IndexedDocument.key.in_(document_keys)))
 
     def _replace(
@@ -395,14 +396,39 @@ def _insert_mirrors(session: Session, mirrors: Sequence[_Mirror]) -> None:
         session.execute(insert(IndexedDocument), [m.document for m in mirrors])
 
 
-def _delete_runs(session: Session, run_ids: Sequence[str]) -> None:
-    for chunk in _chunks(run_ids, _IN_CHUNK):
-        inputs: Any = select(SqlInput.input_uuid).where(SqlInput.destination_id.in_(chunk))
-        session.execute(delete(SqlInputTag).where(SqlInputTag.input_uuid.in_(inputs)))
-        session.execute(delete(SqlInput).where(SqlInput.destination_id.in_(chunk)))
-        for table in (SqlTag, SqlParam, SqlLatestMetric):
-            session.execute(delete(table).where(table.run_uuid.in_(chunk)))
-        session.execute(delete(SqlRun).where(SqlRun.run_uuid.in_(chunk)))
+def _row_experiment_id(experiment_id: str) -> int | None:
+    """The id as MLflow's tables hold it; None for a folder name no experiment can have."""
+    if not experiment_id.isdigit() or int(experiment_id) >= 2**63:
+        return None
+    return int(experiment_id)
+
+
+def _delete_runs(session: Session, runs: Sequence[tuple[str, str]]) -> None:
+    """Remove the rows of (experiment id, run id): only a run the experiment holds, so a
+    copy of a run's document in another experiment's folder never removes the original."""
+    by_experiment: dict[int, list[str]] = {}
+    for experiment_id, run_id in runs:
+        number = _row_experiment_id(experiment_id)
+        if number is not None:
+            by_experiment.setdefault(number, []).append(run_id)
+    for number, run_ids in by_experiment.items():
+        for chunk in _chunks(run_ids, _IN_CHUNK):
+            held = [
+                row[0]
+                for row in session.execute(
+                    select(SqlRun.run_uuid).where(
+                        SqlRun.run_uuid.in_(chunk), SqlRun.experiment_id == number
+                    )
+                )
+            ]
+            if not held:
+                continue
+            inputs: Any = select(SqlInput.input_uuid).where(SqlInput.destination_id.in_(held))
+            session.execute(delete(SqlInputTag).where(SqlInputTag.input_uuid.in_(inputs)))
+            session.execute(delete(SqlInput).where(SqlInput.destination_id.in_(held)))
+            for table in (SqlTag, SqlParam, SqlLatestMetric):
+                session.execute(delete(table).where(table.run_uuid.in_(held)))
+            session.execute(delete(SqlRun).where(SqlRun.run_uuid.in_(held)))
 
 
 def _delete_experiments(session: Session, experiment_ids: Sequence[int]) -> None:

@@ -3,11 +3,13 @@
 The spool lives on a real device that runs out of space: a 64 KiB tmpfs mounted for
 the test (or, where mounting is not allowed, a per-file size limit, RLIMIT_FSIZE, in
 the trainer: writes past it are cut short, then refused with EFBIG). Either way the
-kernel cuts a write short and then refuses the next one, as a full disk does.
+kernel cuts a write short and then refuses the next one, as a full disk does. A spool
+folder that cannot even be created is the same case, met at the start.
 """
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -19,7 +21,7 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.cli.conftest import REPO, cli_env
-from tests.tracking.spool_helpers import reader_uri, root_uri
+from tests.tracking.spool_helpers import reader_uri, root_uri, with_options
 
 __all__ = ["root_uri"]  # the fixture, imported for pytest
 
@@ -102,3 +104,19 @@ def test_a_full_spool_disk_never_fails_logging_and_loses_nothing(
     history = reader.get_metric_history(run_id, "loss")
     assert [m.step for m in history] == list(range(STEPS))
     assert reader.get_run(run_id).data.tags["done"] == "yes"
+
+
+def test_a_spool_folder_that_cannot_be_created_turns_the_spool_off_with_one_warning(
+    root_uri: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    uri = with_options(root_uri, spool_dir=str(blocker / "spool"))
+    caplog.set_level(logging.WARNING, logger="mlflow_plugin")
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("no-spool-folder")).info.run_id
+    for step in range(100):
+        client.log_metric(run_id, "loss", float(step), step=step)
+    warnings = [r for r in caplog.records if "cannot write the local spool" in r.getMessage()]
+    assert len(warnings) == 1
+    assert [m.step for m in client.get_metric_history(run_id, "loss")] == list(range(100))

@@ -36,6 +36,7 @@ __all__ = ["QueryIndex"]
 
 _T = TypeVar("_T")
 _FETCHERS = 16
+_LISTERS = 16
 
 
 class QueryIndex:
@@ -51,13 +52,16 @@ class QueryIndex:
         self._url = url
         self._staleness = staleness
         self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="mlflow-bucket-index")
+        self._listers = ThreadPoolExecutor(_LISTERS, thread_name_prefix="mlflow-bucket-list")
         self._open_lock = threading.Lock()
         self._file = sqlite_path(url)
         self._database, self._sync = self._open()
 
     def _open(self, database: IndexDatabase | None = None) -> tuple[IndexDatabase, IndexSync]:
         database = database or open_index_database(self._url, self._root)
-        return database, IndexSync(self._store, database, self._staleness, self._fetchers)
+        return database, IndexSync(
+            self._store, database, self._staleness, self._fetchers, self._listers
+        )
 
     @property
     def url(self) -> str:
@@ -192,4 +196,5 @@ class QueryIndex:
 
     def close(self) -> None:
         self._fetchers.shutdown(wait=False)
+        self._listers.shutdown(wait=False)
         self._database.dispose()

@@ -9,6 +9,12 @@ request never waits for it (it answers from the index as it is), and at most eve
 ten times as long as its last listing took. Documents this
 process wrote are re-read before its next search of their scope, with no listing, so
 a process always finds its own writes.
+
+A search naming many experiments (up to thousands: the UI's compare view, a script
+searching everything) lists the experiment folders once and lists no scope of an id
+that has none; the others are listed in parallel. When the expired scopes of one
+request hold more than one listing page together, they are re-listed in the
+background as one group, like a large scope.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ EXPERIMENTS_SCOPE = "experiments"
 _CHUNK = 400  # documents per transaction: bounds memory and the length of a write lock
 _IN_CHUNK = 500  # ids per IN (...) clause, under every database's parameter limit
 _INLINE_LIMIT = 1000  # one listing page: cheap enough to re-list while a request waits
+_LISTERS = 16  # scopes listed at once for one search naming many experiments
 
 
 def runs_scope(experiment_id: str) -> str:
@@ -95,11 +102,14 @@ class IndexSync:
         database: IndexDatabase,
         staleness: float,
         fetchers: ThreadPoolExecutor,
+        listers: ThreadPoolExecutor | None = None,
     ) -> None:
         self._store = store
         self._database = database
         self._staleness = staleness
         self._fetchers = fetchers
+        # Not the fetchers: a listing task waits on fetch tasks, which must not queue behind it.
+        self._listers = listers or ThreadPoolExecutor(_LISTERS, thread_name_prefix="index-list")
         self._synced_at: dict[str, float] = {}  # scope -> when its last listing began
         self._listed: dict[str, int] = {}  # scope -> documents its last listing found
         self._list_seconds: dict[str, float] = {}  # scope -> how long that listing took
@@ -212,8 +222,11 @@ class IndexSync:
         return self._fresh(EXPERIMENTS_SCOPE, "experiment", self._sync_experiments)
 
     def fresh_runs(self, experiment_ids: Iterable[str]) -> SyncReport:
+        ids = list(dict.fromkeys(experiment_ids))
+        if len(ids) > 1:
+            return self._fresh_many(ids)
         report = SyncReport()
-        for experiment_id in experiment_ids:
+        for experiment_id in ids:
             report.add(
                 self._fresh(
                     runs_scope(experiment_id),
@@ -222,6 +235,77 @@ class IndexSync:
                 )
             )
         return report
+
+    def _fresh_many(self, ids: list[str]) -> SyncReport:
+        """``_fresh`` for the run scopes of many experiments at once (see the module doc)."""
+        now = time.monotonic()
+        with self._lock:
+            seen = {e: self._synced_at.get(runs_scope(e)) for e in ids}
+            written = {e: self._written.pop(runs_scope(e), set()) for e in ids}
+            must_list = [e for e in ids if seen[e] is None or runs_scope(e) in self._must_list]
+            expired = [
+                e for e in ids if e not in must_list and now - (seen[e] or now) > self._staleness
+            ]
+            large = sum(self._listed.get(runs_scope(e), 0) for e in expired) > self.inline_limit
+            if large:  # re-listed as a group at most every ten group-listing durations
+                took = max(self._list_seconds.get(runs_scope(e), 0.0) for e in expired)
+                expired = [e for e in expired if now - (seen[e] or now) > 10 * took]
+        inline = must_list if large else must_list + expired
+        report = SyncReport()
+        try:
+            report.add(self._list_many(inline, seen))
+            for e in ids:
+                if e not in inline and written[e]:
+                    report.add(self._reread(runs_scope(e), "run", sorted(written[e])))
+        except BaseException:
+            with self._lock:
+                for e, keys_written in written.items():
+                    self._written.setdefault(runs_scope(e), set()).update(keys_written)
+            raise
+        if large and expired:
+            self._list_many_in_background(expired, seen)
+        return report
+
+    def _list_many(self, ids: list[str], seen: dict[str, float | None]) -> SyncReport:
+        """List the run scopes of ``ids`` in parallel, skipping ids with no folder at all."""
+        report = SyncReport()
+        if not ids:
+            return report
+        present = set(self.experiment_ids()) if len(ids) > 1 else set(ids)
+        started = time.monotonic()
+
+        def one(experiment_id: str) -> SyncReport:
+            # An id with no folder has no runs: its indexed rows (if any) just leave.
+            sync = functools.partial(self._sync_runs, experiment_id)
+            if experiment_id not in present:
+                sync = functools.partial(self._mirror, "run", experiment_id, {})
+            return self._list_and_sync(runs_scope(experiment_id), sync, seen[experiment_id])
+
+        for part in self._listers.map(one, ids):
+            report.add(part)
+        took = time.monotonic() - started
+        with self._lock:
+            for experiment_id in ids:  # the group's time bounds how often it is re-listed
+                self._list_seconds[runs_scope(experiment_id)] = took
+        return report
+
+    def _list_many_in_background(self, ids: list[str], seen: dict[str, float | None]) -> None:
+        with self._lock:
+            ids = [e for e in ids if runs_scope(e) not in self._background]
+            self._background.update(runs_scope(e) for e in ids)
+        if not ids:
+            return
+
+        def run() -> None:
+            try:
+                self._list_many(ids, seen)
+            except Exception:
+                _log.warning("background sync of the search index failed", exc_info=True)
+            finally:
+                with self._lock:
+                    self._background.difference_update(runs_scope(e) for e in ids)
+
+        threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True).start()
 
     def experiment_ids(self) -> list[str]:
         ids = [

@@ -102,8 +102,9 @@ def _os_errors(operation: str, key: str, location: str) -> Iterator[None]:
         if isinstance(exc, PermissionError) or exc.errno in _REFUSED:
             raise AccessDenied(f"permission denied to {where}: {reason}") from exc
         if isinstance(exc, FileNotFoundError):
-            # A folder of the path vanished in the middle (a concurrent delete pruned it).
-            raise NotFound(f"no object {key!r} in {location}") from exc
+            # A folder vanished in the middle (a concurrent delete pruned it), or the
+            # local file to upload is missing: name the path that was not there.
+            raise NotFound(f"cannot {where}: {reason}: {exc.filename}") from exc
         raise StorageUnavailable(f"cannot {where}: {reason}") from exc
 
 

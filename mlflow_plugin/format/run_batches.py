@@ -16,6 +16,10 @@ in ``tag_clocks`` (a deleted tag keeps its clock there as a tombstone). A write 
 only if its clock is not older than the stored one: the newest *acknowledged* write
 wins, whatever the order of uploads and replays. A tag without a clock (written by
 format version 2, or replayed from its spool) is older than any clocked write.
+
+The run's status (with its end time) is last-writer-wins the same way, under
+``status_clock``: a final status that could not be stored during an outage travels in
+a batch, and enters only if no newer status was set meanwhile.
 """
 
 from __future__ import annotations
@@ -35,12 +39,15 @@ __all__ = [
     "Clock",
     "ClockSource",
     "RunBatch",
+    "StatusWrite",
     "apply_batch",
     "clock_from_json",
     "delete_tag",
     "latest_wins",
     "segment_name",
+    "set_status",
     "set_tags",
+    "status_clock",
     "tag_clock",
 ]
 
@@ -100,6 +107,27 @@ def segment_name(writer_id: str, sequence: int) -> str:
     return f"{writer_id}-{sequence:010d}"
 
 
+@dataclass(frozen=True)
+class StatusWrite:
+    """A run status (and end time) set by a call acknowledged at ``clock``."""
+
+    status: str
+    end_time: int | None
+    clock: Clock
+
+    def to_json(self) -> Document:
+        return {"status": self.status, "end_time": self.end_time, "clock": list(self.clock)}
+
+    @classmethod
+    def from_json(cls, doc: Document) -> StatusWrite:
+        end_time = doc.get("end_time")
+        return cls(
+            str(doc["status"]),
+            None if end_time is None else int(end_time),
+            clock_from_json(doc.get("clock")),
+        )
+
+
 @dataclass
 class RunBatch:
     """Points and tags of one run, sealed under (writer_id, sequence) before upload."""
@@ -111,6 +139,7 @@ class RunBatch:
     points: list[MetricPoint] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
     tag_clocks: dict[str, Clock] = field(default_factory=dict)
+    status: StatusWrite | None = None
 
     @property
     def segment(self) -> str:
@@ -135,6 +164,7 @@ class RunBatch:
             "points": [[p.key, p.value, p.timestamp, p.step] for p in self.points],
             "tags": self.tags,
             "tag_clocks": {key: list(clock) for key, clock in self.tag_clocks.items()},
+            **({"status": self.status.to_json()} if self.status is not None else {}),
         }
 
     @classmethod
@@ -148,6 +178,7 @@ class RunBatch:
             points=[MetricPoint(k, float(v), int(t), int(s)) for k, v, t, s in doc["points"]],
             tags=dict(doc["tags"]),
             tag_clocks={key: clock for key, clock in clocks.items() if clock != NO_CLOCK},
+            status=StatusWrite.from_json(doc["status"]) if doc.get("status") else None,
         )
 
 
@@ -206,10 +237,28 @@ def delete_tag(doc: Document, key: str, clock: Clock) -> Document:
     return doc
 
 
+def status_clock(doc: Document) -> Clock:
+    """The clock of the run's stored status; ``NO_CLOCK`` if none (set at creation)."""
+    return clock_from_json(doc.get("status_clock"))
+
+
+def _put_status(doc: Document, write: StatusWrite, clock: Clock) -> None:
+    doc["status"] = write.status
+    if write.end_time is not None:
+        doc["end_time"] = write.end_time
+    doc["status_clock"] = list(clock)
+
+
+def set_status(doc: Document, write: StatusWrite) -> Document:
+    """A synchronous status change: acknowledged after any status already stored."""
+    _put_status(doc, write, _after(write.clock, status_clock(doc)))
+    return doc
+
+
 def apply_batch(doc: Document, batch: RunBatch, segment: SegmentInfo | None) -> Document:
     """Enter ``batch`` (whose points are in ``segment``) into a run document, once.
 
-    Each tag enters only if its clock is not older than the stored value's.
+    Each tag, and the status, enters only if its clock is not older than the stored one's.
     """
     writers = doc.setdefault("writers", {})
     if writers.get(batch.writer_id, 0) >= batch.sequence:
@@ -219,6 +268,8 @@ def apply_batch(doc: Document, batch: RunBatch, segment: SegmentInfo | None) -> 
         clock = batch.tag_clocks.get(key, NO_CLOCK)
         if clock >= tag_clock(doc, key):
             _put_tag(doc, key, value, clock)
+    if batch.status is not None and batch.status.clock >= status_clock(doc):
+        _put_status(doc, batch.status, batch.status.clock)
     latest = doc["latest_metrics"]
     for point in batch.points:
         if latest_wins(latest.get(point.key), point):

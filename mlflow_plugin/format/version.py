@@ -27,6 +27,8 @@ Versions::
        clocks, so it must not write to such a root: it refuses it as too new. A tag
        without a clock counts as older than any clocked write, so migrating 2 -> 3
        rewrites only _format.json; run documents gain clocks as their tags are written.
+       The status likewise: "status_clock" is the clock of the stored status, and a
+       final status kept in a batch during an outage enters only if it is newer.
 
 A migration step is ``(from_version, to_version, function)``; the function gets the
 object store and the format document and returns the new format document. It may

@@ -67,7 +67,14 @@ from mlflow_plugin.format.documents import (
     read_document,
     update_document,
 )
-from mlflow_plugin.format.run_batches import Clock, set_tags, tag_clock
+from mlflow_plugin.format.run_batches import (
+    Clock,
+    StatusWrite,
+    set_status,
+    set_tags,
+    status_clock,
+    tag_clock,
+)
 from mlflow_plugin.format.run_batches import delete_tag as delete_tag_in
 from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.format.segments import (
@@ -85,7 +92,7 @@ from mlflow_plugin.objectstore import (
     open_object_store,
     parse_store_uri,
 )
-from mlflow_plugin.objectstore.errors import CorruptObject
+from mlflow_plugin.objectstore.errors import CorruptObject, StorageUnavailable
 from mlflow_plugin.objectstore.observed import ObservedObjectStore
 from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.page_tokens import offset_from_page_token
@@ -463,12 +470,17 @@ class BucketTrackingStore(
         check_text("run name", run_name)
 
         clock = self._buffer.clocks.tick()
+        status = (
+            None
+            if run_status is None
+            else StatusWrite(RunStatus.to_string(run_status), end_time, clock)
+        )
 
         def mutate(doc: Document) -> Document:
             self._check_run_active(doc)
-            if run_status is not None:
-                doc["status"] = RunStatus.to_string(run_status)
-            if end_time is not None:
+            if status is not None:
+                set_status(doc, status)  # with its clock: a late spooled status stays out
+            elif end_time is not None:
                 doc["end_time"] = end_time
             if run_name:
                 set_tags(doc, {MLFLOW_RUN_NAME: run_name}, clock)  # the run name follows
@@ -482,10 +494,44 @@ class BucketTrackingStore(
         what = " and ".join(change for change in changes if change) or "update"
         operation = "set_terminated" if end_time is not None else "update_run"
         verb = "were" if " and " in what else "was"
-        with self._not_stored(operation, f"{what} of run {run_id} {verb}"):
-            doc = self._update_run(run_id, mutate)
+        try:
+            with self._not_stored(operation, f"{what} of run {run_id} {verb}"):
+                doc = self._update_run(run_id, mutate)
+        except MlflowException as exc:
+            if status is None or run_name or not isinstance(exc.__cause__, StorageUnavailable):
+                raise
+            return self._keep_status(run_id, status, exc)
         self._observe(doc, [MLFLOW_RUN_NAME] if run_name else [])
+        if status is not None:
+            self._buffer.clocks.observe(status_clock(doc))
         return run_info_from_doc(doc)
+
+    def _keep_status(self, run_id: str, status: StatusWrite, error: MlflowException) -> RunInfo:
+        """The store is unreachable: keep the status like metrics, uploaded when it is back.
+
+        ``end_run`` in a training script must not leave the run RUNNING forever because
+        the endpoint was down at that moment. The status travels in a sealed batch (on
+        disk when the spool is on) and enters the run unless a newer status was set.
+        """
+        experiment_id = self._run_experiments.get(run_id)
+        if experiment_id is None:  # never seen here: nothing says which run document
+            raise error
+        self._buffer.append_status(run_id, experiment_id, status)
+        _logger.warning(
+            "status %s of run %s is kept for upload when the store is reachable again (%s)",
+            status.status,
+            run_id,
+            error.message,
+        )
+        return RunInfo(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            user_id="",
+            status=status.status,  # type: ignore[arg-type]  # MLflow's RunInfo takes the name
+            start_time=0,  # not known without the document (MLflow's RunInfo needs a number)
+            end_time=status.end_time,
+            lifecycle_stage=LifecycleStage.ACTIVE,
+        )
 
     def _set_run_stage(self, run_id: str, stage: str, check: bool = True) -> None:
         self._writable_runs.pop(_run_id(run_id), None)

@@ -34,7 +34,13 @@ from dataclasses import dataclass
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, update_document
-from mlflow_plugin.format.run_batches import Clock, ClockSource, RunBatch, apply_batch
+from mlflow_plugin.format.run_batches import (
+    Clock,
+    ClockSource,
+    RunBatch,
+    StatusWrite,
+    apply_batch,
+)
 from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
@@ -71,6 +77,10 @@ class _RunQueue:
     open_tags: dict[str, str]
     sealed: deque[RunBatch]
     open_clocks: dict[str, Clock]
+    open_status: StatusWrite | None = None
+
+    def has_open(self) -> bool:
+        return bool(self.open_points or self.open_tags or self.open_status)
 
 
 _live_buffers: weakref.WeakSet[WriteBuffer] = weakref.WeakSet()
@@ -167,10 +177,21 @@ class WriteBuffer:
         elif waiting >= self._settings.flush_points:
             self._wake.set()
 
+    def append_status(self, run_id: str, experiment_id: str, write: StatusWrite) -> None:
+        """Keep a run's final status for upload (sealed at once: on disk before returning)."""
+        with self._lock:
+            queue = self._runs.get(run_id)
+            if queue is None:
+                queue = self._runs[run_id] = _RunQueue(experiment_id, [], {}, deque(), {})
+            queue.open_status = write
+            if self._thread is None:
+                self._start_flusher()
+        self._seal()
+
     def pending(self, run_id: str) -> bool:
         with self._lock:
             queue = self._runs.get(run_id)
-            return bool(queue and (queue.open_points or queue.open_tags or queue.sealed))
+            return bool(queue and (queue.has_open() or queue.sealed))
 
     # -- flushing ----------------------------------------------------------------------
 
@@ -194,7 +215,7 @@ class WriteBuffer:
         with self._lock:
             sealed: list[RunBatch] = []
             for run_id, queue in self._runs.items():
-                if not (queue.open_points or queue.open_tags):
+                if not queue.has_open():
                     continue
                 batch = RunBatch(
                     run_id=run_id,
@@ -204,10 +225,12 @@ class WriteBuffer:
                     points=queue.open_points,
                     tags=queue.open_tags,
                     tag_clocks=queue.open_clocks,
+                    status=queue.open_status,
                 )
                 queue.sealed.append(batch)
                 sealed.append(batch)
                 queue.open_points, queue.open_tags, queue.open_clocks = [], {}, {}
+                queue.open_status = None
             self._open = 0
             if self._spool is not None and sealed:
                 self._spool.seal(sealed)
@@ -283,7 +306,7 @@ class WriteBuffer:
                 raise
             self._forget(queue, batch)
         with self._lock:
-            if queue is not None and not (queue.sealed or queue.open_points or queue.open_tags):
+            if queue is not None and not (queue.sealed or queue.has_open()):
                 self._runs.pop(run_id, None)
 
     def _forget(self, queue: _RunQueue, batch: RunBatch) -> None:

@@ -10,8 +10,10 @@ from mlflow_plugin.format.run_batches import (
     RUN_NAME_TAG,
     ClockSource,
     RunBatch,
+    StatusWrite,
     apply_batch,
     delete_tag,
+    set_status,
     set_tags,
     tag_clock,
 )
@@ -111,3 +113,18 @@ def test_a_clock_source_never_goes_back() -> None:
     source.observe((first[0] + 60_000, "other", 1))  # this writer wrote past a faster clock
     second = source.tick()
     assert second > first and second[0] >= first[0] + 60_000 and second[1] == "w"
+
+
+def test_a_kept_final_status_enters_unless_a_newer_status_was_set() -> None:
+    doc = {**run_document(), "status": "RUNNING", "end_time": None}
+    finished = RunBatch("r", "1", "a", 1, status=StatusWrite("FINISHED", 50, (1_000, "a", 1)))
+    again = RunBatch.from_json(json.loads(json.dumps(finished.to_json())))
+    assert again == finished
+    ended = apply_batch(json.loads(json.dumps(doc)), again, None)
+    assert (ended["status"], ended["end_time"]) == ("FINISHED", 50)  # no clock stored yet
+
+    restarted = set_status(
+        json.loads(json.dumps(doc)), StatusWrite("RUNNING", None, (2_000, "b", 1))
+    )
+    late = apply_batch(restarted, again, None)
+    assert (late["status"], late["end_time"]) == ("RUNNING", None)  # the newer status stays

@@ -409,3 +409,90 @@ def test_end_run_in_an_outage_is_kept_and_a_param_is_an_error_naming_it(
     assert seen["ended"] == ("FINISHED", 123)  # not RUNNING forever
     assert seen["params"] == {"lr": "0.1"}
     assert seen["steps"] == [0, 1]
+
+
+ENDING_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from mlflow import MlflowClient
+    uri, ready, go, done = sys.argv[1:5]
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("ending")).info.run_id
+    client.log_metric(run_id, "loss", 1.0, step=0)
+    Path(ready).write_text(run_id)
+    while not Path(go).exists():
+        time.sleep(0.05)
+    client.set_terminated(run_id)  # what mlflow.end_run() calls: the storage is down now
+    Path(done).write_text("ok")
+    time.sleep(600)  # killed here, before closing could upload anything
+    """
+)
+
+
+def _wait_for(path: Path, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while not path.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.exists(), f"the writer did not get to {path.name}"
+
+
+def _end_run_in_an_outage_then_killed(
+    uri: str, switch: Callable[[bool], None], tmp_path: Path
+) -> tuple[str, int | None, list[int]]:
+    ready, go, done = (tmp_path / name for name in ("ready", "go", "done"))
+    writer = subprocess.Popen(
+        [sys.executable, "-c", ENDING_WRITER, uri, str(ready), str(go), str(done)]
+    )
+    try:
+        _wait_for(ready, writer)
+        switch(False)
+        try:
+            go.touch()
+            _wait_for(done, writer)  # end_run returned during the outage
+        finally:
+            os.kill(writer.pid, signal.SIGKILL)
+            writer.wait()
+            switch(True)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_plugin", "sync", uri],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    run_id = ready.read_text()
+    info = open_store(uri).get_run(run_id).info
+    return info.status, info.end_time, _steps(uri, run_id)
+
+
+@pytest.mark.parametrize("scheme", ["bucket_file", "bucket_s3"])
+def test_end_run_in_an_outage_by_a_killed_writer_is_replayed(scheme: str, tmp_path: Path) -> None:
+    spool = f"spool_dir={tmp_path / 'spool'}"
+    if scheme == "bucket_s3":
+        with interruptible_moto_endpoint("ending") as endpoint:
+            uri = f"bucket+s3://ending/root?endpoint_url={endpoint.url}&{HELD}&{spool}"
+            status, end_time, steps = _end_run_in_an_outage_then_killed(
+                uri, lambda up: endpoint.up() if up else endpoint.down(), tmp_path
+            )
+    else:
+        root = tmp_path / "root"
+        root.mkdir()
+
+        def in_child() -> tuple[str, int | None, list[int]]:
+            TmpfsMount(str(root), 64 * 1024 * 1024)
+            return _end_run_in_an_outage_then_killed(
+                f"bucket+file://{root}?{HELD}&{spool}",
+                lambda up: _remount(str(root), read_only=not up),
+                tmp_path,
+            )
+
+        status, end_time, steps = in_forked_child(in_child, mounts=True)
+    assert status == "FINISHED" and end_time is not None  # not RUNNING forever
+    assert steps == [0]

@@ -527,7 +527,7 @@ class BucketTrackingStore(
             run_id=run_id,
             experiment_id=experiment_id,
             user_id="",
-            status=status.status,  # type: ignore[arg-type]  # MLflow's RunInfo takes the name
+            status=status.status,  # MLflow's RunInfo takes the status's name too
             start_time=0,  # not known without the document (MLflow's RunInfo needs a number)
             end_time=status.end_time,
             lifecycle_stage=LifecycleStage.ACTIVE,

@@ -8,11 +8,19 @@ Decisions beyond DESIGN.md, written down here:
 
 - A run's experiment is found through the immutable ``run-locations/<run_id>``
   pointer, cached in-process forever.
-- ``log_batch`` is synchronous for now: one Parquet segment plus one
-  compare-and-swap of the run document per call (buffering comes with the write
-  path work). Params follow MLflow: re-logging the same value is fine, another
-  value is ``INVALID_PARAMETER_VALUE``; tags keep the last write per key; the
-  latest metric per key is MLflow's greatest (step, timestamp, value).
+- ``log_batch`` appends metrics and tags to the write buffer (``write_buffer``).
+  Params follow MLflow: re-logging the same value is fine, another value is
+  ``INVALID_PARAMETER_VALUE``, so they (and a run name, and the call's tags with
+  them) are written at once. Every tag write is stamped with this writer's clock
+  when the call is made, and the newest acknowledged write wins (``run_batches``);
+  the latest metric per key is MLflow's greatest (step, timestamp, value).
+- Points that reach a run another process deleted are stored (the run is
+  soft-deleted); the upload tells the store, and the run's next logging call checks
+  the run again and answers MLflow's INVALID_PARAMETER_VALUE while it stays deleted.
+- A final status that cannot be stored (the endpoint is down) is kept like metrics:
+  ``update_run_info`` returns, and the status enters the run when the batch is
+  uploaded, unless a newer status was set. A param that cannot be stored is an
+  error naming the call and what was not stored.
 - Search (runs, experiments, logged models) reads every document of the requested
   experiments and filters in memory with MLflow's own ``SearchUtils``; the query
   index replaces this for large experiments.

@@ -7,7 +7,10 @@ segment plus one compare-and-swap of the run document per batch. A sealed batch
 never changes again, so retrying it after an error is safe and, thanks to the
 sequence recorded in the run document, idempotent. A run whose upload fails keeps
 its queue (later batches wait behind the failed one) and is retried at the next
-flush.
+flush. A batch for a run that another process deleted is stored all the same (the
+run is soft-deleted) and the store is told, so that the run's next call is refused;
+only a run whose document is gone (purged) loses a batch. Tags carry this writer's
+clock (``run_batches``), so the order of uploads never decides a tag's value.
 
 Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
 points are buffered, before any read or other change of the same run in this

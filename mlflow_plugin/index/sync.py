@@ -497,14 +497,13 @@ def _delete_runs(session: Session, runs: Sequence[tuple[str, str]]) -> None:
             by_experiment.setdefault(number, []).append(run_id)
     for number, run_ids in by_experiment.items():
         for chunk in _chunks(run_ids, _IN_CHUNK):
-            held = [
-                row[0]
-                for row in session.execute(
+            held: list[str] = list(
+                session.scalars(
                     select(SqlRun.run_uuid).where(
                         SqlRun.run_uuid.in_(chunk), SqlRun.experiment_id == number
                     )
                 )
-            ]
+            )
             if not held:
                 continue
             inputs: Any = select(SqlInput.input_uuid).where(SqlInput.destination_id.in_(held))

@@ -334,6 +334,34 @@ class MlflowServer:
             if b"resource_tracker" not in _cmdline(pid)
         )
 
+    def busy_worker_pids(self) -> list[int]:
+        """The workers with a thread running or waiting on I/O: most likely mid-request."""
+        return [pid for pid in self.worker_pids() if _busy_threads(pid)]
+
+
+# Where an idle worker's threads wait (wchan, by kernel version): locks, its event loop,
+# and the pipe its supervisor pings it through.
+_IDLE_WAITS = {
+    "futex_do_wait",
+    "futex_wait_queue",
+    "futex_wait_queue_me",
+    "do_epoll_wait",
+    "ep_poll",
+    "unix_stream_read_generic",
+}
+
+
+def _busy_threads(pid: int) -> int:
+    busy = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            state = (task / "stat").read_bytes().rpartition(b")")[2].split()[0]
+            waiting_in = (task / "wchan").read_text()
+        except (OSError, IndexError):  # gone while we looked
+            continue
+        busy += state in {b"R", b"D"} or waiting_in not in _IDLE_WAITS | {"0"}
+    return busy
+
 
 def _process_table() -> list[tuple[int, int, int]]:
     """(pid, parent pid, process group) of every process that has not exited, from /proc."""

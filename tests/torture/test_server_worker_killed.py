@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunTag
 
 from mlflow_plugin.tracking.store import BucketTrackingStore
-from tests.servers import mlflow_server
+from tests.servers import MlflowServer, mlflow_server
 from tests.torture.figures import Figures, Point, record, size, stored_points
 from tests.torture.ledger import sync, wait_for
 
@@ -110,6 +110,16 @@ def _client_loop(url: str, client_number: int, run_id: str, record_: ClientRecor
             record_.tags.setdefault((run_id, tag[0]), []).append((tag[1], acknowledged))
 
 
+def _pick_victim(server: MlflowServer, rng: random.Random) -> tuple[int, bool]:
+    """A worker caught mid-request (its spool may hold a call not yet uploaded), if one is
+    found within a few hundred looks; any worker otherwise. Whether it was caught busy."""
+    for _ in range(500):
+        busy = server.busy_worker_pids()
+        if busy:
+            return rng.choice(busy), True
+    return rng.choice(server.worker_pids()), False
+
+
 def _calls_made_reach(records: list[ClientRecord], mark: int) -> bool:
     return sum(r.calls for r in records) >= mark
 
@@ -158,6 +168,7 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
     records = [ClientRecord() for _ in range(CLIENTS)]
     marks = [(k + 1) * CLIENTS * CALLS // (KILLS + 1) for k in range(KILLS)]
     killed: list[int] = []
+    caught_busy = 0
     with mlflow_server(root_uri, workdir=tmp_path, env=spool_env, workers=WORKERS) as server:
         setup = MlflowClient(server.url)
         experiment_id = setup.create_experiment("worker-killed")
@@ -180,9 +191,10 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
                     f"{mark} calls made by the clients",
                     timeout=size(240, 1200),
                 )
-                victim = rng.choice(server.worker_pids())
+                victim, busy = _pick_victim(server, rng)
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
+                caught_busy += busy
         finally:
             for thread in threads:
                 thread.join()
@@ -239,7 +251,8 @@ def test_a_worker_killed_under_rest_load_loses_and_reverts_nothing_acknowledged(
         stale=len(verdict.stale),
         duplicated=duplicated,
         notes=(
-            f"load {load_s:.0f} s; workers {killed} killed after {marks} calls; "
+            f"load {load_s:.0f} s; workers {killed} killed after {marks} calls, "
+            f"{caught_busy} of them caught mid-request; "
             f"{len(failures)} calls not acknowledged; {workers_after} workers at the end; "
             f"{left_behind} writer spool folders left; sync: {report}"
         ),

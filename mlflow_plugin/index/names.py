@@ -29,7 +29,7 @@ from mlflow_plugin.objectstore.errors import ObjectStoreError
 __all__ = ["names_left_out"]
 
 _log = logging.getLogger(__name__)
-_warned: set[tuple[int, int]] = set()  # (listed, left out): warn once per process
+_warned: set[tuple[str, int, int]] = set()  # (root, listed, left out): warn once
 
 
 def _claimed_id(store: ObjectStore, name: str) -> int | None:
@@ -40,15 +40,16 @@ def _claimed_id(store: ObjectStore, name: str) -> int | None:
         return None  # no usable claim: the lowest id decides
 
 
-def _warn(name: str, listed: int, left_out: int) -> None:
-    if (listed, left_out) in _warned:
+def _warn(root: str, name: str, listed: int, left_out: int) -> None:
+    if (root, listed, left_out) in _warned:
         return
-    _warned.add((listed, left_out))
+    _warned.add((root, listed, left_out))
     _log.warning(
-        "experiments %r and %r are both named %r: the first is listed, the second left out "
-        "of searches until one is renamed or deleted",
+        "experiments %r and %r in %s are both named %r: the first is listed, the second "
+        "left out of searches until one is renamed or deleted",
         keys.experiment_key(str(listed)),
         keys.experiment_key(str(left_out)),
+        root,
         name,
     )
 
@@ -86,7 +87,7 @@ def names_left_out(
         for loser in ids:
             if loser != winner:
                 losers.add(loser)
-                _warn(name, winner, loser)
+                _warn(store.location, name, winner, loser)
     displaced = sorted(losers & indexed)
     if displaced:  # an indexed experiment gave way: out of the tables, fetched again later
         session.execute(

@@ -51,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 def run(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
+    from mlflow_plugin.index.database import unusable_index
     from mlflow_plugin.tracking.store import BucketTrackingStore
 
     out = Output(args.quiet)
@@ -60,10 +61,8 @@ def run(args: argparse.Namespace) -> int:
         started = time.monotonic()
         report = _rebuild(index, out, keep=args.keep)
         elapsed = time.monotonic() - started
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        first_line = (str(cause).splitlines() or [type(cause).__name__])[0]
-        raise CommandFailed(f"cannot use the search index: {first_line}") from None
+    except SQLAlchemyError as exc:  # the index translates its own; a last safety net
+        raise CommandFailed(unusable_index(exc).message) from None
     finally:
         store.close()
     out.info(

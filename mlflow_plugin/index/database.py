@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
@@ -50,6 +52,7 @@ __all__ = [
     "open_index_database",
     "repair_index_database",
     "sqlite_path",
+    "unusable_index",
 ]
 
 _log = logging.getLogger(__name__)
@@ -227,8 +230,32 @@ def _reason(exc: BaseException) -> str:
     return str(cause).splitlines()[0] if str(cause) else type(cause).__name__
 
 
+def unusable_index(exc: BaseException) -> MlflowException:
+    """The ``MlflowException`` for an index database that cannot be used at all.
+
+    A missing driver is a setting to fix (INVALID_PARAMETER_VALUE); a database that
+    fails (unreachable server, a file that cannot be opened) is TEMPORARILY_UNAVAILABLE.
+    """
+    if isinstance(exc, (ImportError, ArgumentError)):
+        return MlflowException(
+            f"cannot use the search index: its database driver is not installed ({exc})",
+            INVALID_PARAMETER_VALUE,
+        )
+    return MlflowException(f"cannot use the search index: {_reason(exc)}", TEMPORARILY_UNAVAILABLE)
+
+
 def open_index_database(url: str, root: str) -> IndexDatabase:
-    """Open (creating or rebuilding as needed) the index of ``root`` at ``url``."""
+    """Open (creating or rebuilding as needed) the index of ``root`` at ``url``.
+
+    Raises ``MlflowException`` (see ``unusable_index``) when the database cannot be used.
+    """
+    try:
+        return _open(url, root)
+    except (ImportError, SQLAlchemyError) as exc:
+        raise unusable_index(exc) from exc
+
+
+def _open(url: str, root: str) -> IndexDatabase:
     reader, writer = _engines(url)
     path = sqlite_path(url)
     wanted = {"version": index_stamp(), "root": root}

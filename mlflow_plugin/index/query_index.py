@@ -28,6 +28,7 @@ from mlflow_plugin.index.database import (
     open_index_database,
     repair_index_database,
     sqlite_path,
+    unusable_index,
 )
 from mlflow_plugin.index.sync import IndexSync, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
@@ -79,19 +80,26 @@ class QueryIndex:
         return self._database, self._sync
 
     def _repairing(self, call: Callable[[], _T]) -> _T:
-        """``call()``; if it finds the SQLite file damaged, rebuild the file and call again."""
+        """``call()``; if it finds the SQLite file damaged, rebuild the file and call again.
+
+        Any other database failure is an ``MlflowException`` (see ``unusable_index``):
+        the tracking store lets no raw SQLAlchemy error reach MLflow.
+        """
         failed = self._database
         try:
             return call()
         except SQLAlchemyError as exc:
             if self._file is None or not is_damaged_database(exc):
-                raise
+                raise unusable_index(exc) from exc
             with self._open_lock:
                 if self._database is failed:  # not yet repaired by another thread
                     self._database, self._sync = self._open(
                         repair_index_database(failed, self._root, exc)
                     )
-        return call()
+        try:
+            return call()
+        except SQLAlchemyError as exc:
+            raise unusable_index(exc) from exc
 
     def _read(self, query: Callable[[Session], _T]) -> _T:
         database, _ = self._current()

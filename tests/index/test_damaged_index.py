@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.entities import Param, ViewType
+from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.index.schema import index_stamp
 from mlflow_plugin.tracking.store import BucketTrackingStore
@@ -177,3 +178,18 @@ def test_processes_opening_one_damaged_file_at_once_replace_it_once(root_uri: st
         assert opener.returncode == 0, err
         answers.append(tuple(int(word) for word in out.split()))
     assert sorted(answers) == [(2, 0), (2, 0), (2, 0), (2, 1)]
+
+
+def test_an_index_that_cannot_be_used_is_an_mlflow_error(root_uri: str, tmp_path: Path) -> None:
+    """Never a raw SQLAlchemy error out of a store method (a 500 in the server)."""
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    for option, code in [
+        (f"index=sqlite:///{folder}", "TEMPORARILY_UNAVAILABLE"),
+        ("index=nosuchdatabase://localhost/db", "INVALID_PARAMETER_VALUE"),
+        ("index=mysql://localhost:1/db", "INVALID_PARAMETER_VALUE"),
+    ]:
+        store = BucketTrackingStore(f"{root_uri}{'&' if '?' in root_uri else '?'}{option}")
+        with pytest.raises(MlflowException) as caught:
+            store.search_experiments()
+        assert caught.value.error_code == code, caught.value.message

@@ -334,9 +334,13 @@ class MlflowServer:
             if b"resource_tracker" not in _cmdline(pid)
         )
 
-    def busy_worker_pids(self) -> list[int]:
-        """The workers with a thread running or waiting on I/O: most likely mid-request."""
-        return [pid for pid in self.worker_pids() if _busy_threads(pid)]
+    def busy_worker_pids(self, waiting_only: bool = False) -> list[int]:
+        """The workers with a thread running or waiting on I/O: most likely mid-request.
+
+        With ``waiting_only``, a thread waiting on I/O (a socket, a disk) only: a worker
+        of a bucket store is then most likely inside an upload.
+        """
+        return [pid for pid in self.worker_pids() if _busy(pid, waiting_only)]
 
 
 # Where an idle worker's threads wait (wchan, by kernel version): locks, its event loop,
@@ -351,16 +355,17 @@ _IDLE_WAITS = {
 }
 
 
-def _busy_threads(pid: int) -> int:
-    busy = 0
+def _busy(pid: int, waiting_only: bool) -> bool:
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
             state = (task / "stat").read_bytes().rpartition(b")")[2].split()[0]
             waiting_in = (task / "wchan").read_text()
         except (OSError, IndexError):  # gone while we looked
             continue
-        busy += state in {b"R", b"D"} or waiting_in not in _IDLE_WAITS | {"0"}
-    return busy
+        waiting = state == b"D" or (state == b"S" and waiting_in not in _IDLE_WAITS | {"0"})
+        if waiting or (state == b"R" and not waiting_only):
+            return True
+    return False
 
 
 def _process_table() -> list[tuple[int, int, int]]:

@@ -2,12 +2,14 @@
 
 Each client (a thread with its own ``MlflowClient`` on the server's URL) logs metric
 points, params and tags to one of two runs, one REST call at a time, and records
-what each call was acknowledged for. Tags are overwritten again and again with newer
-values: each key is used for a few calls in a row and then left alone, so a value
-replayed late (the killed worker's spool, uploaded when a new worker or ``sync``
-opens the root) would outlive every newer acknowledged value and be read back.
-MLflow's own retries are off: a call the dying worker fails is simply not
-acknowledged (and may or may not have been stored).
+what each call was acknowledged for. Halfway through, a worker caught mid-request
+(inside an upload, if possible: its spool then likely holds a call not yet applied)
+is killed. Tags are overwritten again and again with newer values: each key is used
+for a few calls in a row and then left alone, so a value replayed late (the killed
+worker's spool, uploaded when a respawned worker or ``sync`` opens the root) would
+outlive every newer acknowledged value and be read back. MLflow's own retries are
+off: a call the dying worker fails is simply not acknowledged (and may or may not
+have been stored).
 
 Afterwards, read straight from the store: every acknowledged point is stored once,
 every acknowledged param has its value, and every tag holds the last value a call
@@ -59,64 +61,57 @@ class ClientRecord:
 
 
 def _client_loop(url: str, client_number: int, run_id: str, record_: ClientRecord) -> None:
+    """CALLS REST calls, each setting a tag: log_batch (with a point, now and then a param)
+    or set_tag, in turn."""
     client = MlflowClient(url)
-    metric_points: list[Point]
-    param: tuple[str, str] | None
-    tag: tuple[str, str] | None
     tag_key = f"c{client_number}.t0"
     failed = False
     for n in range(CALLS):
-        timestamp = 1_700_000_000_000 + n
         # After a failed call, overwrite the same tag at once: a newer acknowledged value.
-        kind = 1 if failed else n % 3
         if not failed and n % TAG_RUN == 0:
             tag_key = f"c{client_number}.t{n // TAG_RUN}"
-        metric_points, param, tag = [], None, None
-        if kind == 0:
-            metric_points = [(f"c{client_number}/loss", n, timestamp, n / 7)]
+        tag = (tag_key, str(n))
+        points: list[Point] = []
+        param: tuple[str, str] | None = None
+        if n % 3 == 0:
+            points = [(f"c{client_number}/loss", n, 1_700_000_000_000 + n, n / 7)]
             if n % PARAM_EVERY == 0:
                 param = (f"c{client_number}.p{n}", str(n))
-            tag = (tag_key, str(n))
-        elif kind == 1:
-            tag = (tag_key, str(n))
-        else:
-            metric_points = [(f"c{client_number}/acc", n, timestamp, -n / 7)]
-        record_.attempted.setdefault(run_id, set()).update(metric_points)
+        elif n % 3 == 2:
+            points = [(f"c{client_number}/acc", n, 1_700_000_000_000 + n, -n / 7)]
+        record_.attempted.setdefault(run_id, set()).update(points)
         try:
-            if kind == 0:
+            if points:
                 client.log_batch(
                     run_id,
-                    metrics=[Metric(k, v, t, s) for k, s, t, v in metric_points],
+                    metrics=[Metric(key, value, ts, step) for key, step, ts, value in points],
                     params=[Param(*param)] if param else [],
-                    tags=[RunTag(*tag)] if tag else [],
+                    tags=[RunTag(*tag)],
                 )
-            elif kind == 1:
-                assert tag is not None
-                client.set_tag(run_id, *tag)
             else:
-                [(key, step, ts, value)] = metric_points
-                client.log_metric(run_id, key, value, timestamp=ts, step=step)
+                client.set_tag(run_id, *tag)
             acknowledged = True
         except Exception as exc:  # a connection the killed worker dropped, most likely
             acknowledged = False
-            record_.failures.append(f"call {n} ({kind}): {type(exc).__name__}: {exc}"[:300])
+            record_.failures.append(f"call {n}: {type(exc).__name__}: {exc}"[:300])
         failed = not acknowledged
         record_.calls += 1
         if acknowledged:
-            record_.acknowledged.setdefault(run_id, set()).update(metric_points)
+            record_.acknowledged.setdefault(run_id, set()).update(points)
         if param:
             record_.params[(run_id, param[0])] = (param[1], acknowledged)
-        if tag:
-            record_.tags.setdefault((run_id, tag[0]), []).append((tag[1], acknowledged))
+        record_.tags.setdefault((run_id, tag[0]), []).append((tag[1], acknowledged))
 
 
 def _pick_victim(server: MlflowServer, rng: random.Random) -> tuple[int, bool]:
-    """A worker caught mid-request (its spool may hold a call not yet uploaded), if one is
-    found within a few hundred looks; any worker otherwise. Whether it was caught busy."""
-    for _ in range(500):
-        busy = server.busy_worker_pids()
-        if busy:
-            return rng.choice(busy), True
+    """A worker caught mid-request (its spool may hold a call not yet uploaded): inside an
+    upload if one is found within a few hundred looks, else running, else any worker.
+    Whether it was caught busy."""
+    for waiting_only in (True, False):
+        for _ in range(300 if waiting_only else 100):
+            busy = server.busy_worker_pids(waiting_only)
+            if busy:
+                return rng.choice(busy), True
     return rng.choice(server.worker_pids()), False
 
 

@@ -194,6 +194,10 @@ def run_document(
     doc = apply_batch(doc, batch, segment)  # then the buffered metrics, one segment
     doc["status"] = RunStatus.to_string(RunStatus.FINISHED)  # update_run_info
     doc["end_time"] = spec.end_time
+    # Format 3's logical clocks: when each tag and the status were acknowledged.
+    clock = [spec.start_time * 1000, writer_id, 1]
+    doc["tag_clocks"] = {key: clock for key in doc["tags"]}
+    doc["status_clock"] = [spec.end_time * 1000, writer_id, 2]
     return doc, data
 
 
@@ -225,8 +229,11 @@ def through_the_store(store: BucketTrackingStore, experiment_id: str, spec: RunS
 
 
 def _shape(doc: Document) -> Document:
-    """The document without what differs between writers: writer ids and segment names."""
+    """The document without what differs between writers: writer ids, segment names and
+    the clocks' values (which fields carry a clock still counts)."""
     shape = {**doc, "writers": sorted(doc["writers"].values())}
+    shape["tag_clocks"] = sorted(doc.get("tag_clocks", {}))
+    shape["status_clock"] = "status_clock" in doc
     shape["segments"] = [{**s, "name": ""} for s in doc["segments"]]
     return shape
 

@@ -36,6 +36,8 @@ from sqlalchemy.pool import NullPool
 
 from mlflow_plugin.index.paths import default_index_dir, root_digest
 from mlflow_plugin.index.schema import (
+    INDEX_MLFLOW_METADATA,
+    INDEX_MLFLOW_TABLES,
     MLFLOW_TABLES,
     IndexBase,
     IndexedDocument,
@@ -215,14 +217,15 @@ def _prepare(writer: Engine, wanted: dict[str, str], is_file: bool) -> None:
         raise _NotAnIndex(f"its version record cannot be read: {_reason(exc)}") from exc
     if current != wanted:
         # Another version's tables may differ in shape: drop them all, then rebuild.
+        # Dropped in the order of MLflow's foreign keys, which older indexes still have.
         MlflowBase.metadata.drop_all(writer, tables=MLFLOW_TABLES)
         IndexBase.metadata.drop_all(writer)
         IndexBase.metadata.create_all(writer)
-        MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
+        INDEX_MLFLOW_METADATA.create_all(writer)
         with Session(writer) as session, session.begin():
             session.add_all(IndexMeta(name=k, value=v) for k, v in wanted.items())
     else:
-        MlflowBase.metadata.create_all(writer, tables=MLFLOW_TABLES)
+        INDEX_MLFLOW_METADATA.create_all(writer)
 
 
 def _reason(exc: BaseException) -> str:
@@ -290,5 +293,5 @@ def repair_index_database(database: IndexDatabase, root: str, exc: BaseException
 def clear_index(database: IndexDatabase) -> None:
     """Delete every mirrored row, keeping the tables and the version record."""
     with database.write() as session:
-        for table in [*reversed(MLFLOW_TABLES), IndexedDocument.__table__]:
+        for table in [*reversed(INDEX_MLFLOW_TABLES), IndexedDocument.__table__]:
             session.execute(table.delete())

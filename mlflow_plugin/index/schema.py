@@ -3,8 +3,12 @@
 Runs and experiments are mirrored into the tables of MLflow's SQL store
 (``mlflow.store.tracking.dbmodels``), so the filter and order-by translation that
 MLflow's ``SqlAlchemyStore`` applies can be applied here unchanged: a search through
-the index answers what MLflow's own SQL store answers for the same data. Two tables
-of ours sit beside them: the stored text of every mirrored document with the ETag it
+the index answers what MLflow's own SQL store answers for the same data. The index
+creates copies of those tables without their foreign keys (``INDEX_MLFLOW_TABLES``):
+the bucket, not the index, owns integrity, and a sync mirrors documents in whatever
+order they come (a run before its experiment, an experiment re-mirrored under its
+indexed runs), which PostgreSQL, always enforcing foreign keys, would refuse. Two
+tables of ours sit beside them: the stored text of every mirrored document with the ETag it
 was read at (what a sync compares and what a search returns), and the index's
 version and root.
 """
@@ -26,7 +30,7 @@ from mlflow.store.tracking.dbmodels.models import (
     SqlRun,
     SqlTag,
 )
-from sqlalchemy import Index, String, Table, Text
+from sqlalchemy import Index, MetaData, String, Table, Text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -34,6 +38,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from mlflow_plugin.format.version import FORMAT_VERSION
 
 __all__ = [
+    "INDEX_MLFLOW_METADATA",
+    "INDEX_MLFLOW_TABLES",
     "INDEX_VERSION",
     "MLFLOW_TABLES",
     "IndexBase",
@@ -47,7 +53,8 @@ __all__ = [
 #: Bump when the tables or what is mirrored into them change: an index of another
 #: version is dropped and rebuilt from the bucket. 2: documents are checked against the
 #: format's schema before they are mirrored (an index of 1 may hold damaged ones).
-INDEX_VERSION = 2
+#: 3: MLflow's tables are created without foreign keys.
+INDEX_VERSION = 3
 
 MLFLOW_TABLES: list[Table] = [
     model.__table__
@@ -62,6 +69,24 @@ MLFLOW_TABLES: list[Table] = [
         SqlInput,
         SqlInputTag,
     )
+]
+
+
+def _without_foreign_keys(table: Table, metadata: MetaData) -> Table:
+    copy = table.to_metadata(metadata)
+    for constraint in list(copy.foreign_key_constraints):
+        copy.constraints.discard(constraint)
+    copy.foreign_keys.clear()
+    for column in copy.columns:
+        column.foreign_keys.clear()
+    return copy
+
+
+#: The index's copies of ``MLFLOW_TABLES``: same names, columns, keys and indexes, no
+#: foreign keys. Only their DDL differs; queries go through MLflow's own models.
+INDEX_MLFLOW_METADATA = MetaData()
+INDEX_MLFLOW_TABLES: list[Table] = [
+    _without_foreign_keys(table, INDEX_MLFLOW_METADATA) for table in MLFLOW_TABLES
 ]
 
 

@@ -404,14 +404,17 @@ class IndexSync:
         except _ROW_ERRORS:
             # A row the database refuses (a duplicate key, a value its driver cannot bind)
             # must not keep the other documents out: one savepoint per document.
+            refused = 0
             for mirror in mirrors:
                 try:
                     with session.begin_nested():
                         _insert_mirrors(session, [mirror])
                 except _ROW_ERRORS as exc:
-                    _log.warning("%s is left out of the search index: %s", mirror.key, exc)
+                    _warn_refused(self._store.location, mirror, exc)
+                    refused += mirror.rows is not None
                     with session.begin_nested():
-                        _insert_mirrors(session, [mirror.unusable()])
+                        _insert_mirrors(session, [mirror.refused()])
+            return refused + sum(mirror.rows is None for mirror in mirrors)
         return sum(mirror.rows is None for mirror in mirrors)
 
     def _unique_names(self, session: Session, mirrors: list[_Mirror]) -> list[_Mirror]:
@@ -441,9 +444,24 @@ class _Mirror:
     document: dict[str, Any]
     rows: RunRows | ExperimentRows | None
 
-    def unusable(self) -> _Mirror:
-        # Kept with an empty body: an unchanged damaged document is not fetched again.
-        return _Mirror(self.key, {**self.document, "body": ""}, None)
+    def refused(self) -> _Mirror:
+        # Kept with no ETag: what the database refused may depend on other rows (a run
+        # id indexed under another experiment), so every sync fetches it again.
+        return _Mirror(self.key, {**self.document, "etag": "", "body": ""}, None)
+
+
+_warned_refused: set[tuple[str, str, str]] = set()  # (root, key, ETag): warned once
+_warned_lock = threading.Lock()
+
+
+def _warn_refused(root: str, mirror: _Mirror, exc: BaseException) -> None:
+    seen = (root, mirror.key, str(mirror.document["etag"]))
+    with _warned_lock:
+        if seen in _warned_refused:
+            return
+        _warned_refused.add(seen)
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    _log.warning("%s is left out of the search index: %s", mirror.key, reason)
 
 
 def _mirror_of(kind: str, key: str, stored: StoredObject) -> _Mirror:

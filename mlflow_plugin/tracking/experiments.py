@@ -55,6 +55,7 @@ from mlflow_plugin.format.name_claims import (
     named_document,
     rename_named,
 )
+from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.objectstore import NotFound, ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
@@ -107,7 +108,7 @@ class ExperimentsMixin:
     artifact_root_uri: str
     _index: Callable[[], QueryIndex]
     _set_run_stage: Callable[..., None]
-    _run_experiments: dict[str, str]
+    _run_experiment: Callable[[str], str]
 
     def _ensure_default_experiment(self) -> None:
         if self._store.exists(keys.experiment_key(DEFAULT_EXPERIMENT_ID)):
@@ -276,16 +277,28 @@ class ExperimentsMixin:
         self._move_runs(experiment_id, run_stage, moved)
 
     def _move_runs(self, experiment_id: str, stage: str, done: set[str]) -> set[str]:
-        """Set the stage of every run of the experiment not in ``done``; return all run ids."""
+        """Set the stage of every run of the experiment not in ``done``; return all run ids.
+
+        Where a run lives is its immutable ``run-locations`` pointer, never the listing:
+        a stray copy of another experiment's run in this folder (a backup restored into
+        the wrong place) is left as it is, and so is the run it copies.
+        """
         run_ids = {
             info.key.rsplit("/", 1)[1][: -len(".json")]
             for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
-            if info.key.endswith(".json")
+            if RUN.is_key(info.key)  # a stray object there is no run
         }
 
         def move(run_id: str) -> None:
-            self._run_experiments[run_id] = experiment_id  # the listing says where it lives
             try:
+                home = self._run_experiment(run_id)
+                if home != experiment_id:
+                    _logger.warning(
+                        "%s is a copy of a run of experiment %s: left as it is",
+                        keys.run_key(experiment_id, run_id),
+                        home,
+                    )
+                    return
                 self._set_run_stage(run_id, stage, check=False)
             except CorruptObject as exc:  # a damaged run is left out of every listing anyway
                 _logger.warning("run %s left as it is: %s", run_id, exc)

@@ -13,6 +13,10 @@ share the folders: files are only ever replaced by a rename or unlinked, never
 truncated, so a process that has one memory-mapped keeps reading it (on Linux an
 unlinked file stays valid while it is mapped). The bound is approximate across
 processes: each process re-measures the folders after writing a tenth of it.
+
+The caches are disposable: a folder that cannot be written (a full disk, a path that
+is a file, no permission) costs one warning, and reads are served from memory and
+the bucket as if nothing were cached. No ``OSError`` of theirs reaches a read.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -41,6 +46,8 @@ __all__ = [
     "local_caches",
 ]
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_CACHE_MAX_BYTES = 1024**3
 # Trimming goes below the bound, so the next few writes do not trim again at once.
 _TRIM_TO = 0.8
@@ -61,6 +68,19 @@ class _Entry:
 
 def _is_temp(name: str) -> bool:
     return name.endswith(".tmp") or name.startswith(".download-")
+
+
+_unwritable: set[Path] = set()  # cache folders already warned about
+_unwritable_lock = threading.Lock()
+
+
+def _cannot_cache(folder: Path, exc: OSError) -> None:
+    """Warn, once per folder and process, that a cache folder cannot be used."""
+    with _unwritable_lock:
+        if folder in _unwritable:
+            return
+        _unwritable.add(folder)
+    _log.warning("the local cache %s cannot be used (%s): reads are served without it", folder, exc)
 
 
 def _touch(path: Path) -> None:
@@ -101,7 +121,11 @@ class CacheBudget:
             if not due:
                 return
             self._since = 0
-        measured = self.trim()
+        try:
+            measured = self.trim()
+        except OSError as exc:
+            _cannot_cache(self.folders[0].parent, exc)
+            return
         with self._lock:
             self._measured = measured
 
@@ -165,19 +189,27 @@ class SegmentFiles:
             data = path.read_bytes()
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            _cannot_cache(self._folder, exc)
+            return None
         _touch(path)
         return data
 
     def put(self, key: str, data: bytes) -> None:
         if self._budget is not None and not self._budget.fits(len(data)):
             return
-        self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_file_atomically(self._path(key), data)
+        try:
+            self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            write_file_atomically(self._path(key), data)
+        except OSError as exc:
+            _cannot_cache(self._folder, exc)
+            return
         if self._budget is not None:
             self._budget.added(len(data))
 
     def discard(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self._path(key).unlink(missing_ok=True)
 
 
 _COLUMNS = ("steps", "timestamps", "values")
@@ -237,19 +269,27 @@ class HistoryFiles:
         size = sum(int(np.asarray(column).nbytes) for column in columns)
         if self._budget is not None and not self._budget.fits(size):
             return
-        self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        for path, column in zip(self._paths(identity), columns, strict=True):
-            handle, temp = tempfile.mkstemp(dir=self._folder, suffix=".tmp")
-            try:
-                with os.fdopen(handle, "wb") as out:
-                    np.save(out, np.ascontiguousarray(column))
-                os.replace(temp, path)
-            except BaseException:
-                Path(temp).unlink(missing_ok=True)
-                raise
-        self._drop_superseded(identity)
+        try:
+            self._folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for path, column in zip(self._paths(identity), columns, strict=True):
+                self._save(path, column)
+            self._drop_superseded(identity)
+        except OSError as exc:
+            _cannot_cache(self._folder, exc)
+            return
         if self._budget is not None:
             self._budget.added(size)
+
+    def _save(self, path: Path, column: np.ndarray) -> None:
+        handle, temp = tempfile.mkstemp(dir=self._folder, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as out:
+                np.save(out, np.ascontiguousarray(column))
+            os.replace(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                Path(temp).unlink(missing_ok=True)
+            raise
 
     def _drop_superseded(self, identity: Sequence[str]) -> None:
         prefix, stem = self._stem(identity)

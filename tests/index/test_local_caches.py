@@ -7,6 +7,7 @@ all cached files together must stay under ``cache_max_bytes`` whatever is charte
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import textwrap
@@ -104,6 +105,30 @@ def test_the_caches_stay_within_their_bound(root_uri: str, cache_dir: Path) -> N
     assert len(_history_copies(cache_dir)) == 1
     again = BucketTrackingStore(root_uri).get_metric_history(run_id, "a")
     assert [m.step for m in again] == list(range(LONG))
+
+
+def test_cache_folders_that_cannot_be_written_cost_one_warning_each(
+    root_uri: str, cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The caches are disposable: histories are read without them, never an OSError."""
+    writer = BucketTrackingStore(root_uri)
+    experiment_id = writer.create_experiment(f"nocache-{uuid.uuid4().hex[:6]}")
+    run_id = writer.create_run(experiment_id, "user", 0, [], "long").info.run_id
+    _log(writer, run_id, "loss", 0, LONG)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for folder in ("segments", "histories"):  # a path that cannot hold the folder
+        (cache_dir / folder).write_text("not a folder")
+
+    reader = BucketTrackingStore(root_uri)
+    with caplog.at_level(logging.WARNING, logger="mlflow_plugin.index.segment_files"):
+        for _ in range(2):
+            history = reader.get_metric_history(run_id, "loss")
+            assert [m.step for m in history] == list(range(LONG))
+            chart = reader.get_metric_history_bulk_interval([run_id], "loss", 320, None, None)
+            assert chart[-1].step == LONG - 1
+        assert len(BucketTrackingStore(root_uri).get_metric_history(run_id, "loss")) == LONG
+    warned = [m for m in caplog.messages if "cannot be used" in m]
+    assert sorted(Path(m.split()[3]).parent.name for m in warned) == ["histories", "segments"]
 
 
 def test_a_superseded_copy_stays_readable_where_it_is_mapped(cache_dir: Path) -> None:

@@ -6,9 +6,11 @@ The logic lives in ``mlflow_plugin.tracking.garbage``; this module parses and pr
 from __future__ import annotations
 
 import argparse
+import sys
 
 from mlflow_plugin.cli.common import (
     EXIT_OK,
+    CommandFailed,
     Output,
     add_command_parser,
     add_uri_argument,
@@ -35,7 +37,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "claim) and logged models. Also delete metric segments no run manifest names "
             "and run pointers without a run, once older than --grace-hours (a writer "
             "uploads a segment just before entering it in the manifest). Artifacts outside "
-            "the root are never touched; they are listed instead."
+            "the root are never touched; they are listed instead. A document that cannot be "
+            "read is kept with what it names; gc then exits 1 naming it."
         ),
         run=run,
     )
@@ -94,4 +97,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for kind in KINDS:
         out.info(f"  {kind}: {report.counts[kind]}")
+    for line in report.damaged:
+        print(f"kept, cannot be read: {line}", file=sys.stderr)
+    if report.damaged:
+        raise CommandFailed(
+            f"{len(report.damaged)} documents cannot be read (listed above): they and what "
+            "they name were kept; fix or remove them and run gc again"
+        )
     return EXIT_OK

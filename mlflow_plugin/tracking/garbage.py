@@ -35,6 +35,12 @@ operator can remove them. ``mlflow-artifacts:/`` URIs (``mlflow server`` proxyin
 artifacts) are resolved against the server's ``--artifacts-destination``,
 ``<root>/artifacts`` unless told otherwise.
 
+A document that cannot be read (damaged: not JSON, or failing its kind's schema) is
+never deleted and never stops the collection: it is skipped and named in the report's
+``damaged`` list, and what it would have told (a run's segments, a model's artifacts)
+is left in place. A deleted experiment holding one is kept whole (its readable deleted
+runs still go one by one); ``purge_experiment`` then raises ``CorruptObject`` naming it.
+
 There is no conditional delete on S3, so a run or experiment restored in the very
 moment it is collected can still be lost; each one is re-read just before deletion to
 keep that window short.
@@ -51,6 +57,7 @@ from urllib.parse import urlsplit
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, read_document
+from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.objectstore import (
     InvalidStoreUri,
@@ -61,6 +68,7 @@ from mlflow_plugin.objectstore import (
     StoreLocation,
     parse_store_uri,
 )
+from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.objectstore.probe import PROBE_PREFIX
 
 __all__ = [
@@ -117,6 +125,8 @@ class GcReport:
     items: list[str] = field(default_factory=list)
     #: Artifact locations of collected runs, models and experiments outside the root.
     artifacts_left: list[str] = field(default_factory=list)
+    #: Documents that could not be read, so were kept: ``"<key>: <why>"``, one per key.
+    damaged: list[str] = field(default_factory=list)
 
     def add(self, kind: str, description: str, objects: Iterable[ObjectInfo]) -> None:
         listed = list(objects)
@@ -237,7 +247,13 @@ def purge_experiment(
     """Permanently delete one deleted experiment now, with its runs and logged models."""
     with _collector_now(store, location, artifacts_destination) as collector:
         models = collector._model_docs().get(experiment_id, [])
-        collector._purge_experiment(experiment_id, models)
+        if not collector._purge_experiment(experiment_id, models):
+            held = collector.damaged_in(_experiment_folder(experiment_id))
+            if held:
+                raise CorruptObject(
+                    f"experiment {experiment_id} was kept: documents in it cannot be read "
+                    f"({'; '.join(held)})"
+                )
         return collector.report
 
 
@@ -250,11 +266,8 @@ def purge_logged_model(
 ) -> GcReport:
     """Permanently delete one deleted logged model now; a model not deleted is kept."""
     with _collector_now(store, location, artifacts_destination) as collector:
-        try:
-            doc = read_document(store, keys.logged_model_key(model_id))[0]
-        except NotFound:
-            return collector.report
-        if doc["lifecycle_stage"] == _DELETED:
+        doc = collector._read(keys.logged_model_key(model_id))
+        if doc is not None and doc["lifecycle_stage"] == _DELETED:
             collector._purge(MODELS, model_id, collector._model_objects(doc))
         return collector.report
 
@@ -306,6 +319,7 @@ class _Collector:
         self.report = GcReport(dry_run=dry_run)
         self.progress = progress
         self.live_runs: set[str] = set()
+        self._damaged_keys: set[str] = set()
         self._pool = ThreadPoolExecutor(_DELETE_WORKERS, thread_name_prefix="mlflow-bucket-gc")
 
     # -- the walk ----------------------------------------------------------------------
@@ -335,9 +349,8 @@ class _Collector:
 
     def _experiment(self, experiment_id: str, models: dict[str, list[Document]]) -> None:
         try:
-            doc = read_document(self.store, keys.experiment_key(experiment_id))[0]
-        except NotFound:
-            doc = None  # a folder without a document: not ours to judge, only its runs
+            # None: a folder without a readable document, not ours to judge; only its runs.
+            doc = self._read(keys.experiment_key(experiment_id))
         except keys.InvalidId:
             return  # not a folder this format writes
         if (
@@ -358,9 +371,15 @@ class _Collector:
                 purged.add(run_id)
             else:
                 self.live_runs.add(run_id)
+        runs_prefix = keys.experiment_runs_prefix(experiment_id)
+        unreadable = {
+            key[len(runs_prefix) :].removesuffix(".json")
+            for key in self._damaged_keys
+            if key.startswith(runs_prefix)
+        }
         for run_id, listed in segments.items():
-            if run_id in purged:
-                continue  # its segments went with it
+            if run_id in purged or run_id in unreadable:
+                continue  # went with the run, or named by a manifest that cannot be read
             owner = run_docs.get(run_id)
             named = {s["name"] for s in owner["segments"]} if owner is not None else set()
             for info in listed:
@@ -375,20 +394,22 @@ class _Collector:
     def _run_docs(self, experiment_id: str) -> dict[str, Document]:
         docs: dict[str, Document] = {}
         for info in self.store.list(keys.experiment_runs_prefix(experiment_id)):
-            if not info.key.endswith(".json"):
-                continue
-            try:
-                doc = read_document(self.store, info.key)[0]
-            except NotFound:
-                continue
-            docs[doc["run_id"]] = doc
+            if not RUN.is_key(info.key):
+                continue  # a stray object there is no run
+            doc = self._read(info.key)
+            if doc is not None:
+                docs[doc["run_id"]] = doc
         return docs
 
     def _purge_run(self, experiment_id: str, run_id: str) -> bool:
+        key = keys.run_key(experiment_id, run_id)
         try:  # re-read: it may have been restored since the listing
-            doc = read_document(self.store, keys.run_key(experiment_id, run_id))[0]
+            doc = read_document(self.store, key)[0]
         except NotFound:
             return True
+        except CorruptObject as exc:
+            self._damaged(key, exc)
+            return False
         if doc["lifecycle_stage"] != _DELETED or not self._old(doc.get("deleted_time")):
             return False
         self._purge(RUNS, f"{run_id} (experiment {experiment_id})", self._run_objects(doc))
@@ -415,12 +436,19 @@ class _Collector:
     # -- experiments and models --------------------------------------------------------
 
     def _purge_experiment(self, experiment_id: str, models: list[Document]) -> bool:
+        document = keys.experiment_key(experiment_id)
         try:  # re-read: it may have been restored since the listing
-            doc = read_document(self.store, keys.experiment_key(experiment_id))[0]
+            doc = read_document(self.store, document)[0]
         except NotFound:
             return True
+        except CorruptObject as exc:
+            self._damaged(document, exc)
+            return False
         if doc["lifecycle_stage"] != _DELETED or not self._old(doc.get("last_update_time")):
             return False
+        runs = self._run_docs(experiment_id)
+        if self.damaged_in(_experiment_folder(experiment_id)):
+            return False  # what a damaged document names cannot be told apart: keep it all
         folder = self._own_folder(
             doc.get("artifact_location"), lambda rel: rel == f"artifacts/{experiment_id}"
         )
@@ -428,12 +456,10 @@ class _Collector:
         if folder is not None:
             doomed.add_bulk(self.store.list(folder))
         doomed.add_bulk(self.store.list(_experiment_segments_prefix(experiment_id)))
-        runs = self._run_docs(experiment_id)
         for run in runs.values():
             doomed.merge(self._run_objects(run, inside=folder))
         for model in models:
             doomed.merge(self._model_objects(model, inside=folder))
-        document = keys.experiment_key(experiment_id)
         doomed.add_ordered(
             info
             for info in self.store.list(_experiment_folder(experiment_id))
@@ -445,6 +471,8 @@ class _Collector:
                 doomed.add_ordered(self._existing(claim))
         except NotFound:
             pass
+        except CorruptObject as exc:
+            self._damaged(claim, exc)
         # The document last: while it exists (deleted) nobody can take over the name claim,
         # and a collection cut short is finished by the next one.
         doomed.add_ordered(self._existing(document))
@@ -455,11 +483,9 @@ class _Collector:
     def _model_docs(self) -> dict[str, list[Document]]:
         by_experiment: dict[str, list[Document]] = {}
         for info in self.store.list(keys.logged_models_prefix()):
-            try:
-                doc = read_document(self.store, info.key)[0]
-            except NotFound:
-                continue
-            by_experiment.setdefault(str(doc["experiment_id"]), []).append(doc)
+            doc = self._read(info.key)
+            if doc is not None:
+                by_experiment.setdefault(str(doc["experiment_id"]), []).append(doc)
         return by_experiment
 
     def _model_objects(self, doc: Document, inside: str | None = None) -> _Doomed:
@@ -487,6 +513,8 @@ class _Collector:
                 doomed = _Doomed()
                 doomed.add_ordered([info])
                 self._purge(POINTERS, run_id, doomed)
+            except CorruptObject as exc:
+                self._damaged(info.key, exc)
 
     def _stale_probes(self) -> None:
         for info in self.store.list(PROBE_PREFIX):
@@ -496,6 +524,26 @@ class _Collector:
                 self._purge(PROBES, info.key, doomed)
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _read(self, key: str) -> Document | None:
+        """The document under ``key``; None if it is gone, or damaged (then reported)."""
+        try:
+            return read_document(self.store, key)[0]
+        except NotFound:
+            return None
+        except CorruptObject as exc:
+            self._damaged(key, exc)
+            return None
+
+    def damaged_in(self, prefix: str) -> list[str]:
+        """The report's lines of the damaged documents found under ``prefix``."""
+        return [line for line in self.report.damaged if line.startswith(prefix)]
+
+    def _damaged(self, key: str, exc: CorruptObject) -> None:
+        """Keep ``key`` (what cannot be read is never deleted) and name it in the report."""
+        if key not in self._damaged_keys:
+            self._damaged_keys.add(key)
+            self.report.damaged.append(f"{key}: {exc}")
 
     def _old(self, millis: object) -> bool:
         return isinstance(millis, int | float) and millis <= self.deleted_before

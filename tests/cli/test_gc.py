@@ -245,3 +245,104 @@ def test_gc_dry_run_then_real(cli: Cli, store: Store) -> None:
     again = cli("gc", store.uri, *grace)
     assert again.returncode == 0, again.stderr
     assert "deleted 0 objects, 0 B" in again.stdout
+
+
+@dataclass
+class DamagedRoot:
+    objects: ObjectStore
+    store: BucketTrackingStore
+    damaged_run_key: str
+    damaged_run_segments: set[str]
+    damaged_model_key: str
+    kept_experiment: str
+    kept_experiment_damaged_run: str
+    old_deleted_run: str
+    purgeable_experiment: str
+
+
+def _truncate(objects: ObjectStore, key: str) -> None:
+    objects.put(key, objects.get(key).data[:40])
+
+
+def _fill_damaged(uri: str) -> DamagedRoot:
+    """Damaged run and model documents beside items gc may delete."""
+    client = MlflowClient(uri)
+    store = _get_store(uri)
+    assert isinstance(store, BucketTrackingStore)
+    objects = store.object_store
+    live = client.create_experiment("live")
+    damaged_run = client.create_run(live).info.run_id
+    client.log_metric(damaged_run, "loss", 1.0)
+    old_deleted_run = client.create_run(live).info.run_id
+    client.delete_run(old_deleted_run)
+    update_document(objects, keys.run_key(live, old_deleted_run), _older("deleted_time", 40))  # type: ignore[arg-type]
+    damaged_model = client.create_logged_model(live).model_id
+
+    kept = client.create_experiment("kept: holds a damaged run")
+    kept_run = client.create_run(kept).info.run_id
+    client.delete_experiment(kept)
+    update_document(objects, keys.experiment_key(kept), _older("last_update_time", 40))  # type: ignore[arg-type]
+    purgeable = client.create_experiment("purgeable")
+    client.delete_experiment(purgeable)
+    update_document(objects, keys.experiment_key(purgeable), _older("last_update_time", 40))  # type: ignore[arg-type]
+    store.flush()
+
+    segments = {info.key for info in objects.list(_segments_prefix(live, damaged_run))}
+    assert segments
+    for key in (
+        keys.run_key(live, damaged_run),
+        keys.logged_model_key(damaged_model),
+        keys.run_key(kept, kept_run),
+    ):
+        _truncate(objects, key)
+    return DamagedRoot(
+        objects,
+        store,
+        keys.run_key(live, damaged_run),
+        segments,
+        keys.logged_model_key(damaged_model),
+        kept,
+        keys.run_key(kept, kept_run),
+        old_deleted_run,
+        purgeable,
+    )
+
+
+def _segments_prefix(experiment_id: str, run_id: str) -> str:
+    return keys.metric_segment_key(experiment_id, run_id, "0").rsplit("/", 1)[0] + "/"
+
+
+def test_gc_keeps_damaged_documents_collects_the_rest_and_names_them(
+    cli: Cli, store: Store
+) -> None:
+    root = _fill_damaged(store.uri)
+    damaged = {root.damaged_run_key, root.damaged_model_key, root.kept_experiment_damaged_run}
+
+    result = cli("gc", store.uri, "--grace-hours", "0")
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    for key in damaged:
+        assert f"kept, cannot be read: {key}" in result.stderr
+    assert "3 documents cannot be read" in result.stderr
+    after = _keys(root.objects)
+    # Collected: the readable deleted run and the readable deleted experiment.
+    assert not any(root.old_deleted_run in key for key in after)
+    assert keys.experiment_key(root.purgeable_experiment) not in after
+    # Kept: every damaged document, the segments a damaged manifest names, and the deleted
+    # experiment holding a damaged run.
+    assert damaged <= after
+    assert root.damaged_run_segments <= after
+    assert keys.experiment_key(root.kept_experiment) in after
+
+
+def test_mlflow_gc_hooks_skip_damaged_documents_of_other_items(store: Store) -> None:
+    root = _fill_damaged(store.uri)
+
+    root.store._hard_delete_experiment(root.purgeable_experiment)  # a damaged model elsewhere
+    assert not root.objects.exists(keys.experiment_key(root.purgeable_experiment))
+    assert root.store._get_deleted_logged_models() == []
+    with pytest.raises(MlflowException, match=root.kept_experiment_damaged_run) as kept:
+        root.store._hard_delete_experiment(root.kept_experiment)
+    assert kept.value.error_code == "INTERNAL_ERROR"
+    assert root.objects.exists(keys.experiment_key(root.kept_experiment))
+    assert root.objects.exists(root.kept_experiment_damaged_run)

@@ -22,6 +22,7 @@ Read-path settings (the query index):
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -49,7 +50,7 @@ def _setting(location: StoreLocation, option: str, env: str, default: float) -> 
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not (math.isfinite(value) and value > 0):  # inf and nan are no interval or count
         raise MlflowException(
             f"{option} (or {env}) must be a positive number, got {raw!r}", INVALID_PARAMETER_VALUE
         )
@@ -104,7 +105,7 @@ def index_settings(location: StoreLocation) -> IndexSettings:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
-    from mlflow_plugin.index.database import default_index_url
+    from mlflow_plugin.index.database import default_index_url, unusable_index
 
     raw_staleness = location.option("index_staleness") or os.environ.get(
         "MLFLOW_BUCKET_INDEX_STALENESS"
@@ -122,7 +123,10 @@ def index_settings(location: StoreLocation) -> IndexSettings:
     in_uri = location.option("index")
     url = in_uri or os.environ.get("MLFLOW_BUCKET_INDEX_URL")
     if url is None:
-        return IndexSettings(default_index_url(root_identity(location)), staleness)
+        try:
+            return IndexSettings(default_index_url(root_identity(location)), staleness)
+        except OSError as exc:  # the index folder cannot be created
+            raise unusable_index(exc) from exc
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -153,7 +157,7 @@ def cache_max_bytes(location: StoreLocation) -> int:
     unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
     try:
         value = int(float(text[: len(text) - len(unit)]) * _SIZE_UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number; inf or nan
         value = -1
     if value <= 0:
         raise MlflowException(

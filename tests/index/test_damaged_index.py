@@ -193,3 +193,15 @@ def test_an_index_that_cannot_be_used_is_an_mlflow_error(root_uri: str, tmp_path
         with pytest.raises(MlflowException) as caught:
             store.search_experiments()
         assert caught.value.error_code == code, caught.value.message
+
+
+def test_an_index_folder_that_cannot_be_created_is_an_mlflow_error(
+    root_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the index folder should be")
+    monkeypatch.setenv("MLFLOW_BUCKET_INDEX_DIR", str(blocked / "index"))
+    store = BucketTrackingStore(root_uri)
+    with pytest.raises(MlflowException, match="not-a-folder") as caught:
+        store.search_experiments()
+    assert caught.value.error_code == "TEMPORARILY_UNAVAILABLE"

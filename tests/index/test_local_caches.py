@@ -178,8 +178,28 @@ def test_the_bound_comes_from_the_uri_then_the_environment(
     assert cache_max_bytes(parse_store_uri(f"bucket+file:/data{option}")) == from_env
 
 
-@pytest.mark.parametrize("value", ["0", "-1", "lots", "1X"])
+@pytest.mark.parametrize(
+    "value", ["0", "-1", "lots", "1X", "inf", "-inf", "nan", "1e400", "1e300G"]
+)
 def test_a_bad_bound_is_refused_clearly(value: str) -> None:
     with pytest.raises(MlflowException, match="cache_max_bytes") as caught:
         cache_max_bytes(parse_store_uri(f"bucket+file:/data?cache_max_bytes={value}"))
+    assert caught.value.error_code == "INVALID_PARAMETER_VALUE"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("MLFLOW_BUCKET_CACHE_MAX_BYTES", "inf"),
+        ("MLFLOW_BUCKET_CACHE_MAX_BYTES", "1e400"),
+        ("MLFLOW_BUCKET_FLUSH_POINTS", "inf"),
+        ("MLFLOW_BUCKET_FLUSH_INTERVAL", "nan"),
+    ],
+)
+def test_a_store_with_an_infinite_setting_is_refused_clearly(
+    root_uri: str, variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(MlflowException, match=variable) as caught:
+        BucketTrackingStore(root_uri)
     assert caught.value.error_code == "INVALID_PARAMETER_VALUE"

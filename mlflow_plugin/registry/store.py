@@ -62,6 +62,7 @@ from mlflow_plugin.format.name_claims import (
     named_document,
     rename_named,
 )
+from mlflow_plugin.format.reading import read_listed
 from mlflow_plugin.format.schema import MODEL_VERSION, REGISTERED_MODEL
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
@@ -72,7 +73,6 @@ from mlflow_plugin.objectstore import (
     open_object_store,
     parse_store_uri,
 )
-from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.registry import keys
 from mlflow_plugin.registry.entities import registered_model_from_doc
 from mlflow_plugin.registry.not_stored import RegistryKindsNotStoredMixin
@@ -144,11 +144,7 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
 
     def _read_listed(self, key: str) -> Document | None:
         """A document for a listing: None if gone, or damaged (left out, with a warning)."""
-        try:
-            return self._read_or_none(key)
-        except CorruptObject as exc:  # one damaged document must not fail the whole listing
-            _logger.warning("left out of the listing: %s", exc)
-            return None
+        return read_listed(self._store, key)
 
     def _model_doc(self, name: str) -> Document:
         """The model document for ``name``; RESOURCE_DOES_NOT_EXIST if there is none."""

@@ -7,7 +7,6 @@ Search reads the model documents and filters them in memory with MLflow's own
 
 from __future__ import annotations
 
-import logging
 import math
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,9 +36,9 @@ from mlflow.utils.validation import _validate_logged_model_name, _validate_param
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, create_document, read_document, update_document
+from mlflow_plugin.format.reading import read_listed
 from mlflow_plugin.format.schema import LOGGED_MODEL
 from mlflow_plugin.objectstore import NotFound, ObjectStore
-from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import logged_model_page
 from mlflow_plugin.text_input import check_entries, check_text
 from mlflow_plugin.tracking.entities import logged_model_from_doc
@@ -48,7 +47,6 @@ from mlflow_plugin.tracking.model_search import model_matches_filter, parse_mode
 __all__ = ["LoggedModelsMixin"]
 
 SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT = 100
-_logger = logging.getLogger(__name__)
 
 
 def _not_found(model_id: str) -> MlflowException:
@@ -227,19 +225,14 @@ class LoggedModelsMixin:
             for info in self._store.list(keys.logged_models_prefix())
             if LOGGED_MODEL.is_key(info.key)  # a stray object there is no model
         ]
-        for doc in self._readers.map(self._read_model_key, model_keys):
+
+        def read(key: str) -> Document | None:
+            # One damaged model must not fail a search of the others.
+            return read_listed(self._store, key, "the search")
+
+        for doc in self._readers.map(read, model_keys):
             if doc is not None and doc["experiment_id"] in wanted:
                 yield doc
-
-    def _read_model_key(self, key: str) -> Document | None:
-        """The model document under ``key``; None if gone, or damaged (with a warning)."""
-        try:
-            return read_document(self._store, key)[0]
-        except NotFound:
-            return None
-        except CorruptObject as exc:  # one damaged model must not fail a search of the others
-            _logger.warning("left out of the search: %s", exc)
-            return None
 
     def search_logged_models(
         self,

@@ -7,6 +7,9 @@ document, concurrent writers merge instead of overwriting each other. A
 mutation may raise to refuse the change (e.g. a param re-logged with another
 value); nothing is written then.
 
+Documents are UTF-8 JSON objects; other encodings (a UTF-16 file saved by an editor,
+which Python's ``json.loads`` would accept from bytes) are damaged documents.
+
 Non-finite floats are valid metric values; JSON has no spelling for them, so they
 are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` inside
 ``{"$float": ...}`` markers and restored on read.
@@ -15,6 +18,7 @@ are written as the strings ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` inside
 from __future__ import annotations
 
 import json
+import marshal
 import math
 import random
 import time
@@ -65,13 +69,21 @@ def _decode_float(obj: dict[str, Any]) -> Any:
 
 
 def encode(doc: Document) -> bytes:
-    return json.dumps(_encode_floats(doc), separators=(",", ":"), allow_nan=False).encode("utf-8")
+    try:
+        text = json.dumps(doc, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # a non-finite float somewhere: only then walk the tree to mark it
+        text = json.dumps(_encode_floats(doc), separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
 
 
 def decode(data: bytes) -> Document:
-    """The document in ``data``; ``ValueError`` for anything that is not one."""
+    """The document in ``data``; ``ValueError`` for anything that is not one.
+
+    The bytes must be UTF-8 (``UnicodeDecodeError`` is a ``ValueError``): given bytes,
+    ``json.loads`` would also guess UTF-16 and UTF-32, which the format does not allow.
+    """
     try:
-        doc = json.loads(data, object_hook=_decode_float)
+        doc = json.loads(data.decode("utf-8"), object_hook=_decode_float)
     except (TypeError, AttributeError, RecursionError) as exc:
         # A malformed float marker, or nesting deeper than the parser's recursion limit.
         raise ValueError(f"not a document: {exc}") from None
@@ -88,7 +100,7 @@ def decode_document(key: str, data: bytes, where: str = "") -> Document:
     """
     try:
         doc = decode(data)
-    except ValueError as exc:  # truncated or non-JSON bytes, a JSON array, absurd nesting...
+    except ValueError as exc:  # not UTF-8, truncated or non-JSON, a JSON array, absurd nesting...
         place = f" in {where}" if where else ""
         raise CorruptObject(f"corrupt document {key!r}{place}: not a JSON object ({exc})") from None
     return check_document(key, doc, where)
@@ -109,20 +121,35 @@ def create_document(store: ObjectStore, key: str, doc: Document) -> str:
     return store.put_if_absent(key, encode(doc))
 
 
+def _fresh_copy(doc: Document) -> Document:
+    """A deep copy of a decoded document (dicts, lists, text, numbers, null only).
+
+    ``marshal`` copies such a tree several times faster than parsing the JSON again or
+    ``copy.deepcopy``; it is used in memory only, never for stored bytes.
+    """
+    copied: Document = marshal.loads(marshal.dumps(doc))
+    return copied
+
+
 def update_document(store: ObjectStore, key: str, mutate: Mutation) -> tuple[Document, str]:
     """Apply ``mutate`` by compare-and-swap; return the document as written and its ETag.
 
-    ``mutate`` receives a fresh copy each attempt and must not have side effects
-    outside the document. If it returns the document unchanged, nothing is written.
+    ``mutate`` receives a fresh copy of the stored document each attempt, already checked
+    against its kind's schema, and must not have side effects outside the document. If it
+    returns the document unchanged, nothing is written.
     """
     for attempt in range(_MAX_CAS_ATTEMPTS):
         stored = store.get(key)
         current = _decode_stored(store, key, stored.data)
-        updated = mutate(decode(stored.data))
+        # A copy: ``current`` must stay as stored to tell whether anything changed.
+        updated = mutate(_fresh_copy(current))
         if updated == current:
             return current, stored.etag
+        data = encode(updated)
+        if data == stored.data:  # equal but for NaN (never equal to itself): unchanged too
+            return current, stored.etag
         try:
-            etag = store.put_if_match(key, encode(updated), stored.etag)
+            etag = store.put_if_match(key, data, stored.etag)
             return updated, etag
         except PreconditionFailed:
             # Back off a little, with jitter, so writers racing on one document spread out.

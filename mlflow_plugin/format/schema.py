@@ -342,8 +342,9 @@ RUN = DocumentSchema(
         Field("inputs", list_of(_DATASET_INPUT), required=False),
         Field("model_inputs", list_of(text), required=False),
         Field("model_outputs", list_of(_MODEL_OUTPUT), required=False),
-        # The write path's own bookkeeping: its shape is the write path's to check.
-        Field("writers", mapping(anything), required=False),
+        # The last batch sequence each writer applied (``format.run_batches``): every
+        # buffered upload compares it, so a wrongly typed value is damage like any other.
+        Field("writers", mapping(integer, keys=identifier), required=False),
     ),
     _all_of(_same_as_key("run_id"), _same_as_key("experiment_id")),
 )

@@ -20,6 +20,16 @@ format version 2, or replayed from its spool) is older than any clocked write.
 The run's status (with its end time) is last-writer-wins the same way, under
 ``status_clock``: a final status that could not be stored during an outage travels in
 a batch, and enters only if no newer status was set meanwhile.
+
+The clocks are hybrid logical clocks (Lamport's rule on top of the wall clock): a
+writer observes the newest clock of every run document it reads or swaps
+(``newest_clock``), and its later calls are stamped after it, so a call made after
+this writer saw a value is ordered after that value whatever the machines' clocks
+say. See ``ClockSource`` for the one order this cannot give.
+
+A batch read back from a spool file is checked like a stored document
+(``RunBatch.from_json``): a damaged one is ``CorruptObject`` naming the file, and
+never enters a run document.
 """
 
 from __future__ import annotations
@@ -28,10 +38,28 @@ import itertools
 import math
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow_plugin.format.schema import (
+    OPTIONAL_INTEGER,
+    RUN_STATUSES,
+    TEXT_MAP,
+    Check,
+    Field,
+    identifier,
+    integer,
+    list_of,
+    mapping,
+    number,
+    one_of,
+    optional,
+    record,
+    text,
+)
 from mlflow_plugin.format.segments import MetricPoint, SegmentInfo
+from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = [
     "NO_CLOCK",
@@ -44,6 +72,7 @@ __all__ = [
     "clock_from_json",
     "delete_tag",
     "latest_wins",
+    "newest_clock",
     "segment_name",
     "set_status",
     "set_tags",
@@ -78,10 +107,26 @@ def clock_from_json(value: object) -> Clock:
 
 
 class ClockSource:
-    """One writer's clocks: strictly increasing, and never behind a clock it has seen.
+    """One writer's clocks: strictly increasing, and always after every clock it has seen.
+
+    A hybrid logical clock: ``tick`` is the wall clock in microseconds, moved past the
+    newest clock ``observe`` was given (``observed + 1``). So a call stamped after this
+    writer read or swapped a document holding a value is ordered after that value,
+    even if the machine that wrote it runs minutes fast.
+
+    The limit, precisely: two writers that never read each other's values (neither's
+    call comes after it read a document holding the other's value) are ordered by
+    their wall clocks alone; a writer whose clock runs fast then wins against a later
+    call on a machine with a correct clock. Every synchronous change (params, run
+    name, status, ``delete_tag``) and the first logging call to a run in a process read
+    the run document first, so this only concerns buffered tag writes racing across
+    processes within one flush interval.
 
     >>> source = ClockSource("writer")
     >>> source.tick() < source.tick()
+    True
+    >>> source.observe((2**50, "other", 1))
+    >>> source.tick() > (2**50, "other", 1)
     True
     """
 
@@ -97,9 +142,9 @@ class ClockSource:
             return (self._last_us, self._writer_id, next(self._counter))
 
     def observe(self, clock: Clock) -> None:
-        """Never stamp a later call before ``clock`` (one this writer wrote past another's)."""
+        """Stamp every later call after ``clock`` (a value this writer has seen)."""
         with self._lock:
-            self._last_us = max(self._last_us, clock[0])
+            self._last_us = max(self._last_us, clock[0] + 1)
 
 
 def segment_name(writer_id: str, sequence: int) -> str:
@@ -119,13 +164,10 @@ class StatusWrite:
         return {"status": self.status, "end_time": self.end_time, "clock": list(self.clock)}
 
     @classmethod
-    def from_json(cls, doc: Document) -> StatusWrite:
-        end_time = doc.get("end_time")
-        return cls(
-            str(doc["status"]),
-            None if end_time is None else int(end_time),
-            clock_from_json(doc.get("clock")),
-        )
+    def from_json(cls, doc: Document, source: str = "spooled status") -> StatusWrite:
+        """The status in ``doc``; ``CorruptObject`` naming ``source`` if it is not one."""
+        _check(_STATUS, doc, source)
+        return cls(doc["status"], doc.get("end_time"), clock_from_json(doc.get("clock")))
 
 
 @dataclass
@@ -168,18 +210,77 @@ class RunBatch:
         }
 
     @classmethod
-    def from_json(cls, doc: Document) -> RunBatch:
-        clocks = {key: clock_from_json(c) for key, c in dict(doc.get("tag_clocks") or {}).items()}
+    def from_json(cls, doc: Document, source: str = "spooled batch") -> RunBatch:
+        """The batch in ``doc`` (read from the file ``source``).
+
+        ``CorruptObject`` naming ``source`` if any field has the wrong type (a status MLflow
+        does not know, a tag value that is not text...): replayed, it would damage a run
+        document that every reader shares.
+        """
+        _check(_BATCH, doc, source)
+        clocks = {key: clock_from_json(c) for key, c in (doc.get("tag_clocks") or {}).items()}
+        status = doc.get("status")
         return cls(
             run_id=doc["run_id"],
             experiment_id=doc["experiment_id"],
             writer_id=doc["writer_id"],
-            sequence=int(doc["sequence"]),
-            points=[MetricPoint(k, float(v), int(t), int(s)) for k, v, t, s in doc["points"]],
+            sequence=doc["sequence"],
+            points=[MetricPoint(k, float(v), t, s) for k, v, t, s in doc["points"]],
             tags=dict(doc["tags"]),
             tag_clocks={key: clock for key, clock in clocks.items() if clock != NO_CLOCK},
-            status=StatusWrite.from_json(doc["status"]) if doc.get("status") else None,
+            status=StatusWrite(
+                status["status"], status.get("end_time"), clock_from_json(status.get("clock"))
+            )
+            if status
+            else None,
         )
+
+
+def _clock_value(value: Any, where: str) -> Iterator[str]:
+    if not isinstance(value, list) or len(value) != 3:
+        yield f"{where} is not a clock [microseconds, writer, counter]: {value!r:.60}"
+        return
+    yield from integer(value[0], f"{where}[0]")
+    yield from text(value[1], f"{where}[1]")
+    yield from integer(value[2], f"{where}[2]")
+
+
+def _point(value: Any, where: str) -> Iterator[str]:
+    if not isinstance(value, list) or len(value) != 4:
+        yield f"{where} is not a point [key, value, timestamp, step]: {value!r:.60}"
+        return
+    yield from text(value[0], f"{where}[0]")
+    yield from number(value[1], f"{where}[1]")
+    yield from integer(value[2], f"{where}[2]")
+    yield from integer(value[3], f"{where}[3]")
+
+
+# What a spooled batch must hold to enter a run document: the run document's own types.
+_STATUS = record(
+    [
+        Field("status", one_of(*RUN_STATUSES)),
+        Field("end_time", OPTIONAL_INTEGER, required=False),
+        Field("clock", optional(_clock_value), required=False),
+    ]
+)
+_BATCH = record(
+    [
+        Field("run_id", identifier),
+        Field("experiment_id", identifier),
+        Field("writer_id", identifier),
+        Field("sequence", integer),
+        Field("points", list_of(_point)),
+        Field("tags", TEXT_MAP),
+        Field("tag_clocks", optional(mapping(_clock_value)), required=False),
+        Field("status", optional(_STATUS), required=False),
+    ]
+)
+
+
+def _check(check: Check, doc: Any, source: str) -> None:
+    problems = list(itertools.islice(check(doc, ""), 5))
+    if problems:
+        raise CorruptObject(f"damaged spooled batch {source!r}: {'; '.join(problems)}")
 
 
 def _comparable(value: float) -> float:
@@ -216,7 +317,13 @@ def _put_tag(doc: Document, key: str, value: str, clock: Clock) -> None:
 
 
 def _after(clock: Clock, stored: Clock) -> Clock:
-    """``clock``, moved past ``stored`` if needed (a writer whose wall clock is behind)."""
+    """``clock``, moved past ``stored`` if needed (a writer whose wall clock is behind).
+
+    A stored clock with this call's writer and counter is this very write, applied
+    before its answer was lost: it stays, so re-applying the mutation changes nothing.
+    """
+    if stored[1:] == clock[1:]:
+        return stored
     return clock if clock > stored else (stored[0] + 1, clock[1], clock[2])
 
 
@@ -240,6 +347,17 @@ def delete_tag(doc: Document, key: str, clock: Clock) -> Document:
 def status_clock(doc: Document) -> Clock:
     """The clock of the run's stored status; ``NO_CLOCK`` if none (set at creation)."""
     return clock_from_json(doc.get("status_clock"))
+
+
+def newest_clock(doc: Document) -> Clock:
+    """The newest clock in a run document (of a tag, a tag's deletion, or the status).
+
+    A writer observes it (``ClockSource.observe``) whenever it reads or swaps the
+    document, so its later calls are stamped after every value it has seen.
+    """
+    clocks = doc.get("tag_clocks")
+    tags = [clock_from_json(c) for c in clocks.values()] if isinstance(clocks, dict) else []
+    return max([status_clock(doc), *tags])
 
 
 def _put_status(doc: Document, write: StatusWrite, clock: Clock) -> None:

@@ -228,7 +228,8 @@ class Spool:
 
     def load(self, sequence: int) -> RunBatch:
         """A sealed batch read back from disk (its points were dropped from memory)."""
-        return RunBatch.from_json(json.loads((self.folder / _batch_name(sequence)).read_text()))
+        path = self.folder / _batch_name(sequence)
+        return RunBatch.from_json(json.loads(path.read_text()), str(path))
 
     def done(self, batch: RunBatch) -> None:
         with contextlib.suppress(OSError):
@@ -355,7 +356,7 @@ def _sealed_batches(
             if _OPEN_LOG in record:
                 claimed.add((int(record[_OPEN_LOG]), str(record["run_id"])))
             lines = int(record.get(_OPEN_LINES, 0))  # open lines kept by an earlier recovery
-            batches.append(SpooledBatch(RunBatch.from_json(record), path, lines))
+            batches.append(SpooledBatch(RunBatch.from_json(record, str(path)), path, lines))
         except Exception as exc:  # whatever a damaged file holds: reported, never raised
             damaged.append(f"{path}: {_describe(exc)}")
     return batches, claimed

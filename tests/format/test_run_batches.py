@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+import pytest
 
 from mlflow_plugin.format.run_batches import (
     NO_CLOCK,
@@ -13,10 +16,13 @@ from mlflow_plugin.format.run_batches import (
     StatusWrite,
     apply_batch,
     delete_tag,
+    newest_clock,
     set_status,
     set_tags,
     tag_clock,
 )
+from mlflow_plugin.format.segments import MetricPoint
+from mlflow_plugin.objectstore.errors import CorruptObject
 
 
 def run_document(tags: dict[str, str] | None = None) -> dict[str, Any]:
@@ -128,3 +134,64 @@ def test_a_kept_final_status_enters_unless_a_newer_status_was_set() -> None:
     )
     late = apply_batch(restarted, again, None)
     assert (late["status"], late["end_time"]) == ("RUNNING", None)  # the newer status stays
+
+
+def test_a_clock_source_stamps_after_a_clock_it_observed_even_an_equal_wall_clock() -> None:
+    source = ClockSource("a")  # "a" sorts before "z": an equal microsecond would lose
+    seen = (source.tick()[0] + 120_000_000, "z", 1)  # a machine two minutes fast
+    source.observe(seen)
+    assert source.tick() > seen
+
+
+def test_the_newest_clock_of_a_document_covers_tags_deletions_and_the_status() -> None:
+    doc = set_tags(run_document(), {"k": "v"}, (1_000, "a", 1))
+    doc = delete_tag(doc, "k", (3_000, "b", 1))
+    assert newest_clock(doc) == (3_000, "b", 1)
+    doc = set_status(doc, StatusWrite("FINISHED", 5, (4_000, "c", 1)))
+    assert newest_clock(doc) == (4_000, "c", 1)
+    assert newest_clock(run_document()) == NO_CLOCK
+
+
+def _spooled(**changes: Any) -> dict[str, Any]:
+    good = RunBatch(
+        "r",
+        "1",
+        "w",
+        3,
+        [MetricPoint("loss", 0.5, 10, 1)],
+        {"k": "v"},
+        {"k": (1_000, "w", 1)},
+        StatusWrite("FINISHED", 50, (1_000, "w", 2)),
+    ).to_json()
+    return {**json.loads(json.dumps(good)), **changes}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"status": {"status": "DONE", "end_time": 1, "clock": [1, "w", 1]}},
+        {"status": {"status": "FINISHED", "end_time": "soon", "clock": [1, "w", 1]}},
+        {"status": {"status": "FINISHED", "end_time": 1, "clock": "garbage"}},
+        {"tags": {"k": 3}},
+        {"tags": {"k": ["a"]}},
+        {"tags": {"k": "\udc80"}},  # a lone surrogate: no UTF-8 form
+        {"tag_clocks": {"k": [1, 2, 3]}},
+        {"points": [["loss", "high", 10, 1]]},
+        {"points": [["loss", 0.5, 10.5, 1]]},
+        {"points": [["loss", 0.5, 10]]},
+        {"points": [[7, 0.5, 10, 1]]},
+        {"sequence": "3"},
+        {"run_id": "../escape"},
+        {"writer_id": None},
+    ],
+)
+def test_a_damaged_spooled_batch_is_corrupt_and_names_its_file(changes: dict[str, Any]) -> None:
+    assert RunBatch.from_json(_spooled(), "/spool/w/batch-3.json").run_id == "r"
+    named = re.escape("damaged spooled batch '/spool/w/batch-3.json'")
+    with pytest.raises(CorruptObject, match=named):
+        RunBatch.from_json(_spooled(**changes), "/spool/w/batch-3.json")
+
+
+def test_a_damaged_spooled_status_is_corrupt() -> None:
+    with pytest.raises(CorruptObject, match="status"):
+        StatusWrite.from_json({"status": 3, "end_time": None}, "batch-1.json")

@@ -52,6 +52,7 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
     RESOURCE_DOES_NOT_EXIST,
@@ -78,6 +79,7 @@ from mlflow_plugin.format.documents import (
 from mlflow_plugin.format.run_batches import (
     Clock,
     StatusWrite,
+    newest_clock,
     set_status,
     set_tags,
     status_clock,
@@ -106,7 +108,6 @@ from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.page_tokens import offset_from_page_token
 from mlflow_plugin.text_input import check_entries, check_text, check_texts
 from mlflow_plugin.tracking.entities import (
-    check_run_document,
     run_from_doc,
     run_info_from_doc,
     runs_from_docs,
@@ -175,6 +176,23 @@ def _described(run_id: str, metrics: list[Metric], params: list[Param], tags: li
         if items
     ]
     return f"{' and '.join(parts) or 'nothing'} of run {run_id} were"
+
+
+@contextlib.contextmanager
+def _unexpected_errors(operation: str) -> Iterator[None]:
+    """An upload's failure that is no storage error (a bug) as MLflow's INTERNAL_ERROR.
+
+    Store methods never let a raw Python exception escape; the batch stays queued.
+    """
+    try:
+        yield
+    except (MlflowException, ObjectStoreError, RunNotWritable):
+        raise
+    except Exception as exc:
+        raise MlflowException(
+            f"{operation}: buffered writes could not be uploaded: {type(exc).__name__}: {exc}",
+            INTERNAL_ERROR,
+        ) from exc
 
 
 def _latest_wins(old: dict[str, Any] | None, new: Metric) -> bool:
@@ -329,9 +347,11 @@ class BucketTrackingStore(
     def _read_run(self, run_id: str) -> Document:
         key = self._run_key(run_id)
         try:
-            return check_run_document(read_document(self._store, key)[0], key)
+            doc = read_document(self._store, key)[0]  # checked against the run schema there
         except NotFound:
             raise _not_found_run(run_id) from None
+        self._buffer.clocks.observe(newest_clock(doc))  # later calls stamp after what it holds
+        return doc
 
     def _read_run_key(self, key: str) -> Document | None:
         """The run document under ``key``; None if it is gone, or damaged (with a warning)."""
@@ -455,13 +475,13 @@ class BucketTrackingStore(
         return self._cas_run(run_id, mutate)
 
     def _cas_run(self, run_id: str, mutate: Callable[[Document], Document]) -> Document:
-        key = self._run_key(run_id)
         try:
-            return update_document(
-                self._store, key, lambda doc: mutate(check_run_document(doc, key))
-            )[0]
+            # ``mutate`` gets a document update_document checked against the run schema.
+            doc = update_document(self._store, self._run_key(run_id), mutate)[0]
         except NotFound:
             raise _not_found_run(run_id) from None
+        self._buffer.clocks.observe(newest_clock(doc))
+        return doc
 
     @staticmethod
     def _check_run_active(doc: Document) -> None:
@@ -647,8 +667,8 @@ class BucketTrackingStore(
             for m in metrics
         ]
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
-        if self._write_through:
-            with self._errors():
+        if self._uploads_each_call():
+            with self._errors(), _unexpected_errors(f"{operation} of run {run_id}"):
                 self._flush_run(run_id)
 
     @staticmethod
@@ -674,10 +694,18 @@ class BucketTrackingStore(
             MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
             for m in metrics
         ]
-        self._buffer.append(run_id, experiment_id, points, tag_values)
-        if self._write_through:
-            self._flush_run(run_id)
+        self._buffer.append(run_id, experiment_id, points, tag_values)  # nothing: no line
+        if self._uploads_each_call():
+            with _unexpected_errors(f"log_batch of run {run_id}"):
+                self._flush_run(run_id)
         self._record_model_metrics(run_id, metrics)
+
+    def _uploads_each_call(self) -> bool:
+        """Whether a logging call is uploaded before it returns: in a server worker, and in
+        a forked child (``WriteBuffer.synchronous``), which may end with ``os._exit``,
+        skipping exit hooks, and has no spool. The upload's errors are then the caller's.
+        """
+        return self._write_through or self._buffer.synchronous
 
     def _writable_run(self, run_id: str) -> str:
         """The run's experiment, after checking once per process that the run is active."""
@@ -730,8 +758,11 @@ class BucketTrackingStore(
                 self._buffer.flush(run_id)
 
     def flush(self) -> None:
-        """Upload everything this process has buffered."""
-        with self._errors():
+        """Upload everything this process has buffered.
+
+        Every run is tried; the first failure is raised after the others are uploaded.
+        """
+        with self._errors(), _unexpected_errors("flush"):
             try:
                 self._buffer.flush()
             except RunNotWritable as exc:

@@ -7,18 +7,21 @@ segment plus one compare-and-swap of the run document per batch. A sealed batch
 never changes again, so retrying it after an error is safe and, thanks to the
 sequence recorded in the run document, idempotent. A run whose upload fails keeps
 its queue (later batches wait behind the failed one) and is retried at the next
-flush. A batch for a run that another process deleted is stored all the same (the
-run is soft-deleted) and the store is told, so that the run's next call is refused;
-only a run whose document is gone (purged) loses a batch. Tags carry this writer's
+flush; one run's failure, whatever it is, never stops the other runs' uploads. A
+batch for a run that another process deleted is stored all the same (the run is
+soft-deleted) and the store is told, so that the run's next call is refused; only a
+run whose document is gone (purged) loses a batch. Tags carry this writer's
 clock (``run_batches``), so the order of uploads never decides a tag's value.
 
 Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
 points are buffered, before any read or other change of the same run in this
 process (so a process always sees its own writes), on ``flush()``, and at
-interpreter exit. Past ``max_buffered_points`` (an endpoint that stays down), sealed
-batches that are safe in the spool leave memory (they are read back from disk when
-uploaded), so memory stays bounded while the spool grows, with a warning. Without a
-spool, ``append`` then flushes synchronously, the only time logging waits.
+interpreter exit. In a forked child (``synchronous``) the store uploads after each
+call itself, so that the upload's errors reach the caller as MLflow's. Past
+``max_buffered_points`` (an endpoint that stays down), sealed batches that are safe
+in the spool leave memory (they are read back from disk when uploaded), so memory
+stays bounded while the spool grows, with a warning. Without a spool, ``append``
+then flushes synchronously, the only time logging waits.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from mlflow_plugin.format.run_batches import (
     RunBatch,
     StatusWrite,
     apply_batch,
+    newest_clock,
 )
 from mlflow_plugin.format.segments import (
     MetricPoint,
@@ -52,7 +56,6 @@ from mlflow_plugin.format.segments import (
     points_table,
 )
 from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
-from mlflow_plugin.tracking.entities import check_run_document
 from mlflow_plugin.tracking.spool import OpenLine, Spool
 
 __all__ = ["RunNotWritable", "WriteBuffer", "WriteSettings"]
@@ -149,9 +152,16 @@ class WriteBuffer:
 
     # -- the hot path ------------------------------------------------------------------
 
+    @property
+    def synchronous(self) -> bool:
+        """Whether every call must be uploaded before it returns (a forked child)."""
+        return self._synchronous
+
     def append(
         self, run_id: str, experiment_id: str, points: list[MetricPoint], tags: dict[str, str]
     ) -> None:
+        if not points and not tags:
+            return  # a call with params only: nothing for the spool or the upload
         with self._lock:
             # Stamped under the lock: appends and clocks of this writer are in one order.
             clock = self.clocks.tick() if tags else None
@@ -171,9 +181,7 @@ class WriteBuffer:
                 self._start_flusher()
         # A spool the disk refused (full, say) is off: memory is then bounded as without one.
         spooled = self._spool is not None and self._spool.usable
-        if self._synchronous:
-            self.flush(run_id)
-        elif spooled and waiting >= self._settings.max_buffered_points // 2:
+        if spooled and waiting >= self._settings.max_buffered_points // 2:
             self._seal()  # sealing puts the points on disk; past the bound they leave memory
         elif not spooled and buffered >= self._settings.max_buffered_points:
             self.flush(raise_errors=False)
@@ -276,7 +284,7 @@ class WriteBuffer:
             for rid in run_ids:
                 try:
                     self._upload_run(rid)
-                except (ObjectStoreError, RunNotWritable) as exc:
+                except Exception as exc:  # logged by _upload_run; the run keeps its queue
                     first_error = first_error or exc
             if first_error is not None and raise_errors:
                 raise first_error
@@ -305,6 +313,16 @@ class WriteBuffer:
                     len(batch.points),
                     run_id,
                     exc,
+                )
+                raise
+            except Exception:
+                # Not a storage error: a bug, or damage no check knew of. Kept all the same,
+                # and the other runs' uploads go on.
+                _logger.exception(
+                    "upload of %d buffered metric points for run %s failed; keeping them for "
+                    "the next flush",
+                    len(batch.points),
+                    run_id,
                 )
                 raise
             self._forget(queue, batch)
@@ -342,14 +360,16 @@ class WriteBuffer:
 
         def mutate(doc: Document) -> Document:
             # A deleted run is soft-deleted: its points are stored all the same. A damaged
-            # document is CorruptObject naming the key; the batch waits in the queue.
-            return apply_batch(check_run_document(doc, key), batch, segment)
+            # document is CorruptObject naming the key (update_document checks it against
+            # the run schema); the batch waits in the queue.
+            return apply_batch(doc, batch, segment)
 
         try:
             doc, _ = update_document(self._store, key, mutate)
         except NotFound:
             self._on_inactive(batch.run_id)
             raise RunNotWritable(batch.run_id) from None
+        self.clocks.observe(newest_clock(doc))  # later calls are stamped after what it holds
         if doc["lifecycle_stage"] != "active":
             self._on_inactive(batch.run_id)
         if segment is not None:

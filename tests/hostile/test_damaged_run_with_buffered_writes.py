@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.entities import Metric, ViewType
@@ -18,6 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.objectstore import open_object_store
+from mlflow_plugin.tracking import write_buffer
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.servers import S3Endpoint
 
@@ -63,3 +66,90 @@ def test_buffered_write_to_a_damaged_run_blocks_no_one(uri: str) -> None:
             store.get_run(damaged)
         assert raised.value.error_code == "INTERNAL_ERROR" and key in raised.value.message
         assert store.get_run(healthy).data.metrics == {"loss": 0.5}
+
+
+def _buffered_for_a_damaged_and_a_healthy_run(
+    uri: str, damage: Callable[[dict[str, Any]], None]
+) -> tuple[BucketTrackingStore, str, str, str]:
+    """(store, experiment, damaged run, healthy run), a point buffered for each run."""
+    store = BucketTrackingStore(uri, recover_in_background=False)
+    experiment = store.create_experiment("writers")
+    damaged = store.create_run(experiment, "u", 1, [], "damaged").info.run_id
+    healthy = store.create_run(experiment, "u", 1, [], "healthy").info.run_id
+    for run_id in (damaged, healthy):
+        store.log_metric(run_id, Metric("loss", 0.5, 1, 0))
+    store.flush()
+    key = keys.run_key(experiment, damaged)
+    raw = open_object_store(uri)
+    doc = json.loads(raw.get(key).data)
+    damage(doc)
+    raw.put(key, json.dumps(doc).encode())
+    for run_id in (damaged, healthy):  # buffered: the damaged run's upload comes first
+        store.log_metric(run_id, Metric("loss", 0.25, 2, 1))
+    return store, experiment, damaged, healthy
+
+
+def _points_seen_by_another_process(uri: str, run_id: str) -> list[int]:
+    reader = BucketTrackingStore(uri, recover_in_background=False)
+    return [m.step for m in reader.get_metric_history(run_id, "loss")]
+
+
+def _null_writer_sequences(doc: dict[str, Any]) -> None:
+    doc["writers"] = dict.fromkeys(doc["writers"])
+
+
+def _text_writer_sequences(doc: dict[str, Any]) -> None:
+    doc["writers"] = {writer: str(sequence) for writer, sequence in doc["writers"].items()}
+
+
+@pytest.mark.parametrize("damage", [_null_writer_sequences, _text_writer_sequences])
+def test_mistyped_writer_sequences_are_damage_and_healthy_runs_keep_uploading(
+    uri: str, damage: Callable[[dict[str, Any]], None]
+) -> None:
+    store, experiment, damaged, healthy = _buffered_for_a_damaged_and_a_healthy_run(uri, damage)
+    key = keys.run_key(experiment, damaged)
+    for step in (2, 3):  # the damaged run's batch stays queued; nothing else is held up
+        found = store.search_runs([experiment], None, ViewType.ALL)  # flushes first
+        assert [r.info.run_id for r in found] == [healthy]
+        assert _points_seen_by_another_process(uri, healthy) == list(range(step))
+        with pytest.raises(MlflowException) as raised:
+            store.flush()
+        assert raised.value.error_code == "INTERNAL_ERROR" and key in raised.value.message
+        assert "'writers'" in raised.value.message
+        with pytest.raises(MlflowException, match="'writers'"):
+            store.get_run(damaged)
+        store.log_metric(healthy, Metric("loss", 0.125, 3, step))
+
+
+def test_closing_with_a_damaged_runs_batch_queued_raises_nothing(uri: str) -> None:
+    store, _, _, healthy = _buffered_for_a_damaged_and_a_healthy_run(uri, _null_writer_sequences)
+    store.close()  # retries the damaged run's upload for a while, logs, never raises
+    assert _points_seen_by_another_process(uri, healthy) == [0, 1]
+
+
+def test_an_upload_failing_for_no_storage_reason_holds_up_no_other_run(
+    uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever one run's upload raises (here: a bug), the other runs' uploads go on."""
+    store, experiment, failing, healthy = _buffered_for_a_damaged_and_a_healthy_run(
+        uri, lambda doc: None
+    )
+    real_apply = write_buffer.apply_batch
+
+    def buggy_for_one_run(doc: dict[str, Any], batch: Any, segment: Any) -> dict[str, Any]:
+        if batch.run_id == failing:
+            raise TypeError("a bug in one run's upload")
+        return real_apply(doc, batch, segment)
+
+    monkeypatch.setattr(write_buffer, "apply_batch", buggy_for_one_run)
+    found = store.search_runs([experiment], None, ViewType.ALL)  # flushes first: no raise
+    assert {r.info.run_id for r in found} == {failing, healthy}
+    assert _points_seen_by_another_process(uri, healthy) == [0, 1]
+    store.log_metric(healthy, Metric("loss", 0.125, 3, 2))
+    with pytest.raises(MlflowException) as raised:
+        store.flush()
+    assert raised.value.error_code == "INTERNAL_ERROR" and "a bug" in raised.value.message
+    assert _points_seen_by_another_process(uri, healthy) == [0, 1, 2]
+    monkeypatch.setattr(write_buffer, "apply_batch", real_apply)
+    store.flush()  # the failing run's batch was kept
+    assert _points_seen_by_another_process(uri, failing) == [0, 1]

@@ -669,7 +669,7 @@ class BucketTrackingStore(
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
         if self._uploads_each_call():
             with self._errors(), _unexpected_errors(f"{operation} of run {run_id}"):
-                self._flush_run(run_id)
+                self._upload_call(run_id)
 
     @staticmethod
     def _has_model_metric(metrics: list[Metric]) -> bool:
@@ -697,7 +697,7 @@ class BucketTrackingStore(
         self._buffer.append(run_id, experiment_id, points, tag_values)  # nothing: no line
         if self._uploads_each_call():
             with _unexpected_errors(f"log_batch of run {run_id}"):
-                self._flush_run(run_id)
+                self._upload_call(run_id)
         self._record_model_metrics(run_id, metrics)
 
     def _uploads_each_call(self) -> bool:
@@ -706,6 +706,13 @@ class BucketTrackingStore(
         skipping exit hooks, and has no spool. The upload's errors are then the caller's.
         """
         return self._write_through or self._buffer.synchronous
+
+    def _upload_call(self, run_id: str) -> None:
+        """Upload a call's writes before it returns; a purged run is MLflow's unknown run."""
+        try:
+            self._buffer.flush(run_id)
+        except RunNotWritable:  # the call's data could not be stored anywhere
+            raise _not_found_run(run_id) from None
 
     def _writable_run(self, run_id: str) -> str:
         """The run's experiment, after checking once per process that the run is active."""

@@ -496,3 +496,48 @@ def test_end_run_in_an_outage_by_a_killed_writer_is_replayed(scheme: str, tmp_pa
         status, end_time, steps = in_forked_child(in_child, mounts=True)
     assert status == "FINISHED" and end_time is not None  # not RUNNING forever
     assert steps == [0]
+
+
+# -- clocks: a call made after a writer saw a value is ordered after it ------------------
+
+_TWO_MINUTES_US = 120_000_000
+
+
+def _fast_clock(store: BucketTrackingStore) -> None:
+    """This writer's machine runs two minutes fast."""
+    store._buffer.clocks.observe((time.time_ns() // 1_000 + _TWO_MINUTES_US, "", 0))
+
+
+def _first_call(store: BucketTrackingStore, run_id: str) -> None:
+    pass  # the set_tag below is the writer's first call to the run: it reads the run first
+
+
+def _read(store: BucketTrackingStore, run_id: str) -> None:
+    store.get_run(run_id)
+
+
+def _own_upload(store: BucketTrackingStore, run_id: str) -> None:
+    _log(store, run_id, 1)
+    store.flush()  # the swap's answer holds the fast writer's value
+
+
+def _param_swap(store: BucketTrackingStore, run_id: str) -> None:
+    store.log_param(run_id, Param("lr", "0.1"))
+
+
+@pytest.mark.parametrize("saw", [_first_call, _read, _own_upload, _param_swap])
+def test_a_tag_set_after_seeing_a_fast_clocks_value_wins(
+    bucket_uri: str, saw: Callable[[BucketTrackingStore, str], None]
+) -> None:
+    fast, right = open_store(bucket_uri), open_store(bucket_uri)
+    assert isinstance(fast, BucketTrackingStore) and isinstance(right, BucketTrackingStore)
+    run_id = new_run(fast)
+    if saw is not _first_call:
+        warm(right, run_id)  # the writer with the right clock already logs to the run
+    _fast_clock(fast)
+    fast.set_tag(run_id, RunTag("state", "old"))
+    flush(fast)
+    saw(right, run_id)
+    right.set_tag(run_id, RunTag("state", "new"))  # acknowledged after "old" was seen
+    flush(right)
+    assert stored_tags(bucket_uri, run_id)["state"] == "new"

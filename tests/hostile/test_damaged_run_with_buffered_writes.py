@@ -153,3 +153,21 @@ def test_an_upload_failing_for_no_storage_reason_holds_up_no_other_run(
     monkeypatch.setattr(write_buffer, "apply_batch", real_apply)
     store.flush()  # the failing run's batch was kept
     assert _points_seen_by_another_process(uri, failing) == [0, 1]
+
+
+def test_a_run_document_saved_as_utf16_is_damage_named_by_its_key(uri: str) -> None:
+    """The same JSON re-saved by an editor as UTF-16: the format is UTF-8, so it is damaged."""
+    store, experiment, damaged, healthy = _buffered_for_a_damaged_and_a_healthy_run(
+        uri, lambda doc: None
+    )
+    store.flush()
+    store.log_metric(damaged, Metric("loss", 0.125, 3, 2))  # buffered for the damaged run
+    key = keys.run_key(experiment, damaged)
+    raw = open_object_store(uri)
+    raw.put(key, raw.get(key).data.decode("utf-8").encode("utf-16"))
+    for reader in (store, BucketTrackingStore(uri, recover_in_background=False)):
+        found = reader.search_runs([experiment], None, ViewType.ALL)
+        assert [r.info.run_id for r in found] == [healthy]
+        with pytest.raises(MlflowException) as raised:
+            reader.get_run(damaged)
+        assert raised.value.error_code == "INTERNAL_ERROR" and key in raised.value.message

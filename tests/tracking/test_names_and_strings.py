@@ -152,7 +152,9 @@ def _outcomes(client: MlflowClient) -> dict[str, str]:
 def test_lone_surrogates_are_refused_at_every_write_entry_point(uri: str, tmp_path: Path) -> None:
     client = MlflowClient(uri, registry_uri=uri)
     ours = _outcomes(client)
-    reference = _outcomes(MlflowClient(f"sqlite:///{tmp_path / 'reference.db'}"))
+    # The registry too: left to MLflow, it follows whatever registry URI is set globally.
+    reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
+    reference = _outcomes(MlflowClient(reference_uri, registry_uri=reference_uri))
 
     # sqlite:/// refuses each (INTERNAL_ERROR where its database's encoder fails, which is
     # a server error; ours says what is wrong with the input instead).

@@ -56,6 +56,7 @@ from mlflow_plugin.format.segments import (
     points_table,
 )
 from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
+from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.tracking.spool import OpenLine, Spool
 
 __all__ = ["RunNotWritable", "WriteBuffer", "WriteSettings"]
@@ -143,6 +144,9 @@ class WriteBuffer:
         self._open = 0  # points not sealed yet: what the flush threshold counts
         self._synchronous = False  # set in a forked child, which may exit without atexit
         self._offloaded: set[int] = set()  # sequences whose points live only in the spool
+        # Runs whose last upload met a damaged document: retrying within seconds cannot
+        # help, so closing does not wait for them (their batches stay in the spool).
+        self._damaged: set[str] = set()
         self._lock = threading.Lock()  # guards _runs and the counters
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._wake = threading.Event()
@@ -296,6 +300,16 @@ class WriteBuffer:
             batch = queue.sealed[0]
             try:
                 self._upload(batch)
+            except CorruptObject as exc:
+                self._damaged.add(run_id)
+                _logger.warning(
+                    "upload of %d buffered metric points for run %s failed (%s); keeping them "
+                    "until the document is repaired",
+                    len(batch.points),
+                    run_id,
+                    exc,
+                )
+                raise
             except RunNotWritable:
                 self._forget(queue, batch)
                 _logger.warning(
@@ -325,6 +339,7 @@ class WriteBuffer:
                     run_id,
                 )
                 raise
+            self._damaged.discard(run_id)
             self._forget(queue, batch)
         with self._lock:
             if queue is not None and not (queue.sealed or queue.has_open()):
@@ -399,6 +414,15 @@ class WriteBuffer:
         with self._lock:
             return any(queue.sealed or queue.open_points for queue in self._runs.values())
 
+    def _retryable(self) -> bool:
+        """Whether anything is waiting that a retry may yet upload (no damaged run's batch)."""
+        with self._lock:
+            return any(
+                queue.sealed or queue.open_points
+                for run_id, queue in self._runs.items()
+                if run_id not in self._damaged
+            )
+
     def close(self) -> None:
         """Flush everything, stop the flusher thread, release the spool.
 
@@ -412,7 +436,7 @@ class WriteBuffer:
         )
         delay = 0.1
         self.flush(raise_errors=False)
-        while self._pending() and time.monotonic() < deadline:
+        while self._retryable() and time.monotonic() < deadline:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
             self.flush(raise_errors=False)

@@ -38,7 +38,7 @@ from mlflow.protos.databricks_pb2 import (
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
 from mlflow.utils.time import get_current_time_millis
-from mlflow.utils.uri import append_to_uri_path
+from mlflow.utils.uri import append_to_uri_path, resolve_uri_if_local
 from mlflow.utils.validation import (
     _validate_experiment_artifact_location_length,
     _validate_experiment_name,
@@ -56,6 +56,7 @@ from mlflow_plugin.format.name_claims import (
     rename_named,
 )
 from mlflow_plugin.format.schema import RUN
+from mlflow_plugin.mlflow_errors import invalid_input_errors
 from mlflow_plugin.objectstore import NotFound, ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
@@ -68,7 +69,12 @@ from mlflow_plugin.tracking.validation import validate_max_results
 if TYPE_CHECKING:
     from mlflow_plugin.index.query_index import QueryIndex
 
-__all__ = ["DEFAULT_EXPERIMENT_ID", "ExperimentsMixin", "check_experiment_id"]
+__all__ = [
+    "DEFAULT_EXPERIMENT_ID",
+    "ExperimentsMixin",
+    "check_experiment_id",
+    "resolved_artifact_location",
+]
 
 _logger = logging.getLogger(__name__)
 
@@ -96,6 +102,32 @@ def check_experiment_id(experiment_id: Any) -> str:
             f"Invalid experiment ID '{experiment_id}'. Experiment ID must be a valid integer.",
             INVALID_PARAMETER_VALUE,
         ) from None
+
+
+def resolved_artifact_location(location: object) -> str | None:
+    """The artifact location a new experiment stores, resolved as MLflow's SQL store does.
+
+    A relative local path or ``file:`` URI is made absolute against the current
+    directory (MLflow's ``resolve_uri_if_local``): stored as given, it would name a
+    different folder for every process that reads it. Absolute paths and other schemes
+    (``s3://``, ``bucket+file:``, ``mlflow-artifacts:``) are kept as given; an empty
+    location (``None`` for the default) is ``None``.
+
+    >>> resolved_artifact_location("s3://bucket/path")
+    's3://bucket/path'
+    >>> resolved_artifact_location("file:///abs/path")
+    'file:///abs/path'
+    """
+    if not location:
+        return None
+    if not isinstance(location, str):
+        raise MlflowException(
+            f"Invalid artifact location {location!r}: it must be a string",
+            INVALID_PARAMETER_VALUE,
+        )
+    # urllib refuses some strings with a raw ValueError ("//[x" is an invalid IPv6 host).
+    with invalid_input_errors("artifact location"):
+        return str(resolve_uri_if_local(location))
 
 
 class ExperimentsMixin:
@@ -131,12 +163,13 @@ class ExperimentsMixin:
         tags: list[ExperimentTag] | None = None,
     ) -> str:
         _validate_experiment_name(name)
+        check_text("artifact location", artifact_location)
+        artifact_location = resolved_artifact_location(artifact_location)
         if artifact_location:
             _validate_experiment_artifact_location_length(artifact_location)
         for tag in tags or []:
             _validate_experiment_tag(tag.key, tag.value)
         check_text("experiment name", name)
-        check_text("artifact location", artifact_location)
         check_entries("experiment tag", tags)
         with self._errors():
             return self._create_experiment_with_id(name, None, artifact_location, tags or [])

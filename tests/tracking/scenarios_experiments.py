@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
@@ -227,6 +229,72 @@ def experiment_tag_on_deleted(client: MlflowClient) -> object:
         "experiment_id": exp_id,
         "set": attempt(client.set_experiment_tag, exp_id, "k", "v"),
     }
+
+
+# --- artifact locations ----------------------------------------------------------------
+
+# Given locations, by label: MLflow's SQL store makes a relative local path or ``file:``
+# URI absolute against the current directory and keeps every other scheme as given.
+_ARTIFACT_LOCATIONS: dict[str, str | None] = {
+    "relative": "relative/path",
+    "dot_relative": "./x",
+    "parent_relative": "../up/x",
+    "percent_escape": "with%20space",
+    "absolute": "/abs/artifacts",
+    "file_relative": "file:relative",
+    "file_dot_relative": "file:./rel",
+    "file_relative_query": "file:rel?x=1",
+    "file_absolute": "file:///abs/artifacts",
+    "file_localhost": "file://localhost/abs",
+    "file_remote_host": "file://remote-host/x",
+    "s3": "s3://b/p",
+    "mlflow_artifacts": "mlflow-artifacts:/x",
+    "bucket_file_relative": "bucket+file:./x",
+    "bucket_file_absolute": "bucket+file:///abs/artifacts",
+    "bucket_s3": "bucket+s3://b/p",
+    "empty": "",
+    "none": None,
+}
+
+
+def _parent_and_leaf(uri: str) -> tuple[str, str]:
+    """``("s3://b/root?q=1", "7")`` for ``"s3://b/root/7?q=1"``: a query stays with the parent."""
+    parts = urlsplit(uri)
+    parent, _, leaf = parts.path.rpartition("/")
+    return urlunsplit(parts._replace(path=parent)), leaf
+
+
+def _artifact_location_case(label: str, given: str | None) -> None:
+    def run(client: MlflowClient) -> object:
+        # Each store has its own default root: an experiment made with no location shows it.
+        plain = client.get_experiment(client.create_experiment("default-location"))
+        default_root = _parent_and_leaf(plain.artifact_location)[0]
+        created = attempt(client.create_experiment, f"located-{label}", given)
+        if not isinstance(created, str):
+            return {"create": created, "after": _names(client.search_experiments())}
+        cwd = os.getcwd()  # each store runs in its own temporary folder
+
+        def shown(location: str) -> str:
+            if _parent_and_leaf(location) == (default_root, created):
+                return "<default>"
+            return location.replace(cwd, "<cwd>")
+
+        by_id = client.get_experiment(created)
+        by_name = client.get_experiment_by_name(f"located-{label}")
+        [searched] = client.search_experiments(filter_string=f"name = 'located-{label}'")
+        return {
+            "experiment_id": created,
+            "by_id": shown(by_id.artifact_location),
+            "by_name": shown(by_name.artifact_location) if by_name else None,
+            "search": shown(searched.artifact_location),
+        }
+
+    run.__name__ = f"experiment_artifact_location_{label}"
+    scenario(run)
+
+
+for _label, _given in _ARTIFACT_LOCATIONS.items():
+    _artifact_location_case(_label, _given)
 
 
 # --- search_experiments ----------------------------------------------------------------

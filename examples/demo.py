@@ -14,8 +14,10 @@ matrix. It ends by printing the ``mlflow ui`` command that browses the run.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 import time
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -177,7 +179,22 @@ def main() -> None:
     print(f"trained and logged in {time.perf_counter() - started:.1f} s")
     summary(run_id)
     print("\nBrowse it with:")
-    print(f"  mlflow ui --backend-store-uri '{uri}'")
+    print(f"  {mlflow_command()} ui --backend-store-uri '{uri}'")
+
+
+def mlflow_command() -> str:
+    """The ``mlflow`` script beside this interpreter, as a fresh shell here can run it.
+
+    A bare ``mlflow`` is not on PATH unless the virtual environment is activated; after
+    ``make demo`` this is ``.venv/bin/mlflow``.
+    """
+    script = Path(sys.executable).parent / "mlflow"
+    if not script.exists():
+        return f"{shlex.quote(sys.executable)} -m mlflow"
+    try:
+        return shlex.quote(str(script.relative_to(Path.cwd())))
+    except ValueError:
+        return shlex.quote(str(script))
 
 
 if __name__ == "__main__":

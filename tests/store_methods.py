@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import re
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -109,7 +110,10 @@ def call(store: object, name: str, base: type, overrides: Mapping[str, object]) 
     try:
         value = getattr(store, name)(**arguments(reference, overrides))
         if inspect.iscoroutine(value):
-            value = asyncio.run(value)
+            # On a thread of its own: an earlier test (Playwright's sync API) may have left
+            # an event loop running in this one, where asyncio.run refuses to start.
+            with ThreadPoolExecutor(1) as runner:
+                value = runner.submit(asyncio.run, value).result()
         if isinstance(value, RunOperations):  # async logging: the errors arrive on wait()
             value.wait()
         return Outcome(value=value)

@@ -45,13 +45,10 @@ from mlflow.entities import (
     RunTag,
 )
 
-from mlflow_plugin.format.schema import check_document
-
 Document = dict[str, Any]
 _logger = logging.getLogger(__name__)
 
 __all__ = [
-    "check_run_document",
     "dataset_input_to_json",
     "experiment_from_doc",
     "logged_model_from_doc",
@@ -117,16 +114,6 @@ def _dataset_input_from_json(doc: Document) -> DatasetInput:
         dataset=Dataset(**{name: dataset.get(name) for name in _DATASET_FIELDS}),
         tags=[InputTag(k, v) for k, v in doc.get("tags", {}).items()],
     )
-
-
-def check_run_document(doc: Document, key: str) -> Document:
-    """``doc`` if it is the run document its key ``experiments/<e>/runs/<r>.json`` says.
-
-    Anything else (missing or mistyped fields, another run's document copied over this
-    one) is ``CorruptObject`` naming the key, rather than a ``KeyError`` deep in a read.
-    The rules are the format's (``format.schema``), the same for every reader.
-    """
-    return check_document(key, doc)
 
 
 def run_from_doc(doc: Document, with_outputs: bool = True) -> Run:

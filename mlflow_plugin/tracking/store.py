@@ -31,6 +31,7 @@ Decisions beyond DESIGN.md, written down here:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -76,6 +77,7 @@ from mlflow_plugin.format.documents import (
     read_document,
     update_document,
 )
+from mlflow_plugin.format.reading import read_listed
 from mlflow_plugin.format.run_batches import (
     Clock,
     StatusWrite,
@@ -353,16 +355,6 @@ class BucketTrackingStore(
         self._buffer.clocks.observe(newest_clock(doc))  # later calls stamp after what it holds
         return doc
 
-    def _read_run_key(self, key: str) -> Document | None:
-        """The run document under ``key``; None if it is gone, or damaged (with a warning)."""
-        try:
-            return read_document(self._store, key)[0]
-        except NotFound:
-            return None
-        except CorruptObject as exc:  # one damaged run must not fail a listing of the others
-            _logger.warning("left out of the listing: %s", exc)
-            return None
-
     def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
         # This process's writes first; a failing upload (reported by the buffer) must not
         # fail a search of other runs.
@@ -373,7 +365,8 @@ class BucketTrackingStore(
             for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
             if RUN.is_key(info.key)  # a stray object there is no run
         ]
-        docs = [doc for doc in self._readers.map(self._read_run_key, run_keys) if doc is not None]
+        read = functools.partial(read_listed, self._store)
+        docs = [doc for doc in self._readers.map(read, run_keys) if doc is not None]
         return [
             doc
             for doc in docs

@@ -1,6 +1,6 @@
 """``gc URI``: delete orphan metric segments and runs/experiments deleted long ago.
 
-The logic lives in ``mlflow_plugin.tracking.garbage``; this module parses and prints.
+The logic lives in ``mlflow_plugin.format.garbage``; this module parses and prints.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ __all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from mlflow_plugin.tracking.garbage import DEFAULT_GRACE_HOURS, DEFAULT_OLDER_THAN_DAYS
+    from mlflow_plugin.format.garbage import DEFAULT_GRACE_HOURS, DEFAULT_OLDER_THAN_DAYS
 
     parser = add_command_parser(
         subparsers,
@@ -71,8 +71,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from mlflow_plugin.format.garbage import KINDS, collect_garbage
     from mlflow_plugin.objectstore import open_object_store, parse_store_uri
-    from mlflow_plugin.tracking.garbage import KINDS, collect_garbage
 
     out = Output(args.quiet)
     location = parse_store_uri(args.uri)

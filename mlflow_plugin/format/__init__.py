@@ -1,3 +1,4 @@
-"""The storage format, MLflow-agnostic: keys, JSON documents, the compare-and-swap loop,
-Parquet metric segments. See ``../shared`` DESIGN's "Storage format" for the layout.
+"""The storage format, MLflow-agnostic: keys, typed JSON documents, the compare-and-swap
+loop, name claims, Parquet metric segments, garbage collection. ``docs/FORMAT.md`` is its
+normative description.
 """

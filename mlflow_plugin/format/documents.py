@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlflow_plugin.format.schema import check_document
-from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore, PreconditionFailed
+from mlflow_plugin.objectstore import NotFound, ObjectStore, PreconditionFailed
 from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = [
@@ -37,9 +37,12 @@ __all__ = [
     "decode_document",
     "encode",
     "read_document",
+    "read_or_none",
     "update_document",
 ]
 
+#: A decoded JSON document, of any kind. The one alias: ``format.document_types`` names
+#: each kind's fields for type checkers; this is what the storage functions pass around.
 Document = dict[str, Any]
 Mutation = Callable[[Document], Document]
 
@@ -116,6 +119,17 @@ def read_document(store: ObjectStore, key: str) -> tuple[Document, str]:
     return _decode_stored(store, key, stored.data), stored.etag
 
 
+def read_or_none(store: ObjectStore, key: str) -> tuple[Document, str] | None:
+    """(document, ETag), or None if nothing is stored under ``key``.
+
+    ``CorruptObject`` still raises: a damaged document is not an absent one.
+    """
+    try:
+        return read_document(store, key)
+    except NotFound:
+        return None
+
+
 def create_document(store: ObjectStore, key: str, doc: Document) -> str:
     """Create a document; ``AlreadyExists`` if the key is taken."""
     return store.put_if_absent(key, encode(doc))
@@ -159,12 +173,3 @@ def update_document(store: ObjectStore, key: str, mutate: Mutation) -> tuple[Doc
     raise ConflictRetriesExhausted(
         f"{key!r} kept changing; gave up after {_MAX_CAS_ATTEMPTS} tries"
     )
-
-
-def create_or_read(store: ObjectStore, key: str, doc: Document) -> tuple[Document, bool]:
-    """Create ``doc`` unless the key exists; return (the stored document, created?)."""
-    try:
-        create_document(store, key, doc)
-        return doc, True
-    except AlreadyExists:
-        return read_document(store, key)[0], False

@@ -43,7 +43,7 @@ from mlflow_plugin.format.documents import (
     Document,
     create_document,
     encode,
-    read_document,
+    read_or_none,
     update_document,
 )
 from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore, PreconditionFailed
@@ -98,13 +98,6 @@ class NameClaim:
         }
 
 
-def _read_or_none(store: ObjectStore, key: str) -> tuple[Document, str] | None:
-    try:
-        return read_document(store, key)
-    except NotFound:
-        return None
-
-
 def _claim_or_read(store: ObjectStore, claim: NameClaim, target: str) -> tuple[str, str, bool]:
     """Claim the name for ``target``, or read the claim there: (target, ETag, created?)."""
     for _ in range(_MAX_ATTEMPTS):
@@ -113,7 +106,7 @@ def _claim_or_read(store: ObjectStore, claim: NameClaim, target: str) -> tuple[s
             return target, etag, True
         except AlreadyExists:
             pass
-        found = _read_or_none(store, claim.claim_key)
+        found = read_or_none(store, claim.claim_key)
         if found is not None:
             return str(found[0][claim.target_field]), found[1], False
     raise ConflictRetriesExhausted(f"{claim.claim_key!r} kept appearing and disappearing")
@@ -162,7 +155,7 @@ def create_named(
             return target
         except AlreadyExists:
             pass
-        found = _read_or_none(store, key)
+        found = read_or_none(store, key)
         if found is None:
             continue  # removed in between: try to create it again
         if _holds_name(store, claim, key, found[0]):
@@ -228,7 +221,7 @@ def _point_claim_at(store: ObjectStore, claim: NameClaim, target: str) -> None:
             return
         if current != target:
             key = claim.document_key(current)
-            found = _read_or_none(store, key)
+            found = read_or_none(store, key)
             # A target with no document is being created (or its creator died): its
             # creation owns the name; a rename cannot safely take it over.
             if found is None or _holds_name(store, claim, key, found[0]):
@@ -255,11 +248,11 @@ def _withdraw(store: ObjectStore, key: str, name: str) -> None:
 
 def named_document(store: ObjectStore, claim: NameClaim) -> tuple[str, Document] | None:
     """(target, document) of the document the claim names, if it carries the name."""
-    found = _read_or_none(store, claim.claim_key)
+    found = read_or_none(store, claim.claim_key)
     if found is None:
         return None
     target = str(found[0][claim.target_field])
-    document = _read_or_none(store, claim.document_key(target))
+    document = read_or_none(store, claim.document_key(target))
     if document is None or document[0].get("name") != claim.name:
         return None
     return target, document[0]

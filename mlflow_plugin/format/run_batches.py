@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlflow_plugin.format.documents import Document
 from mlflow_plugin.format.schema import (
     OPTIONAL_INTEGER,
     RUN_STATUSES,
@@ -79,8 +80,6 @@ __all__ = [
     "status_clock",
     "tag_clock",
 ]
-
-Document = dict[str, Any]
 
 #: (acknowledged at, in microseconds since the epoch; writer id; counter within the writer).
 #: Microseconds: two processes' calls made one after the other rarely share one.

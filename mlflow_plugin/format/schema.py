@@ -28,12 +28,17 @@ import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_plugin.format.keys import FORMAT_KEY, is_valid_id
 from mlflow_plugin.objectstore.errors import CorruptObject
 
+if TYPE_CHECKING:  # documents.py checks documents with this module: no import at run time
+    from mlflow_plugin.format.documents import Document
+
 __all__ = [
+    "ACTIVE",
+    "DELETED",
     "DOCUMENT_SCHEMAS",
     "DocumentSchema",
     "Field",
@@ -42,7 +47,6 @@ __all__ = [
     "schema_of_key",
 ]
 
-Document = dict[str, Any]
 #: ``check(value, where)`` yields what is wrong with ``value`` (``where`` names it).
 Check = Callable[[Any, str], Iterator[str]]
 
@@ -186,7 +190,10 @@ def together(check: Check, *names: str) -> Check:
 TEXT_MAP = mapping(text)
 OPTIONAL_TEXT = optional(text)
 OPTIONAL_INTEGER = optional(integer)
-LIFECYCLE_STAGE = one_of("active", "deleted")
+#: The lifecycle stages of experiments, runs and logged models, as stored.
+ACTIVE = "active"
+DELETED = "deleted"
+LIFECYCLE_STAGE = one_of(ACTIVE, DELETED)
 
 # -- the documents ---------------------------------------------------------------------------
 

@@ -45,9 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
-from typing import Any
 
-from mlflow_plugin.format.documents import encode
+from mlflow_plugin.format.documents import Document, encode
 from mlflow_plugin.format.keys import FORMAT_KEY
 from mlflow_plugin.format.schema import document_problems
 from mlflow_plugin.objectstore import AlreadyExists, ObjectStore, PreconditionFailed
@@ -67,8 +66,6 @@ FORMAT_NAME = "mlflow-bucket"
 #: The format this plugin writes; roots of older versions are migrated up to it.
 FORMAT_VERSION = 3
 _MAX_ATTEMPTS = 50
-
-Document = dict[str, Any]
 
 
 class FormatTooNew(ObjectStoreError):

@@ -57,7 +57,7 @@ from urllib.parse import urlsplit
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, read_document
-from mlflow_plugin.format.schema import RUN
+from mlflow_plugin.format.schema import DELETED, RUN
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.objectstore import (
     InvalidStoreUri,
@@ -84,7 +84,6 @@ __all__ = [
 
 DEFAULT_OLDER_THAN_DAYS = 30.0
 DEFAULT_GRACE_HOURS = 24.0
-_DELETED = "deleted"
 _DELETE_WORKERS = 16
 _DAY_MS = 86_400_000
 _HOUR_MS = 3_600_000
@@ -267,7 +266,7 @@ def purge_logged_model(
     """Permanently delete one deleted logged model now; a model not deleted is kept."""
     with _collector_now(store, location, artifacts_destination) as collector:
         doc = collector._read(keys.logged_model_key(model_id))
-        if doc is not None and doc["lifecycle_stage"] == _DELETED:
+        if doc is not None and doc["lifecycle_stage"] == DELETED:
             collector._purge(MODELS, model_id, collector._model_objects(doc))
         return collector.report
 
@@ -337,7 +336,7 @@ class _Collector:
             self.progress("scanning experiments", len(experiment_ids), len(experiment_ids))
             for docs in models.values():
                 for doc in docs:
-                    if doc["lifecycle_stage"] == _DELETED and self._old(
+                    if doc["lifecycle_stage"] == DELETED and self._old(
                         doc.get("last_updated_timestamp")
                     ):
                         self._purge(MODELS, doc["model_id"], self._model_objects(doc))
@@ -355,7 +354,7 @@ class _Collector:
             return  # not a folder this format writes
         if (
             doc is not None
-            and doc["lifecycle_stage"] == _DELETED
+            and doc["lifecycle_stage"] == DELETED
             and self._old(doc.get("last_update_time"))
             and self._purge_experiment(experiment_id, models.get(experiment_id, []))
         ):
@@ -366,7 +365,7 @@ class _Collector:
         run_docs = self._run_docs(experiment_id)
         purged: set[str] = set()
         for run_id, run in run_docs.items():
-            deleted = run["lifecycle_stage"] == _DELETED and self._old(run.get("deleted_time"))
+            deleted = run["lifecycle_stage"] == DELETED and self._old(run.get("deleted_time"))
             if deleted and self._purge_run(experiment_id, run_id):
                 purged.add(run_id)
             else:
@@ -410,7 +409,7 @@ class _Collector:
         except CorruptObject as exc:
             self._damaged(key, exc)
             return False
-        if doc["lifecycle_stage"] != _DELETED or not self._old(doc.get("deleted_time")):
+        if doc["lifecycle_stage"] != DELETED or not self._old(doc.get("deleted_time")):
             return False
         self._purge(RUNS, f"{run_id} (experiment {experiment_id})", self._run_objects(doc))
         return True
@@ -444,7 +443,7 @@ class _Collector:
         except CorruptObject as exc:
             self._damaged(document, exc)
             return False
-        if doc["lifecycle_stage"] != _DELETED or not self._old(doc.get("last_update_time")):
+        if doc["lifecycle_stage"] != DELETED or not self._old(doc.get("last_update_time")):
             return False
         runs = self._run_docs(experiment_id)
         if self.damaged_in(_experiment_folder(experiment_id)):

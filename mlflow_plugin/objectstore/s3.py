@@ -14,10 +14,8 @@ from __future__ import annotations
 import io
 import os
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -25,8 +23,10 @@ import boto3
 import botocore.config
 import botocore.exceptions
 import botocore.retries.quota
+import botocore.retries.standard
 from boto3.s3.transfer import TransferConfig
 
+from mlflow_plugin.objectstore.backoff import Backoff
 from mlflow_plugin.objectstore.base import (
     DirectoryListing,
     ObjectInfo,
@@ -56,6 +56,7 @@ _TRANSFER_CONCURRENCY = 8
 # AWS answers 409 ConditionalRequestConflict while another conditional write to the
 # same key is in flight; the outcome is unknown until it finishes, so wait and retry.
 _CONFLICT_RETRIES = 5
+_CONFLICT_BACKOFF = Backoff(first=0.05, ceiling=0.4)
 # User metadata (x-amz-meta-put-token) that tells our own conditional write from another's.
 _PUT_TOKEN = "put-token"
 
@@ -87,7 +88,7 @@ _clients_lock = threading.Lock()
 
 
 class _UnlimitedRetryQuota(botocore.retries.quota.RetryQuota):
-    """botocore's retry budget, never spent (see ``_retries_without_budget``)."""
+    """botocore's retry budget, never spent (see ``_retry_without_budget``)."""
 
     def acquire(self, capacity_amount: int) -> bool:
         return True
@@ -96,9 +97,8 @@ class _UnlimitedRetryQuota(botocore.retries.quota.RetryQuota):
         return None
 
 
-@contextmanager
-def _retries_without_budget() -> Iterator[None]:
-    """Create clients whose standard-mode retries have no process-wide budget.
+def _retry_without_budget(client: S3Client, settings: S3ClientSettings) -> None:
+    """Give this client standard-mode retries that have no retry budget.
 
     botocore's standard mode keeps a retry budget per client (500 tokens, 14 taken by
     each retried error and given back only when that retry succeeds). Under a steady
@@ -106,15 +106,30 @@ def _retries_without_budget() -> Iterator[None]:
     request is final: a fifth of requests failing drained it within a minute in the
     torture tests, and creates and parameter writes then failed although one retry
     would have saved them. Attempts per request stay bounded by ``max_attempts``.
-    botocore builds the budget when the client is created; creation runs under
-    ``_clients_lock``, so the replacement is in place only while our client is built.
+    The handler botocore registered on this client is swapped for one built the same
+    way but for the budget; nothing process-wide changes, so clients created meanwhile
+    by other threads (MLflow's own S3 repository) keep botocore's defaults.
     """
-    budget = botocore.retries.quota.RetryQuota
-    botocore.retries.quota.RetryQuota = _UnlimitedRetryQuota  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        botocore.retries.quota.RetryQuota = budget  # type: ignore[misc]
+    service = client.meta.service_model.service_id.hyphenize()
+    unique_id = f"retry-config-{service}"  # the id botocore registers its handler under
+    adapter = botocore.retries.standard.RetryEventAdapter()
+    throttling = botocore.retries.standard.ThrottlingErrorDetector(adapter)
+    handler = botocore.retries.standard.RetryHandler(
+        retry_policy=botocore.retries.standard.RetryPolicy(
+            retry_checker=botocore.retries.standard.StandardRetryConditions(
+                max_attempts=settings.max_attempts
+            ),
+            retry_backoff=botocore.retries.standard.ExponentialBackoff(
+                service_name=service,
+                throttling_detector=throttling,
+            ),
+        ),
+        retry_event_adapter=adapter,
+        retry_quota=botocore.retries.standard.RetryQuotaChecker(_UnlimitedRetryQuota(), throttling),
+        service_name=service,
+    )
+    client.meta.events.unregister(f"needs-retry.{service}", unique_id=unique_id)
+    client.meta.events.register(f"needs-retry.{service}", handler.needs_retry, unique_id=unique_id)
 
 
 def s3_client(settings: S3ClientSettings) -> S3Client:
@@ -123,7 +138,7 @@ def s3_client(settings: S3ClientSettings) -> S3Client:
         client = _clients.get(settings)
         if client is None:
             config = botocore.config.Config(
-                retries={"max_attempts": settings.max_attempts, "mode": "standard"},
+                retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
                 max_pool_connections=32,
@@ -132,13 +147,13 @@ def s3_client(settings: S3ClientSettings) -> S3Client:
             )
             # A session per client: boto3's default session is not thread-safe to share.
             session = boto3.session.Session()
-            with _retries_without_budget():
-                client = session.client(
-                    "s3",
-                    endpoint_url=settings.endpoint_url,
-                    region_name=settings.region,
-                    config=config,
-                )
+            client = session.client(
+                "s3",
+                endpoint_url=settings.endpoint_url,
+                region_name=settings.region,
+                config=config,
+            )
+            _retry_without_budget(client, settings)
             _clients[settings] = client
         return client
 
@@ -281,7 +296,7 @@ class S3ObjectStore(ObjectStore):
                 _, status = _error_code(exc)
                 retried = retried or attempt > 0 or _retry_attempts(exc) > 0
                 if status == 409 and attempt + 1 < _CONFLICT_RETRIES:
-                    time.sleep(0.05 * 2**attempt)
+                    _CONFLICT_BACKOFF.sleep(attempt)
                     continue
                 if status in (409, 412) and retried:
                     landed = self._etag_if_written_by(key, token)

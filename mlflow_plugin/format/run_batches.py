@@ -52,6 +52,7 @@ from mlflow_plugin.format.schema import (
     identifier,
     integer,
     list_of,
+    logical_clock,
     mapping,
     number,
     one_of,
@@ -235,15 +236,6 @@ class RunBatch:
         )
 
 
-def _clock_value(value: Any, where: str) -> Iterator[str]:
-    if not isinstance(value, list) or len(value) != 3:
-        yield f"{where} is not a clock [microseconds, writer, counter]: {value!r:.60}"
-        return
-    yield from integer(value[0], f"{where}[0]")
-    yield from text(value[1], f"{where}[1]")
-    yield from integer(value[2], f"{where}[2]")
-
-
 def _point(value: Any, where: str) -> Iterator[str]:
     if not isinstance(value, list) or len(value) != 4:
         yield f"{where} is not a point [key, value, timestamp, step]: {value!r:.60}"
@@ -259,7 +251,7 @@ _STATUS = record(
     [
         Field("status", one_of(*RUN_STATUSES)),
         Field("end_time", OPTIONAL_INTEGER, required=False),
-        Field("clock", optional(_clock_value), required=False),
+        Field("clock", optional(logical_clock), required=False),
     ]
 )
 _BATCH = record(
@@ -270,7 +262,7 @@ _BATCH = record(
         Field("sequence", integer),
         Field("points", list_of(_point)),
         Field("tags", TEXT_MAP),
-        Field("tag_clocks", optional(mapping(_clock_value)), required=False),
+        Field("tag_clocks", optional(mapping(logical_clock)), required=False),
         Field("status", optional(_STATUS), required=False),
     ]
 )

@@ -40,6 +40,7 @@ __all__ = [
     "ACTIVE",
     "DELETED",
     "DOCUMENT_SCHEMAS",
+    "NESTED_TABLES",
     "DocumentSchema",
     "Field",
     "check_document",
@@ -155,6 +156,8 @@ class Field:
     name: str
     check: Check
     required: bool = True
+    #: What the field means, for ``docs/FORMAT.md`` (``format.protocol_doc``).
+    meaning: str = ""
 
 
 def record(fields: Sequence[Field]) -> Check:
@@ -185,6 +188,16 @@ def together(check: Check, *names: str) -> Check:
             yield f"{where} sets some of {list(names)} but not all"
 
     return checked
+
+
+def logical_clock(value: Any, where: str) -> Iterator[str]:
+    """A logical clock ``[acknowledged_us, writer_id, counter]`` (``format.run_batches``)."""
+    if not isinstance(value, list) or len(value) != 3:
+        yield f"{where} is not a clock [microseconds, writer, counter]: {value!r:.60}"
+        return
+    yield from integer(value[0], f"{where}[0]")
+    yield from text(value[1], f"{where}[1]")
+    yield from integer(value[2], f"{where}[2]")
 
 
 TEXT_MAP = mapping(text)
@@ -260,52 +273,66 @@ def _first(problems: Iterator[str], limit: int) -> Iterator[str]:
 
 
 _ID = r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}"
-_SEGMENT = record(
-    [
-        Field("name", identifier),
-        Field("keys", list_of(text)),
-        Field("rows", integer),
-        Field("min_step", integer),
-        Field("max_step", integer),
-    ]
+
+SEGMENT_ENTRY_FIELDS = (
+    Field("name", identifier, meaning="the segment's name; its object is `<name>.parquet`"),
+    Field("keys", list_of(text), meaning="the metric keys it holds"),
+    Field("rows", integer, meaning="how many points it holds"),
+    Field("min_step", integer, meaning="the smallest step in it"),
+    Field("max_step", integer, meaning="the greatest step in it"),
 )
-_LATEST_METRIC = record(
-    [Field("value", number), Field("timestamp", integer), Field("step", integer)]
+LATEST_METRIC_FIELDS = (
+    Field("value", number, meaning='the value (NaN and infinities as `{"$float": ...}`)'),
+    Field("timestamp", integer, meaning="milliseconds since the epoch"),
+    Field("step", integer, meaning="the step"),
 )
-_DATASET_INPUT = record(
-    [
-        Field(
-            "dataset",
-            record(
-                [
-                    Field("name", text),
-                    Field("digest", text),
-                    Field("source_type", text),
-                    Field("source", text),
-                    Field("schema", OPTIONAL_TEXT, required=False),
-                    Field("profile", OPTIONAL_TEXT, required=False),
-                ]
-            ),
-        ),
-        Field("tags", TEXT_MAP, required=False),
-    ]
+DATASET_FIELDS = (
+    Field("name", text, meaning="MLflow's dataset name"),
+    Field("digest", text, meaning="MLflow's dataset digest"),
+    Field("source_type", text, meaning="MLflow's dataset source type"),
+    Field("source", text, meaning="MLflow's dataset source (JSON text)"),
+    Field("schema", OPTIONAL_TEXT, required=False, meaning="MLflow's dataset schema (JSON text)"),
+    Field("profile", OPTIONAL_TEXT, required=False, meaning="MLflow's dataset profile (JSON text)"),
 )
-_MODEL_OUTPUT = record([Field("model_id", text), Field("step", integer)])
-_MODEL_METRIC = together(
-    record(
-        [
-            Field("key", text),
-            Field("value", number),
-            Field("timestamp", integer),
-            Field("step", integer),
-            Field("dataset_name", OPTIONAL_TEXT, required=False),
-            Field("dataset_digest", OPTIONAL_TEXT, required=False),
-            Field("run_id", OPTIONAL_TEXT, required=False),
-        ]
-    ),
-    "dataset_name",
-    "dataset_digest",
+DATASET_INPUT_FIELDS = (
+    Field("dataset", record(DATASET_FIELDS), meaning="the dataset (table *dataset*)"),
+    Field("tags", TEXT_MAP, required=False, meaning="the input's tags (`mlflow.data.context`...)"),
 )
+MODEL_OUTPUT_FIELDS = (
+    Field("model_id", text, meaning="a logged model the run produced"),
+    Field("step", integer, meaning="the step at which it was logged"),
+)
+MODEL_METRIC_FIELDS = (
+    Field("key", text, meaning="the metric's key"),
+    Field("value", number, meaning="its value"),
+    Field("timestamp", integer, meaning="milliseconds since the epoch"),
+    Field("step", integer, meaning="the step"),
+    Field("dataset_name", OPTIONAL_TEXT, required=False, meaning="set together with the digest"),
+    Field("dataset_digest", OPTIONAL_TEXT, required=False, meaning="set together with the name"),
+    Field("run_id", OPTIONAL_TEXT, required=False, meaning="the run that logged it"),
+)
+MIGRATION_FIELDS = (
+    Field("from", integer, meaning="the version migrated from"),
+    Field("to", integer, meaning="the version migrated to"),
+    Field("by", text, meaning="the plugin that migrated it (`mlflow-bucket X.Y.Z`)"),
+    Field("at", integer, meaning="when, in milliseconds since the epoch"),
+)
+_SEGMENT = record(SEGMENT_ENTRY_FIELDS)
+_LATEST_METRIC = record(LATEST_METRIC_FIELDS)
+_DATASET_INPUT = record(DATASET_INPUT_FIELDS)
+_MODEL_OUTPUT = record(MODEL_OUTPUT_FIELDS)
+_MODEL_METRIC = together(record(MODEL_METRIC_FIELDS), "dataset_name", "dataset_digest")
+
+#: The objects nested inside documents, by name: rendered in ``docs/FORMAT.md`` too.
+NESTED_TABLES: dict[str, tuple[Field, ...]] = {
+    "migration": MIGRATION_FIELDS,
+    "segment entry": SEGMENT_ENTRY_FIELDS,
+    "latest metric": LATEST_METRIC_FIELDS,
+    "dataset input": DATASET_INPUT_FIELDS,
+    "dataset": DATASET_FIELDS,
+    "model output": MODEL_OUTPUT_FIELDS,
+    "model metric": MODEL_METRIC_FIELDS,
+}
 
 #: MLflow's run statuses, logged-model statuses, model-version stages and statuses, as stored.
 RUN_STATUSES = ("RUNNING", "SCHEDULED", "FINISHED", "FAILED", "KILLED")
@@ -313,18 +340,28 @@ LOGGED_MODEL_STATUSES = (0, 1, 2, 3)  # UNSPECIFIED, PENDING, READY, FAILED
 VERSION_STAGES = ("None", "Staging", "Production", "Archived", "Deleted_Internal")
 VERSION_STATUSES = ("PENDING_REGISTRATION", "FAILED_REGISTRATION", "READY")
 
+_MS = "milliseconds since the epoch"
+_TAGS = Field("tags", TEXT_MAP, meaning="tags, key to value")
+_LIFECYCLE = Field("lifecycle_stage", LIFECYCLE_STAGE, meaning="`active` or `deleted` (soft)")
+_PENDING_NAME = Field(
+    "pending_name",
+    OPTIONAL_TEXT,
+    required=False,
+    meaning="a rename under way (the name-claim protocol)",
+)
+
 EXPERIMENT = DocumentSchema(
     "experiment",
     re.compile(rf"experiments/(?P<experiment_id>{_ID})/experiment\.json"),
     (
-        Field("experiment_id", identifier),
-        Field("name", text),
-        Field("artifact_location", text),
-        Field("lifecycle_stage", LIFECYCLE_STAGE),
-        Field("creation_time", OPTIONAL_INTEGER, required=False),
-        Field("last_update_time", OPTIONAL_INTEGER, required=False),
-        Field("tags", TEXT_MAP),
-        Field("pending_name", OPTIONAL_TEXT, required=False),  # a rename under way
+        Field("experiment_id", identifier, meaning="the id, as in the key"),
+        Field("name", text, meaning="the name (unique: claimed in `experiment-names/`)"),
+        Field("artifact_location", text, meaning="the root of its runs' artifacts (a URI)"),
+        _LIFECYCLE,
+        Field("creation_time", OPTIONAL_INTEGER, required=False, meaning=_MS),
+        Field("last_update_time", OPTIONAL_INTEGER, required=False, meaning=_MS),
+        _TAGS,
+        _PENDING_NAME,
     ),
     _same_as_key("experiment_id"),
 )
@@ -332,41 +369,89 @@ RUN = DocumentSchema(
     "run",
     re.compile(rf"experiments/(?P<experiment_id>{_ID})/runs/(?P<run_id>{_ID})\.json"),
     (
-        Field("run_id", identifier),
-        Field("experiment_id", identifier),
-        Field("run_name", OPTIONAL_TEXT, required=False),
-        Field("user_id", OPTIONAL_TEXT, required=False),
-        Field("status", one_of(*RUN_STATUSES)),
-        Field("start_time", integer),  # MLflow's RunInfo refuses a run without one
-        Field("end_time", OPTIONAL_INTEGER, required=False),
-        Field("lifecycle_stage", LIFECYCLE_STAGE),
-        Field("deleted_time", OPTIONAL_INTEGER, required=False),
-        Field("artifact_uri", OPTIONAL_TEXT, required=False),
-        Field("params", TEXT_MAP),
-        Field("tags", TEXT_MAP),
-        Field("latest_metrics", mapping(_LATEST_METRIC)),
-        Field("segments", list_of(_SEGMENT)),
-        Field("inputs", list_of(_DATASET_INPUT), required=False),
-        Field("model_inputs", list_of(text), required=False),
-        Field("model_outputs", list_of(_MODEL_OUTPUT), required=False),
-        # The last batch sequence each writer applied (``format.run_batches``): every
-        # buffered upload compares it, so a wrongly typed value is damage like any other.
-        Field("writers", mapping(integer, keys=identifier), required=False),
+        Field("run_id", identifier, meaning="the id, as in the key"),
+        Field("experiment_id", identifier, meaning="its experiment, as in the key"),
+        Field(
+            "run_name", OPTIONAL_TEXT, required=False, meaning="follows the `mlflow.runName` tag"
+        ),
+        Field("user_id", OPTIONAL_TEXT, required=False, meaning="who created it"),
+        Field("status", one_of(*RUN_STATUSES), meaning="MLflow's run status"),
+        # MLflow's RunInfo refuses a run without a start time.
+        Field("start_time", integer, meaning=_MS),
+        Field("end_time", OPTIONAL_INTEGER, required=False, meaning=_MS),
+        _LIFECYCLE,
+        Field("deleted_time", OPTIONAL_INTEGER, required=False, meaning=f"{_MS}, while deleted"),
+        Field("artifact_uri", OPTIONAL_TEXT, required=False, meaning="where its artifacts live"),
+        Field("params", TEXT_MAP, meaning="params, key to value (immutable once logged)"),
+        _TAGS,
+        Field(
+            "latest_metrics",
+            mapping(_LATEST_METRIC),
+            meaning="per metric key, the *latest metric*: the greatest (step, timestamp, value)",
+        ),
+        Field(
+            "segments",
+            list_of(_SEGMENT),
+            meaning="the manifest: the *segment entries* of its metric history",
+        ),
+        Field("inputs", list_of(_DATASET_INPUT), required=False, meaning="*dataset inputs*"),
+        Field("model_inputs", list_of(text), required=False, meaning="ids of logged models used"),
+        Field("model_outputs", list_of(_MODEL_OUTPUT), required=False, meaning="*model outputs*"),
+        # Every buffered upload compares it, so a wrongly typed value is damage like any other.
+        Field(
+            "writers",
+            mapping(integer, keys=identifier),
+            required=False,
+            meaning="writer id to the last batch sequence it applied",
+        ),
+        Field(
+            "tag_clocks",
+            mapping(logical_clock),
+            required=False,
+            meaning="tag key to the clock of its value, or of its deletion (format 3)",
+        ),
+        Field(
+            "status_clock",
+            optional(logical_clock),
+            required=False,
+            meaning="the clock of the status and end time (format 3)",
+        ),
+        Field(
+            "writer_times",
+            mapping(integer, keys=identifier),
+            required=False,
+            meaning="writer id to when its newest applied batch was sealed (ms)",
+        ),
+        Field(
+            "writers_watermark",
+            integer,
+            required=False,
+            meaning="the newest `writer_times` value of a writer dropped from `writers` (ms)",
+        ),
     ),
     _all_of(_same_as_key("run_id"), _same_as_key("experiment_id")),
 )
 RUN_LOCATION = DocumentSchema(
     "run location",
     re.compile(rf"run-locations/(?P<run_id>{_ID})\.json"),
-    (Field("experiment_id", either(identifier, integer)),),
+    (
+        Field(
+            "experiment_id",
+            either(identifier, integer),
+            meaning="the experiment the run is in (immutable)",
+        ),
+    ),
+)
+_CLAIMED_AT = Field(
+    "claimed_at", integer, required=False, meaning=f"{_MS}; informational, never read"
 )
 EXPERIMENT_NAME_CLAIM = DocumentSchema(
     "experiment name claim",
     re.compile(r"experiment-names/(?P<digest>[0-9a-f]{64})\.json"),
     (
-        Field("name", text),
-        Field("experiment_id", identifier),
-        Field("claimed_at", integer, required=False),
+        Field("name", text, meaning="the name; the key is its SHA-256"),
+        Field("experiment_id", identifier, meaning="the claim's target"),
+        _CLAIMED_AT,
     ),
     _name_digest,
 )
@@ -374,20 +459,24 @@ LOGGED_MODEL = DocumentSchema(
     "logged model",
     re.compile(rf"models/(?P<model_id>{_ID})\.json"),
     (
-        Field("model_id", identifier),
-        Field("experiment_id", identifier),
-        Field("name", text),
-        Field("artifact_location", text),
-        Field("creation_timestamp", integer),
-        Field("last_updated_timestamp", integer),
-        Field("model_type", OPTIONAL_TEXT, required=False),
-        Field("source_run_id", OPTIONAL_TEXT, required=False),
-        Field("status", one_of(*LOGGED_MODEL_STATUSES)),
-        Field("status_message", OPTIONAL_TEXT, required=False),
-        Field("lifecycle_stage", LIFECYCLE_STAGE),
-        Field("tags", TEXT_MAP),
-        Field("params", TEXT_MAP),
-        Field("metrics", list_of(_MODEL_METRIC)),
+        Field("model_id", identifier, meaning="the id, as in the key"),
+        Field("experiment_id", identifier, meaning="its experiment"),
+        Field("name", text, meaning="its name (not unique)"),
+        Field("artifact_location", text, meaning="where its files live"),
+        Field("creation_timestamp", integer, meaning=_MS),
+        Field("last_updated_timestamp", integer, meaning=_MS),
+        Field("model_type", OPTIONAL_TEXT, required=False, meaning="MLflow's model type"),
+        Field("source_run_id", OPTIONAL_TEXT, required=False, meaning="the run that logged it"),
+        Field(
+            "status",
+            one_of(*LOGGED_MODEL_STATUSES),
+            meaning="0 unspecified, 1 pending, 2 ready, 3 failed",
+        ),
+        Field("status_message", OPTIONAL_TEXT, required=False, meaning="why it failed"),
+        _LIFECYCLE,
+        _TAGS,
+        Field("params", TEXT_MAP, meaning="params, key to value"),
+        Field("metrics", list_of(_MODEL_METRIC), meaning="*model metrics*"),
     ),
     _same_as_key("model_id"),
 )
@@ -395,15 +484,17 @@ REGISTERED_MODEL = DocumentSchema(
     "registered model",
     re.compile(rf"registry/models/(?P<model_key>{_ID})/model\.json"),
     (
-        Field("model_key", identifier),
-        Field("name", text),
-        Field("creation_timestamp", integer),
-        Field("last_updated_timestamp", integer),
-        Field("description", OPTIONAL_TEXT, required=False),
-        Field("tags", TEXT_MAP),
-        Field("aliases", mapping(integer)),
-        Field("deployment_job_id", OPTIONAL_TEXT, required=False),
-        Field("pending_name", OPTIONAL_TEXT, required=False),  # a rename under way
+        Field("model_key", identifier, meaning="the folder's key, as in the key"),
+        Field("name", text, meaning="the name (unique: claimed in `registry/names/`)"),
+        Field("creation_timestamp", integer, meaning=_MS),
+        Field("last_updated_timestamp", integer, meaning=_MS),
+        Field("description", OPTIONAL_TEXT, required=False, meaning="free text"),
+        _TAGS,
+        Field("aliases", mapping(integer), meaning="alias to version number"),
+        Field(
+            "deployment_job_id", OPTIONAL_TEXT, required=False, meaning="MLflow's deployment job"
+        ),
+        _PENDING_NAME,
     ),
     _same_as_key("model_key"),
 )
@@ -411,20 +502,20 @@ MODEL_VERSION = DocumentSchema(
     "model version",
     re.compile(rf"registry/models/(?P<model_key>{_ID})/versions/(?P<version>[0-9]{{10}})\.json"),
     (
-        Field("version", integer),
-        Field("creation_timestamp", integer),
-        Field("last_updated_timestamp", integer),
-        Field("description", OPTIONAL_TEXT, required=False),
-        Field("user_id", OPTIONAL_TEXT, required=False),
-        Field("current_stage", one_of(*VERSION_STAGES)),
-        Field("source", OPTIONAL_TEXT, required=False),
-        Field("storage_location", OPTIONAL_TEXT, required=False),
-        Field("run_id", OPTIONAL_TEXT, required=False),
-        Field("run_link", OPTIONAL_TEXT, required=False),
-        Field("status", one_of(*VERSION_STATUSES)),
-        Field("status_message", OPTIONAL_TEXT, required=False),
-        Field("tags", TEXT_MAP),
-        Field("model_id", OPTIONAL_TEXT, required=False),
+        Field("version", integer, meaning="the number, as in the key"),
+        Field("creation_timestamp", integer, meaning=_MS),
+        Field("last_updated_timestamp", integer, meaning=_MS),
+        Field("description", OPTIONAL_TEXT, required=False, meaning="free text"),
+        Field("user_id", OPTIONAL_TEXT, required=False, meaning="who created it"),
+        Field("current_stage", one_of(*VERSION_STAGES), meaning="MLflow's stage"),
+        Field("source", OPTIONAL_TEXT, required=False, meaning="the model's source URI"),
+        Field("storage_location", OPTIONAL_TEXT, required=False, meaning="where its files live"),
+        Field("run_id", OPTIONAL_TEXT, required=False, meaning="the run that produced it"),
+        Field("run_link", OPTIONAL_TEXT, required=False, meaning="a link to that run"),
+        Field("status", one_of(*VERSION_STATUSES), meaning="MLflow's version status"),
+        Field("status_message", OPTIONAL_TEXT, required=False, meaning="why it failed"),
+        _TAGS,
+        Field("model_id", OPTIONAL_TEXT, required=False, meaning="the logged model it registers"),
     ),
     _version_number,
 )
@@ -432,9 +523,9 @@ REGISTERED_MODEL_NAME_CLAIM = DocumentSchema(
     "registered model name claim",
     re.compile(r"registry/names/(?P<digest>[0-9a-f]{64})\.json"),
     (
-        Field("name", text),
-        Field("model_key", identifier),
-        Field("claimed_at", integer, required=False),
+        Field("name", text, meaning="the name; the key is its SHA-256"),
+        Field("model_key", identifier, meaning="the claim's target"),
+        _CLAIMED_AT,
     ),
     _name_digest,
 )
@@ -450,23 +541,15 @@ FORMAT = DocumentSchema(
     "format",
     re.compile(re.escape(FORMAT_KEY)),
     (
-        Field("format", one_of("mlflow-bucket")),
-        Field("version", _positive),
-        Field("root_id", text, required=False),
-        Field("created_by", text, required=False),
+        Field("format", one_of("mlflow-bucket"), meaning="always `mlflow-bucket`"),
+        Field("version", _positive, meaning="the format version (below)"),
+        Field("root_id", text, required=False, meaning="random, minted once (version 2)"),
+        Field("created_by", text, required=False, meaning="the plugin that created the root"),
         Field(
             "migrations",
-            list_of(
-                record(
-                    [
-                        Field("from", integer),
-                        Field("to", integer),
-                        Field("by", text),
-                        Field("at", integer),
-                    ]
-                )
-            ),
+            list_of(record(MIGRATION_FIELDS)),
             required=False,
+            meaning="the *migrations* applied, oldest first",
         ),
     ),
 )

@@ -1,6 +1,7 @@
 """The query index: a SQLAlchemy database (SQLite by default) mirroring the bucket's
 run and experiment documents, so that searches are SQL queries instead of reads of
-every document, and the local cache of metric segments. A disposable cache: deleting
+every document (the local cache of metric segments is ``mlflow_plugin.cache``). A
+disposable cache: deleting
 it loses nothing; it is rebuilt from the bucket (``python -m mlflow_plugin reindex``,
 or by itself on the next search).
 

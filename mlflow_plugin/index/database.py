@@ -34,7 +34,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from mlflow_plugin.index.paths import default_index_dir, root_digest
+from mlflow_plugin.cache.paths import default_index_dir, root_digest
 from mlflow_plugin.index.schema import (
     INDEX_MLFLOW_METADATA,
     INDEX_MLFLOW_TABLES,

@@ -148,7 +148,7 @@ _SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 def cache_max_bytes(location: StoreLocation) -> int:
     """The size bound of the local segment and history caches, in bytes."""
-    from mlflow_plugin.index.segment_files import DEFAULT_CACHE_MAX_BYTES
+    from mlflow_plugin.cache.segment_files import DEFAULT_CACHE_MAX_BYTES
 
     raw = location.option("cache_max_bytes") or os.environ.get("MLFLOW_BUCKET_CACHE_MAX_BYTES")
     if raw is None:

@@ -19,7 +19,7 @@ import pytest
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from mlflow_plugin.index.segment_files import DEFAULT_CACHE_MAX_BYTES, HistoryFiles
+from mlflow_plugin.cache.segment_files import DEFAULT_CACHE_MAX_BYTES, HistoryFiles
 from mlflow_plugin.objectstore import parse_store_uri
 from mlflow_plugin.tracking.settings import cache_max_bytes
 from mlflow_plugin.tracking.store import BucketTrackingStore
@@ -120,7 +120,7 @@ def test_cache_folders_that_cannot_be_written_cost_one_warning_each(
         (cache_dir / folder).write_text("not a folder")
 
     reader = BucketTrackingStore(root_uri)
-    with caplog.at_level(logging.WARNING, logger="mlflow_plugin.index.segment_files"):
+    with caplog.at_level(logging.WARNING, logger="mlflow_plugin.cache.segment_files"):
         for _ in range(2):
             history = reader.get_metric_history(run_id, "loss")
             assert [m.step for m in history] == list(range(LONG))
@@ -143,7 +143,7 @@ def test_a_superseded_copy_stays_readable_where_it_is_mapped(cache_dir: Path) ->
     other_process = textwrap.dedent(
         """
         import sys, numpy as np
-        from mlflow_plugin.index.segment_files import HistoryFiles
+        from mlflow_plugin.cache.segment_files import HistoryFiles
         steps = np.arange(5, dtype=np.int64)
         HistoryFiles(sys.argv[1]).put(
             ["0", "run", "loss", "segment-1", "segment-2"], (steps, steps, steps * 1.0)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mlflow_plugin.index.paths import default_index_dir, root_digest
+from mlflow_plugin.cache.paths import default_index_dir, root_digest
 from mlflow_plugin.objectstore.base import write_file_atomically
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Where the index and the segment cache live by default: the user's cache folder."""
+"""Where the query index and the local caches live by default: the user's cache folder."""
 
 from __future__ import annotations
 

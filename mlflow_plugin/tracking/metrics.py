@@ -37,7 +37,7 @@ from mlflow_plugin.format.segments import (
     points_table,
     table_points,
 )
-from mlflow_plugin.index.segment_files import HistoryFiles, SegmentFiles
+from mlflow_plugin.cache.segment_files import HistoryFiles, SegmentFiles
 from mlflow_plugin.objectstore import (
     NotFound,
     ObjectStore,

@@ -30,6 +30,19 @@ say. See ``ClockSource`` for the one order this cannot give.
 A batch read back from a spool file is checked like a stored document
 (``RunBatch.from_json``): a damaged one is ``CorruptObject`` naming the file, and
 never enters a run document.
+
+The ``writers`` map is pruned, as Delta Lake expires old transaction ids: every process
+or fork mints a writer id, so a long-lived run would otherwise collect one entry each.
+A batch carries ``sealed_at`` (when it was sealed, in ms); the run document records in
+``writer_times`` the newest ``sealed_at`` each writer applied, and a writer idle for
+longer than ``WRITER_RETENTION_MS`` (7 days) is forgotten: its entries leave both maps
+and ``writers_watermark`` becomes the newest time of a forgotten writer. A forgotten
+writer applied nothing sealed after the watermark, so a batch of a writer the map does
+not know is new if it was sealed after the watermark, and applied; sealed at or before
+it, it may have been applied already, and is refused (``BatchTooOld``) rather than
+risk applying it twice. Replays stay idempotent for any batch younger than the
+retention; only a batch kept unsent for longer than it (a spool left on a machine for
+a week) can be refused, and that is reported, never applied twice.
 """
 
 from __future__ import annotations
@@ -61,11 +74,13 @@ from mlflow_plugin.format.schema import (
     text,
 )
 from mlflow_plugin.format.segments import MetricPoint, SegmentInfo
-from mlflow_plugin.objectstore.errors import CorruptObject
+from mlflow_plugin.objectstore.errors import CorruptObject, ObjectStoreError
 
 __all__ = [
     "NO_CLOCK",
     "RUN_NAME_TAG",
+    "WRITER_RETENTION_MS",
+    "BatchTooOld",
     "Clock",
     "ClockSource",
     "RunBatch",
@@ -89,6 +104,34 @@ Clock = tuple[int, str, int]
 NO_CLOCK: Clock = (0, "", 0)
 #: The tag MLflow mirrors in the run's name: the two change together.
 RUN_NAME_TAG = "mlflow.runName"
+#: How long a run document remembers a writer that applies nothing more. A batch waits
+#: seconds in a write buffer, and in a spool until the next process on that machine (or
+#: ``sync``) replays it: hours, a long weekend at most. A week is far beyond either.
+WRITER_RETENTION_MS = 7 * 24 * 3_600_000
+
+
+class BatchTooOld(ObjectStoreError):
+    """A batch of a writer the run document has forgotten, sealed before it forgot one.
+
+    It may have been applied already (its writer's entry is gone), so it is refused
+    rather than applied twice.
+    """
+
+    def __init__(self, batch: RunBatch, watermark: int) -> None:
+        sealed = "at an unknown time" if batch.sealed_at is None else f"at {batch.sealed_at}"
+        super().__init__(
+            f"batch {batch.sequence} of writer {batch.writer_id} for run {batch.run_id} "
+            f"(sealed {sealed}, ms since the epoch) is refused: the run document forgets "
+            f"writers idle for {WRITER_RETENTION_MS // 86_400_000} days and has forgotten "
+            f"writers active until {watermark}, so it cannot tell whether this batch was "
+            "applied already; it is not applied twice"
+        )
+        self.batch = batch
+        self.watermark = watermark
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def clock_from_json(value: object) -> Clock:
@@ -182,6 +225,8 @@ class RunBatch:
     tags: dict[str, str] = field(default_factory=dict)
     tag_clocks: dict[str, Clock] = field(default_factory=dict)
     status: StatusWrite | None = None
+    #: When it was sealed (ms since the epoch); None: unknown (a spool of an older plugin).
+    sealed_at: int | None = field(default_factory=_now_ms)
 
     @property
     def segment(self) -> str:
@@ -207,6 +252,7 @@ class RunBatch:
             "tags": self.tags,
             "tag_clocks": {key: list(clock) for key, clock in self.tag_clocks.items()},
             **({"status": self.status.to_json()} if self.status is not None else {}),
+            **({"sealed_at": self.sealed_at} if self.sealed_at is not None else {}),
         }
 
     @classmethod
@@ -233,6 +279,7 @@ class RunBatch:
             )
             if status
             else None,
+            sealed_at=doc.get("sealed_at"),
         )
 
 
@@ -264,6 +311,7 @@ _BATCH = record(
         Field("tags", TEXT_MAP),
         Field("tag_clocks", optional(mapping(logical_clock)), required=False),
         Field("status", optional(_STATUS), required=False),
+        Field("sealed_at", OPTIONAL_INTEGER, required=False),
     ]
 )
 
@@ -364,15 +412,62 @@ def set_status(doc: Document, write: StatusWrite) -> Document:
     return doc
 
 
-def apply_batch(doc: Document, batch: RunBatch, segment: SegmentInfo | None) -> Document:
+def _refuse_if_forgotten(doc: Document, batch: RunBatch) -> None:
+    """``BatchTooOld`` if ``batch``'s writer may be one the document forgot."""
+    watermark = doc.get("writers_watermark")
+    if watermark is not None and (batch.sealed_at is None or batch.sealed_at <= watermark):
+        raise BatchTooOld(batch, watermark)
+
+
+def _forget_idle_writers(doc: Document, batch: RunBatch, retention_ms: int) -> None:
+    """Record when ``batch``'s writer applied; drop writers idle for over ``retention_ms``.
+
+    "Now" is the newest seal time the document has seen, so a replayed old batch cannot
+    move it back, and the map stays the same whatever order batches arrive in.
+    """
+    writers: dict[str, int] = doc["writers"]
+    times = doc.get("writer_times")
+    if not isinstance(times, dict):
+        times = doc["writer_times"] = {}
+    known = [t for t in times.values() if isinstance(t, int)]
+    if batch.sealed_at is not None:
+        times[batch.writer_id] = max(times.get(batch.writer_id, 0), batch.sealed_at)
+        known.append(batch.sealed_at)
+    if not known:
+        return  # no time to measure idleness by (batches of older plugins only)
+    now = max(known)
+    for writer in writers:
+        times.setdefault(writer, now)  # entries of older plugins: idle from now on
+    watermark = doc.get("writers_watermark")
+    for writer, last in list(times.items()):
+        if writer not in writers:
+            del times[writer]
+        elif last < now - retention_ms and writer != batch.writer_id:
+            del writers[writer], times[writer]
+            watermark = last if watermark is None else max(watermark, last)
+    if watermark is not None:
+        doc["writers_watermark"] = watermark
+
+
+def apply_batch(
+    doc: Document,
+    batch: RunBatch,
+    segment: SegmentInfo | None,
+    retention_ms: int = WRITER_RETENTION_MS,
+) -> Document:
     """Enter ``batch`` (whose points are in ``segment``) into a run document, once.
 
     Each tag, and the status, enters only if its clock is not older than the stored one's.
+    Writers idle for over ``retention_ms`` are forgotten; ``BatchTooOld`` if ``batch``'s
+    writer may be one of them (module docstring).
     """
     writers = doc.setdefault("writers", {})
     if writers.get(batch.writer_id, 0) >= batch.sequence:
         return doc  # applied before: replaying it must change nothing
+    if batch.writer_id not in writers:
+        _refuse_if_forgotten(doc, batch)
     writers[batch.writer_id] = batch.sequence
+    _forget_idle_writers(doc, batch, retention_ms)
     for key, value in batch.tags.items():
         clock = batch.tag_clocks.get(key, NO_CLOCK)
         if clock >= tag_clock(doc, key):

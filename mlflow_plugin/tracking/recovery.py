@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mlflow_plugin.format.run_batches import RunBatch
+from mlflow_plugin.format.run_batches import BatchTooOld, RunBatch
 from mlflow_plugin.tracking.spool import OrphanedSpool, SpooledBatch, orphaned_spools
 from mlflow_plugin.tracking.write_buffer import RunNotWritable
 
@@ -63,6 +63,9 @@ class RecoveryReport:
     left: dict[str, RunLeft] = field(default_factory=dict)
     gone: Counter[str] = field(default_factory=Counter)  # run id -> points not stored
     damaged: list[str] = field(default_factory=list)  # spool files that cannot be read
+    # Batches the run document refused (``BatchTooOld``): removed, since no replay can
+    # ever apply them, and reported.
+    refused: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -81,6 +84,7 @@ class RecoveryReport:
             for run_id, points in self.gone.items()
         ]
         lines += [f"damaged spool file, left in place: {what}" for what in self.damaged]
+        lines += [f"removed from the spool: {why}" for why in self.refused]
         return lines
 
 
@@ -180,6 +184,9 @@ class SpoolRecovery:
                     self._upload(batch)
                 except RunNotWritable:
                     report.gone[batch.run_id] += len(batch.points)
+                except BatchTooOld as exc:
+                    report.refused.append(str(exc))
+                    return True  # no replay can ever apply it: out of the spool
                 except Exception as exc:  # one bad batch (a damaged run, say) stops only its run
                     left = failed[batch.run_id] = RunLeft(_reason(exc))
             if left is not None:

@@ -333,6 +333,8 @@ def _open_batches(
                     # Per run: segment names (writer, sequence) must not repeat across runs.
                     writer_id=f"{writer_id}{_OPEN_WRITER_SUFFIX}-{line.run_id}",
                     sequence=generation + 1,
+                    # The log's last write, the same at every recovery: a replay's age.
+                    sealed_at=path.stat().st_mtime_ns // 1_000_000,
                 )
                 entry = by_run[line.run_id] = SpooledBatch(batch, None)
             entry.batch.points.extend(line.points)

@@ -10,7 +10,6 @@ current step and then advances it (W&B's rule).
 from __future__ import annotations
 
 import time
-from types import TracebackType
 from typing import Any
 
 import mlflow
@@ -18,10 +17,10 @@ import numpy as np
 import torch
 from mlflow.entities import Param
 
+from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch.config import log_config
 from mlflow_plugin.torch.graph import log_model_graph
-from mlflow_plugin.torch.lifecycle import ending_run, exit_status
-from mlflow_plugin.torch.names import mlflow_key
+from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
 from mlflow_plugin.torch.scalars import ScalarValue, now_ms
 from mlflow_plugin.torch.watch import Watch, WatchWhat, watch
 from mlflow_plugin.torch.worker import RunTarget, get_worker
@@ -31,7 +30,7 @@ __all__ = ["AutologRun", "autolog"]
 _EXAMPLE_ROWS = 2
 
 
-class AutologRun:
+class AutologRun(RunContext):
     """What ``autolog`` returns: the run, its step, and ``log`` (see ``autolog``)."""
 
     def __init__(
@@ -101,20 +100,15 @@ class AutologRun:
             )
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def _finish(self, status: str) -> None:
         for handle in self._handles:
             handle.remove()
         if self._watch is not None:
             self._watch.remove()
         # A failed flush (background logging) ends the run FAILED and is raised here.
-        with ending_run(self.run_id if self._owns_run else None, exit_status(exc_type)):
+        with ending_run(self.run_id if self._owns_run else None, status):
             get_worker().flush()
-            if exc_type is None and self.log_model:
+            if status == FINISHED and self.log_model:
                 self._log_final_model()
 
     # -- W&B-style logging ---------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 from mlflow.entities import Param
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
-from mlflow_plugin.torch.names import mlflow_key
+from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch.worker import current_target, get_worker
 
 __all__ = ["REDACTED", "flatten_config", "is_secret_key", "log_config", "to_plain"]

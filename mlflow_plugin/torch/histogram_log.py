@@ -17,34 +17,29 @@ from __future__ import annotations
 
 import functools
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from mlflow_plugin.torch.histograms import (
+from mlflow_plugin.summaries.histograms import (
+    CHUNK_RECORDS,
     HistogramStats,
-    device_histogram,
+    artifact_dir,
     percentiles,
+    raw_chunk,
     render_overview,
     render_step,
     stats_from_json,
-    unpack_histogram,
 )
-from mlflow_plugin.torch.names import DERIVED_SUFFIX_ROOM, image_key, mlflow_key
+from mlflow_plugin.summaries.names import DERIVED_SUFFIX_ROOM, mlflow_key
+from mlflow_plugin.torch.histograms import device_histogram, unpack_histogram
 from mlflow_plugin.torch.worker import BackgroundWorker, RunTarget, current_target, get_worker
 
-__all__ = ["artifact_dir", "log_histogram", "metric_prefix", "queue_histogram", "read_histograms"]
+__all__ = ["log_histogram", "metric_prefix", "queue_histogram", "read_histograms"]
 
-CHUNK_RECORDS = 100
 _HISTORY_LIMIT = 400
-
-
-def artifact_dir(key: str) -> str:
-    """``histograms/<key>``, the key mapped by MLflow's image-key rule (``names.image_key``)."""
-    return f"histograms/{image_key(key)}"
 
 
 def metric_prefix(key: str) -> str:
@@ -156,8 +151,7 @@ def _write_chunk(worker: BackgroundWorker, target: RunTarget, folder: str, serie
         records, series.pending = series.pending, []
     if not records:
         return
-    name = f"steps-{records[0].step:09d}-{records[-1].step:09d}-{uuid.uuid4().hex[:8]}.jsonl"
-    text = "".join(r.to_json() + "\n" for r in records)
+    name, text = raw_chunk(records)
     worker.client(target.tracking_uri).log_text(target.run_id, text, f"{folder}/{name}")
 
 

@@ -1,28 +1,24 @@
 """Images in TensorBoard's tensor layouts, logged as MLflow step images.
 
-``to_hwc_uint8`` accepts what ``add_image``/``add_images`` accept: a tensor or array in
-``CHW``, ``HWC``, ``HW`` or (batches, tiled 8 to a row like TensorBoard) ``NCHW`` /
-``NHWC``; floats are taken as [0, 1] and scaled to 0..255, uint8 is kept. Logging goes
-through ``MlflowClient.log_image(key=..., step=...)``, so the MLflow UI shows each key
-with a step slider.
+``to_hwc_uint8`` accepts what ``add_image``/``add_images`` accept (a tensor or array
+in any of TensorBoard's layouts; ``mlflow_plugin.summaries.images`` has the rules).
+Logging goes through ``MlflowClient.log_image(key=..., step=...)``, so the MLflow UI
+shows each key with a step slider.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from mlflow_plugin.torch.names import image_key
+from mlflow_plugin.summaries import images as pictures
+from mlflow_plugin.summaries.names import image_key
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target, get_worker
 
-__all__ = ["figure_to_array", "log_image", "make_grid", "safe_key", "submit_image", "to_hwc_uint8"]
-
-# ``key`` as MLflow's image keys and artifact paths accept it: the rule of names.image_key.
-safe_key = image_key
+__all__ = ["log_image", "submit_image", "to_hwc_uint8"]
 
 
 def _as_array(image: Any) -> np.ndarray:
@@ -31,66 +27,15 @@ def _as_array(image: Any) -> np.ndarray:
     return np.asarray(image)
 
 
-def make_grid(batch: np.ndarray, ncols: int = 8) -> np.ndarray:
-    """Tile an NCHW batch into one CHW picture, ``ncols`` per row (TensorBoard's layout)."""
-    count, channels, height, width = batch.shape
-    ncols = min(count, ncols)
-    nrows = math.ceil(count / ncols)
-    grid = np.zeros((channels, height * nrows, width * ncols), dtype=batch.dtype)
-    for i in range(count):
-        row, col = divmod(i, ncols)
-        grid[:, row * height : (row + 1) * height, col * width : (col + 1) * width] = batch[i]
-    return grid
-
-
 def to_hwc_uint8(image: Any, dataformats: str = "CHW") -> np.ndarray:
-    """An HWC uint8 array (3 or 4 channels) from any of TensorBoard's image layouts.
+    """An HWC uint8 array (3 or 4 channels) from a tensor or array in TensorBoard's layouts.
 
     >>> to_hwc_uint8(torch.zeros(3, 8, 10)).shape
     (8, 10, 3)
     >>> to_hwc_uint8(torch.rand(5, 1, 4, 4), "NCHW").shape  # five tiles in one row
     (4, 20, 3)
     """
-    array = _as_array(image)
-    layout = dataformats.upper()
-    if array.ndim != len(layout) or sorted(layout) not in (sorted(f) for f in _LAYOUTS):
-        raise ValueError(
-            f"image of shape {array.shape} does not match dataformats {dataformats!r}; "
-            f"expected one of {', '.join(_LAYOUTS)}"
-        )
-    if "N" in layout:
-        array = make_grid(array.transpose([layout.index(c) for c in "NCHW"]))
-        layout = "CHW"
-    if "C" not in layout:
-        array = array[None]
-        layout = "C" + layout
-    array = array.transpose([layout.index(c) for c in "HWC"])
-    if array.shape[2] == 1:
-        array = np.repeat(array, 3, axis=2)
-    if array.shape[2] not in (3, 4):
-        raise ValueError(f"an image needs 1, 3 or 4 channels, got {array.shape[2]}")
-    if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
-    if array.dtype == np.bool_:
-        return array.astype(np.uint8) * 255
-    return (array.astype(np.float64) * 255.0).clip(0, 255).round().astype(np.uint8)
-
-
-_LAYOUTS = ("CHW", "HWC", "HW", "WH", "NCHW", "NHWC")
-
-
-def figure_to_array(figure: Any, close: bool = True) -> np.ndarray:
-    """Render a matplotlib figure to an HWC uint8 RGB array (in the caller's thread)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    canvas = FigureCanvasAgg(figure)
-    canvas.draw()
-    array = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-    if close:
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
-    return array
+    return pictures.to_hwc_uint8(_as_array(image), dataformats)
 
 
 def submit_image(

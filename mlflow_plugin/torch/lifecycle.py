@@ -9,20 +9,38 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from types import TracebackType
 
 import mlflow
 from mlflow.entities import RunStatus
 
-__all__ = ["ending_run", "exit_status"]
+__all__ = ["FINISHED", "RunContext", "ending_run", "exit_status"]
+
+FINISHED = RunStatus.to_string(RunStatus.FINISHED)
 
 
 def exit_status(exc_type: type[BaseException] | None) -> str:
     """FINISHED, FAILED on an exception, KILLED on KeyboardInterrupt (a context's exit)."""
     if exc_type is None:
-        return RunStatus.to_string(RunStatus.FINISHED)
+        return FINISHED
     if issubclass(exc_type, KeyboardInterrupt):
         return RunStatus.to_string(RunStatus.KILLED)
     return RunStatus.to_string(RunStatus.FAILED)
+
+
+class RunContext:
+    """A ``with`` block that ends in ``_finish(status)``, the status telling how it was left."""
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._finish(exit_status(exc_type))
+
+    def _finish(self, status: str) -> None:
+        raise NotImplementedError
 
 
 @contextlib.contextmanager

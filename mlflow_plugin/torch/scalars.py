@@ -28,8 +28,8 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
+from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch.errors import unstored_points_error
-from mlflow_plugin.torch.names import mlflow_key
 
 __all__ = ["RunTarget", "ScalarBuffer", "ScalarValue"]
 

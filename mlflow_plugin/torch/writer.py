@@ -1,7 +1,8 @@
 """``SummaryWriter``: ``torch.utils.tensorboard.SummaryWriter``'s signatures, on MLflow.
 
 Swap the import and a TensorBoard loop logs to the active MLflow run (or to a run the
-writer starts and ends). Each ``add_*`` method is a one-line delegation:
+writer starts and ends). Each ``add_*`` method is one call: to ``records`` (what each
+kind stores, one function per kind), ``images`` or an unsupported stub:
 
 ==================  ============================================================
 add_scalar(s)       buffered metrics (``main/tag`` for add_scalars)
@@ -18,66 +19,47 @@ add_embedding       ``embeddings/<tag>/<step>/`` tensors.tsv, metadata.tsv, spri
 
 Audio, video, custom-scalar layouts, ONNX graphs and raw PR curves raise
 ``NotImplementedError``; nothing is dropped silently. Every tag maps to a name MLflow
-accepts, at the call (``names``); a background write that failed is raised by the next
-``add_*`` call, ``flush`` or ``close``, and ``close`` ends a run it started even then.
+accepts, at the call (``mlflow_plugin.summaries.names``); a background write that failed
+is raised by the next ``add_*`` call, ``flush`` or ``close``, and ``close`` ends a run it
+started even then.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import warnings
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import mlflow
-import numpy as np
 import torch
-from mlflow.entities import Metric, Param, RunStatus
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from mlflow_plugin.torch.config import flatten_config
-from mlflow_plugin.torch.graph import log_model_graph
-from mlflow_plugin.torch.histogram_log import queue_histogram
-from mlflow_plugin.torch.histograms import HistogramStats, device_histogram
-from mlflow_plugin.torch.images import figure_to_array, submit_image, to_hwc_uint8
-from mlflow_plugin.torch.lifecycle import ending_run, exit_status
-from mlflow_plugin.torch.names import image_key, mlflow_key
-from mlflow_plugin.torch.scalars import RunTarget, now_ms
-from mlflow_plugin.torch.summaries import (
-    embedding_files,
-    ply_text,
-    pr_curve,
-    render_mesh,
-    render_pr_curve,
-)
+from mlflow_plugin.torch import records
+from mlflow_plugin.torch.images import submit_image, to_hwc_uint8
+from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
+from mlflow_plugin.torch.records import millis
+from mlflow_plugin.torch.scalars import RunTarget
 from mlflow_plugin.torch.worker import get_worker
 
 __all__ = ["SummaryWriter"]
 
 
-def _ms(walltime: float | None) -> int:
-    return now_ms() if walltime is None else int(walltime * 1000)
+def _unsupported(name: str) -> Callable[..., None]:
+    """A method TensorBoard has and MLflow has no equivalent for: it raises, never drops."""
+
+    def method(self: SummaryWriter, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError(
+            f"SummaryWriter.{name} has no MLflow equivalent in mlflow_plugin.torch; "
+            "log the data as an artifact with mlflow.log_artifact instead"
+        )
+
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
-def _numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
-def _bin_count(values: Any, bins: Any) -> int:
-    if isinstance(bins, int):
-        return bins
-    if bins == "tensorflow":
-        return 64
-    # numpy's estimators ("auto", "fd", ...) all give equal-width bins: keep their count.
-    return len(np.histogram_bin_edges(_numpy(values), bins=bins)) - 1
-
-
-class SummaryWriter:
+class SummaryWriter(RunContext):
     """A drop-in for ``torch.utils.tensorboard.SummaryWriter`` that logs to MLflow.
 
     >>> from mlflow_plugin.torch import SummaryWriter
@@ -130,12 +112,6 @@ class SummaryWriter:
     def get_logdir(self) -> str:
         return self.log_dir
 
-    def _client(self) -> Any:
-        return self._worker.client(self.target.tracking_uri)
-
-    def _artifact_text(self, text: str, path: str) -> None:
-        self._worker.submit(lambda: self._client().log_text(self.run_id, text, path))
-
     # -- scalars -----------------------------------------------------------------------
 
     def add_scalar(
@@ -148,7 +124,7 @@ class SummaryWriter:
         double_precision: bool = False,
     ) -> None:
         """A metric point; a tensor value is read at flush time, not now."""
-        self._worker.log_scalar(self.target, tag, scalar_value, global_step or 0, _ms(walltime))
+        self._worker.log_scalar(self.target, tag, scalar_value, global_step or 0, millis(walltime))
 
     def add_scalars(
         self,
@@ -158,8 +134,7 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """One metric per entry, named ``main_tag/tag`` (TensorBoard writes sub-runs)."""
-        for tag, value in tag_scalar_dict.items():
-            self.add_scalar(f"{main_tag}/{tag}", value, global_step, walltime)
+        records.log_scalars(self.target, main_tag, tag_scalar_dict, global_step or 0, walltime)
 
     # -- histograms --------------------------------------------------------------------
 
@@ -173,14 +148,9 @@ class SummaryWriter:
         max_bins: int | None = None,
     ) -> None:
         """Bins on the tensor's device; ``bins``: an int, "tensorflow" (64) or numpy's names."""
-        tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(_numpy(values))
-        count = (
-            _bin_count(values, bins)
-            if max_bins is None
-            else min(_bin_count(values, bins), max_bins)
+        records.log_values_histogram(
+            self.target, tag, values, global_step, bins, walltime, max_bins
         )
-        packed = device_histogram(tensor, count)
-        queue_histogram(self.target, tag, packed, global_step, _ms(walltime))
 
     def add_histogram_raw(
         self,
@@ -196,16 +166,19 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """A histogram you binned: ``bucket_limits`` are the right edges of the buckets."""
-        limits = [float(x) for x in _numpy(bucket_limits).reshape(-1)]
-        counts = [float(x) for x in _numpy(bucket_counts).reshape(-1)]
-        if len(limits) != len(counts):
-            raise ValueError("add_histogram_raw: len(bucket_limits) != len(bucket_counts)")
-        stamp, step = _ms(walltime), int(global_step or 0)
-        stats = HistogramStats(
-            tag, step, stamp, [float(min), *limits], counts, int(num), 0,
-            float(min), float(max), float(sum), float(sum_squares),
-        )  # fmt: skip
-        queue_histogram(self.target, tag, stats, step, stamp)
+        records.log_raw_histogram(
+            self.target,
+            tag,
+            min,
+            max,
+            num,
+            sum,
+            sum_squares,
+            bucket_limits,
+            bucket_counts,
+            global_step,
+            walltime,
+        )
 
     # -- images ------------------------------------------------------------------------
 
@@ -218,8 +191,9 @@ class SummaryWriter:
         dataformats: str = "CHW",
     ) -> None:
         """An image in CHW/HWC/HW layout, float in [0, 1] or uint8, as a step image."""
-        array = to_hwc_uint8(img_tensor, dataformats)
-        submit_image(self.target, tag, array, global_step, _ms(walltime))
+        submit_image(
+            self.target, tag, to_hwc_uint8(img_tensor, dataformats), global_step, millis(walltime)
+        )
 
     def add_images(
         self,
@@ -241,14 +215,7 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """A matplotlib figure (or a list of them, side by side) as a step image."""
-        figures = figure if isinstance(figure, list) else [figure]
-        arrays = [figure_to_array(f, close) for f in figures]
-        height = max(a.shape[0] for a in arrays)
-        padded = [
-            np.pad(a, ((0, height - a.shape[0]), (0, 0), (0, 0)), constant_values=255)
-            for a in arrays
-        ]
-        self.add_image(tag, np.concatenate(padded, axis=1), global_step, walltime, "HWC")
+        records.log_figure(self.target, tag, figure, global_step, close, walltime)
 
     # -- text, graph, hparams ----------------------------------------------------------
 
@@ -260,9 +227,7 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """Markdown text saved as ``text/<tag>/step-<n>.md``."""
-        self._artifact_text(
-            text_string, f"text/{image_key(tag)}/step-{int(global_step or 0):09d}.md"
-        )
+        records.log_text(self.target, tag, text_string, global_step)
 
     def add_graph(
         self,
@@ -272,13 +237,7 @@ class SummaryWriter:
         use_strict_trace: bool = True,
     ) -> None:
         """The model graph (SVG, text, layer summary) under ``model_graph/``."""
-        if input_to_model is None:
-            raise ValueError("add_graph needs input_to_model: the graph is recorded by running it")
-        graph = log_model_graph(model, input_to_model, run_id=self.run_id)
-        if verbose:
-            from mlflow_plugin.torch.graph import render_text
-
-            print(render_text(graph))
+        records.log_graph(self.target, model, input_to_model, verbose)
 
     def add_hparams(
         self,
@@ -289,19 +248,7 @@ class SummaryWriter:
         global_step: int | None = None,
     ) -> None:
         """A child run (as TensorBoard's sub-folder) holding the hparams and the metrics."""
-        self._worker.raise_pending()
-        client = self._client()
-        metrics = [(mlflow_key(k), float(_numpy(v))) for k, v in metric_dict.items()]
-        params = [Param(k, v) for k, v in flatten_config(hparam_dict).items()]
-        parent = client.get_run(self.run_id)
-        name = run_name or datetime.now().strftime("%Y%m%d-%H%M%S.%f")
-        child = client.create_run(
-            parent.info.experiment_id, tags={MLFLOW_PARENT_RUN_ID: self.run_id}, run_name=name
-        )
-        stamp, step = now_ms(), int(global_step or 0)
-        points = [Metric(k, v, stamp, step) for k, v in metrics]
-        client.log_batch(child.info.run_id, metrics=points, params=params)
-        client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+        records.log_hparams(self.target, hparam_dict, metric_dict, run_name, global_step)
 
     # -- meshes, PR curves, embeddings -------------------------------------------------
 
@@ -316,16 +263,7 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """Each mesh of the batch as ``meshes/<tag>/step-<n>[-i].ply`` plus a step image."""
-        batch = _numpy(vertices)
-        step = int(global_step or 0)
-        for i in range(batch.shape[0]):
-            face = None if faces is None else _numpy(faces)[i].astype(np.int64)
-            color = None if colors is None else _numpy(colors)[i]
-            suffix = "" if batch.shape[0] == 1 else f"-{i}"
-            path = f"meshes/{image_key(tag)}/step-{step:09d}{suffix}.ply"
-            self._artifact_text(ply_text(batch[i], face, color), path)
-            picture = figure_to_array(render_mesh(batch[i], face, color), close=False)
-            submit_image(self.target, f"meshes/{tag}", picture, step, _ms(walltime))
+        records.log_mesh(self.target, tag, vertices, colors, faces, global_step, walltime)
 
     def add_pr_curve(
         self,
@@ -338,11 +276,9 @@ class SummaryWriter:
         walltime: float | None = None,
     ) -> None:
         """Counts and precision/recall per threshold (JSON) plus a plotted step image."""
-        curve = pr_curve(_numpy(labels), _numpy(predictions), num_thresholds, weights)
-        step = int(global_step or 0)
-        self._artifact_text(json.dumps(curve), f"pr_curves/{image_key(tag)}/step-{step:09d}.json")
-        picture = figure_to_array(render_pr_curve(curve, f"{tag} (step {step})"), close=False)
-        submit_image(self.target, f"pr_curves/{tag}", picture, step, _ms(walltime))
+        records.log_pr_curve(
+            self.target, tag, labels, predictions, global_step, num_thresholds, weights, walltime
+        )
 
     def add_embedding(
         self,
@@ -354,49 +290,20 @@ class SummaryWriter:
         metadata_header: list[str] | None = None,
     ) -> None:
         """``embeddings/<tag>/<step>/``: TSV files the Embedding Projector loads, a sprite."""
-        matrix = _numpy(mat).reshape(len(mat), -1)
-        folder = f"embeddings/{image_key(tag)}/{int(global_step or 0):09d}"
-        for name, text in embedding_files(matrix, metadata, metadata_header).items():
-            self._artifact_text(text, f"{folder}/{name}")
-        if label_img is not None:
-            sprite = to_hwc_uint8(label_img, "NCHW")
-            self._worker.submit(
-                lambda: self._client().log_image(
-                    self.run_id, sprite, artifact_file=f"{folder}/sprite.png"
-                )
-            )
+        records.log_embedding(
+            self.target, mat, metadata, label_img, global_step, tag, metadata_header
+        )
 
     # -- unsupported -------------------------------------------------------------------
 
-    def _unsupported(self, name: str) -> None:
-        raise NotImplementedError(
-            f"SummaryWriter.{name} has no MLflow equivalent in mlflow_plugin.torch; "
-            "log the data as an artifact with mlflow.log_artifact instead"
-        )
-
-    def add_audio(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_audio")
-
-    def add_video(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_video")
-
-    def add_onnx_graph(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_onnx_graph")
-
-    def add_custom_scalars(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_custom_scalars")
-
-    def add_custom_scalars_multilinechart(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_custom_scalars_multilinechart")
-
-    def add_custom_scalars_marginchart(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_custom_scalars_marginchart")
-
-    def add_pr_curve_raw(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_pr_curve_raw")
-
-    def add_image_with_boxes(self, *args: Any, **kwargs: Any) -> None:
-        self._unsupported("add_image_with_boxes")
+    add_audio = _unsupported("add_audio")
+    add_video = _unsupported("add_video")
+    add_onnx_graph = _unsupported("add_onnx_graph")
+    add_custom_scalars = _unsupported("add_custom_scalars")
+    add_custom_scalars_multilinechart = _unsupported("add_custom_scalars_multilinechart")
+    add_custom_scalars_marginchart = _unsupported("add_custom_scalars_marginchart")
+    add_pr_curve_raw = _unsupported("add_pr_curve_raw")
+    add_image_with_boxes = _unsupported("add_image_with_boxes")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -410,7 +317,7 @@ class SummaryWriter:
         The run ends FINISHED, or FAILED when the flush raises (a background write
         failed); the error is raised after the run has ended.
         """
-        self._finish("FINISHED")
+        self._finish(FINISHED)
 
     def _finish(self, status: str) -> None:
         if self._closed:
@@ -421,11 +328,3 @@ class SummaryWriter:
 
     def __enter__(self) -> SummaryWriter:
         return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._finish(exit_status(exc_type))

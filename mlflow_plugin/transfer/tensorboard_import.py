@@ -22,10 +22,8 @@ an event folder after its import is not picked up: delete that run to re-import 
 
 from __future__ import annotations
 
-import io
 import os
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -35,20 +33,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from mlflow_plugin.torch.histograms import HistogramStats
+    from mlflow_plugin.summaries.histograms import HistogramStats
     from mlflow_plugin.transfer.tensorboard_events import EventRun, HistogramPoint
 
 __all__ = ["SOURCE_TAG", "ImportSummary", "MissingDependency", "import_logdir"]
 
 SOURCE_TAG = "mlflow_bucket.tensorboard.source"
 HISTOGRAM_BINS = 64
-_CHUNK_RECORDS = 100
 _BATCH_METRICS = 1000  # MLflow's limit per log_batch
 _BATCH_PARAMS = 100
 
 
 class MissingDependency(ImportError):
-    """TensorBoard (or the PyTorch extra's picture libraries) is not installed."""
+    """TensorBoard is not installed (PyTorch is not needed: the import never loads it)."""
 
 
 @dataclass
@@ -69,15 +66,10 @@ def _require_dependencies() -> None:
     try:
         import tensorboard  # noqa: F401
     except ImportError as exc:
+        # The package is not on PyPI: the extra is installed from the source checkout.
         raise MissingDependency(
-            "import-tensorboard needs TensorBoard: pip install 'mlflow-bucket[tensorboard]'"
-        ) from exc
-    try:
-        import mlflow_plugin.torch.histograms  # noqa: F401
-    except ImportError as exc:
-        raise MissingDependency(
-            f"import-tensorboard needs the PyTorch extra ({exc}): "
-            "pip install 'mlflow-bucket[tensorboard]'"
+            "import-tensorboard needs TensorBoard: in the mlflow-bucket clone, "
+            "pip install -c constraints.txt '.[tensorboard]'"
         ) from exc
 
 
@@ -215,10 +207,10 @@ def _write_run(
     summary.histograms += len(events.histograms)
     _log_images(client, run_id, events)
     summary.images += len(events.images)
-    from mlflow_plugin.torch.images import safe_key
+    from mlflow_plugin.summaries.names import image_key
 
     for text in events.texts:
-        path = f"text/{safe_key(text.tag)}/step-{text.step:09d}.md"
+        path = f"text/{image_key(text.tag)}/step-{text.step:09d}.md"
         client.log_text(run_id, text.text, path)
     summary.texts += len(events.texts)
     end = _millis(events.last_wall_time) if events.last_wall_time else int(time.time() * 1000)
@@ -236,27 +228,24 @@ def _metric_key(tag: str) -> str:
     from mlflow.exceptions import MlflowException
     from mlflow.utils.validation import _validate_metric_name
 
-    from mlflow_plugin.torch.images import safe_key
+    from mlflow_plugin.summaries.names import image_key
 
     try:
         _validate_metric_name(tag)
     except MlflowException:
-        return safe_key(tag)
+        return image_key(tag)
     return tag
 
 
 def _log_images(client: MlflowClient, run_id: str, events: EventRun) -> None:
-    from PIL import Image
-
-    from mlflow_plugin.torch.images import safe_key
+    from mlflow_plugin.summaries.images import decode_picture
+    from mlflow_plugin.summaries.names import image_key
 
     for image in events.images:
-        with Image.open(io.BytesIO(image.encoded)) as opened:
-            picture = opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
         client.log_image(
             run_id,
-            picture,
-            key=safe_key(image.tag),
+            decode_picture(image.encoded),
+            key=image_key(image.tag),
             step=image.step,
             timestamp=_millis(image.wall_time),
         )
@@ -268,8 +257,15 @@ def _log_histograms(
     """Log pictures and raw bins; return the percentile metrics for the caller's batches."""
     from mlflow.entities import Metric
 
-    from mlflow_plugin.torch.histogram_log import artifact_dir
-    from mlflow_plugin.torch.histograms import percentiles, render_overview, render_step
+    from mlflow_plugin.summaries.histograms import (
+        CHUNK_RECORDS,
+        artifact_dir,
+        percentiles,
+        raw_chunk,
+        rebin,
+        render_overview,
+        render_step,
+    )
 
     metrics: list[Any] = []
     by_tag: dict[str, list[HistogramStats]] = defaultdict(list)
@@ -288,17 +284,15 @@ def _log_histograms(
         by_tag[binned.key].append(binned)
     for key, records in by_tag.items():
         records.sort(key=lambda r: (r.step, r.timestamp))
-        for start in range(0, len(records), _CHUNK_RECORDS):
-            chunk = records[start : start + _CHUNK_RECORDS]
-            name = f"steps-{chunk[0].step:09d}-{chunk[-1].step:09d}-{uuid.uuid4().hex[:8]}.jsonl"
-            text = "".join(record.to_json() + "\n" for record in chunk)
+        for start in range(0, len(records), CHUNK_RECORDS):
+            name, text = raw_chunk(records[start : start + CHUNK_RECORDS])
             client.log_text(run_id, text, f"{artifact_dir(key)}/{name}")
         client.log_figure(run_id, render_overview(records), f"{artifact_dir(key)}/overview.png")
     return metrics
 
 
 def _stats(point: HistogramPoint) -> HistogramStats:
-    from mlflow_plugin.torch.histograms import HistogramStats
+    from mlflow_plugin.summaries.histograms import HistogramStats
 
     return HistogramStats(
         key=_metric_key(point.tag),
@@ -313,29 +307,3 @@ def _stats(point: HistogramPoint) -> HistogramStats:
         sum=point.sum,
         sum_squares=point.sum_squares,
     )
-
-
-def rebin(stats: HistogramStats, bins: int) -> HistogramStats:
-    """``stats`` with its counts spread over ``bins`` equal-width bins over [min, max].
-
-    Counts are assumed uniform inside each source bucket (TensorBoard's exponential
-    buckets become the equal-width bins our own histograms use); a constant histogram
-    gets [v - 0.5, v + 0.5], as ``device_histogram`` does.
-    """
-    import dataclasses
-
-    import numpy as np
-
-    lo, hi = stats.min, stats.max
-    if not hi > lo:
-        lo, hi = lo - 0.5, hi + 0.5
-    edges = np.linspace(lo, hi, bins + 1)
-    source = np.asarray(stats.edges, dtype=float)
-    cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(stats.counts, dtype=float))])
-    # np.interp needs increasing points: at a repeated edge keep the count *before* it,
-    # so a bucket of zero width counts to the right of its edge (bins are left-closed).
-    unique, first = np.unique(source, return_index=True)
-    cdf = np.interp(edges, unique, cumulative[first], left=0.0, right=cumulative[-1])
-    cdf[-1] = cumulative[-1]
-    counts = np.clip(np.diff(cdf), 0.0, None)
-    return dataclasses.replace(stats, edges=edges.tolist(), counts=counts.tolist())

@@ -178,5 +178,5 @@ def test_a_missing_tensorboard_is_a_clear_error(logdir: Path, file_uri: str) -> 
         check=False,
     )
     assert result.returncode == 1
-    assert "pip install 'mlflow-bucket[tensorboard]'" in result.stderr
+    assert "pip install -c constraints.txt '.[tensorboard]'" in result.stderr
     assert "Traceback" not in result.stderr

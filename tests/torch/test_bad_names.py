@@ -20,8 +20,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_metric, _validate_param_name
 from torch import nn
 
+from mlflow_plugin.summaries.names import image_key, mlflow_key
 from mlflow_plugin.torch import SummaryWriter, autolog, flush, log_config, read_histograms, watch
-from mlflow_plugin.torch.names import image_key, mlflow_key
 from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
 from tests.torch.conftest import history, image_steps
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
+from mlflow_plugin.summaries.histograms import percentiles
 from mlflow_plugin.torch import SummaryWriter, flush, log_histogram, read_histograms
-from mlflow_plugin.torch.histograms import device_histogram, percentiles, unpack_histogram
+from mlflow_plugin.torch.histograms import device_histogram, unpack_histogram
 from tests.torch.conftest import artifact_paths, history, image_steps
 
 

@@ -12,8 +12,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 import mlflow_plugin.torch as mt
+from mlflow_plugin.summaries.records import pr_curve
 from mlflow_plugin.torch import SummaryWriter
-from mlflow_plugin.torch.summaries import pr_curve
 from tests.torch.conftest import artifact_paths, history, image_steps
 
 

@@ -1,6 +1,6 @@
 """Pure builders for TensorBoard's less common records: PR curves, meshes, embeddings.
 
-Each returns plain data or text; ``writer.py`` decides where it is stored.
+Each returns plain data or text; ``mlflow_plugin.torch.records`` decides where it is stored.
 """
 
 from __future__ import annotations

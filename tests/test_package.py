@@ -8,7 +8,8 @@ import pytest
 
 import mlflow_plugin.objectstore as objectstore
 from mlflow_plugin.artifacts import BucketArtifactRepository
-from mlflow_plugin.objectstore import InvalidStoreUri, parse_store_uri
+from mlflow_plugin.objectstore import InvalidStoreUri
+from mlflow_plugin.store_uri import parse_store_uri
 
 SCHEMES = {"bucket+s3", "bucket+file"}
 
@@ -29,7 +30,7 @@ def test_mlflow_resolves_our_artifact_repository(uri: str) -> None:
 def test_objectstore_public_names_are_pinned() -> None:
     assert sorted(objectstore.__all__) == sorted(
         [
-            "KNOWN_OPTIONS", "SCHEMES", "AccessDenied", "AlreadyExists",
+            "ADDRESSING_OPTIONS", "SCHEMES", "AccessDenied", "AlreadyExists",
             "ConditionalWritesUnsupported", "DirectoryListing", "InvalidKey", "InvalidStoreUri",
             "LocalObjectStore", "MemoryObjectStore", "NotFound", "ObjectInfo", "ObjectStore",
             "ObjectStoreError", "PreconditionFailed", "StorageUnavailable", "StoreLocation",

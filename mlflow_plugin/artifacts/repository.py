@@ -39,8 +39,8 @@ from mlflow_plugin.objectstore import (
     ObjectStore,
     check_key,
     open_object_store,
-    parse_store_uri,
 )
+from mlflow_plugin.store_uri import parse_store_uri
 
 __all__ = ["BucketArtifactRepository"]
 

@@ -60,7 +60,8 @@ class UsageError(Exception):
 
 def store_uri(value: str) -> str:
     """argparse ``type=`` for a store URI: a malformed one is a usage error (exit 2)."""
-    from mlflow_plugin.objectstore import InvalidStoreUri, parse_store_uri
+    from mlflow_plugin.objectstore import InvalidStoreUri
+    from mlflow_plugin.store_uri import parse_store_uri
 
     try:
         parse_store_uri(value)

@@ -31,7 +31,7 @@ from mlflow_plugin.objectstore.local import LocalObjectStore
 from mlflow_plugin.objectstore.memory import MemoryObjectStore
 from mlflow_plugin.objectstore.probe import check_conditional_writes, check_conditional_writes_once
 from mlflow_plugin.objectstore.uri import (
-    KNOWN_OPTIONS,
+    ADDRESSING_OPTIONS,
     SCHEMES,
     StoreLocation,
     open_object_store,
@@ -39,7 +39,7 @@ from mlflow_plugin.objectstore.uri import (
 )
 
 __all__ = [
-    "KNOWN_OPTIONS",
+    "ADDRESSING_OPTIONS",
     "SCHEMES",
     "AccessDenied",
     "AlreadyExists",

@@ -9,8 +9,10 @@ then boto3's default (AWS). Credentials come only from boto3's standard chain
 artifact URI.
 
 Options of the upper layers (flush interval, index URL...) also travel in the
-query; ``KNOWN_OPTIONS`` lists every accepted name so a typo is an error, not a
-silently ignored setting.
+query. This module reads only its own (``ADDRESSING_OPTIONS``) and keeps the others
+as they came; the layers that read an option validate its value, and
+``StoreLocation.check_option_names`` refuses a name no layer reads (a typo is an
+error, not a silently ignored setting: see ``mlflow_plugin.store_uri``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import itertools
 import os
 import posixpath
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
@@ -26,7 +29,7 @@ from mlflow_plugin.objectstore.base import ObjectStore, check_prefix
 from mlflow_plugin.objectstore.errors import InvalidKey, InvalidStoreUri
 
 __all__ = [
-    "KNOWN_OPTIONS",
+    "ADDRESSING_OPTIONS",
     "SCHEMES",
     "StoreLocation",
     "open_object_store",
@@ -38,17 +41,10 @@ S3_SCHEME = "bucket+s3"
 FILE_SCHEME = "bucket+file"
 SCHEMES = (S3_SCHEME, FILE_SCHEME)
 
-#: Query options accepted in a store URI, with what they mean.
-KNOWN_OPTIONS: dict[str, str] = {
+#: The query options this layer reads: where the root is, with what they mean.
+ADDRESSING_OPTIONS: dict[str, str] = {
     "endpoint_url": "S3 endpoint, e.g. http://127.0.0.1:9000 (MinIO, SeaweedFS, Ceph, R2...)",
     "region": "S3 region used to sign requests",
-    "flush_interval": "seconds between uploads of buffered metrics (tracking store)",
-    "flush_points": "buffered metric points that trigger an upload (tracking store)",
-    "spool": "true/false: keep buffered writes on local disk until uploaded (tracking store)",
-    "spool_dir": "folder for the local spool (tracking store)",
-    "index": "SQLAlchemy URL of the query index (default: a SQLite file in the user cache)",
-    "index_staleness": "seconds a search may answer from the index before re-listing the bucket",
-    "cache_max_bytes": "size bound of the local metric caches, e.g. 2G (default 1 GiB)",
 }
 
 _SECRET_NAME = re.compile(
@@ -70,6 +66,20 @@ class StoreLocation:
 
     def option(self, name: str, default: str | None = None) -> str | None:
         return dict(self.options).get(name, default)
+
+    def check_option_names(self, known: Mapping[str, str]) -> None:
+        """Refuse an option that is neither an addressing option nor in ``known``.
+
+        >>> parse_store_uri("bucket+file:/r?flush_intervall=3").check_option_names({})
+        Traceback (most recent call last):
+        ...
+        mlflow_plugin.objectstore.errors.InvalidStoreUri: unknown store URI option 'flush_intervall' (known: endpoint_url, region)
+        """  # noqa: E501
+        accepted = {**ADDRESSING_OPTIONS, **known}
+        for name, _ in self.options:
+            if name not in accepted:
+                names = ", ".join(sorted(accepted))
+                raise InvalidStoreUri(f"unknown store URI option {name!r} (known: {names})")
 
     @property
     def is_s3(self) -> bool:
@@ -135,9 +145,6 @@ def _parse_options(uri: str, query: str) -> tuple[tuple[str, str], ...]:
                 "from boto3's standard chain (AWS_* environment variables, a profile or a role), "
                 "never from the URI"
             )
-        if name not in KNOWN_OPTIONS:
-            known = ", ".join(sorted(KNOWN_OPTIONS))
-            raise InvalidStoreUri(f"unknown store URI option {name!r} (known: {known})")
         if name in seen:
             raise InvalidStoreUri(f"store URI option {name!r} is given twice")
         seen[name] = value
@@ -146,6 +153,8 @@ def _parse_options(uri: str, query: str) -> tuple[tuple[str, str], ...]:
 
 def parse_store_uri(uri: str) -> StoreLocation:
     """Parse a ``bucket+s3://`` or ``bucket+file:`` URI; raise ``InvalidStoreUri`` if unsafe.
+
+    Options other than ``ADDRESSING_OPTIONS`` are kept unread, for the layers above.
 
     >>> parse_store_uri("bucket+s3://my-bucket/team?region=eu-west-1").prefix
     'team'

@@ -71,13 +71,13 @@ from mlflow_plugin.objectstore import (
     ObjectStore,
     check_conditional_writes_once,
     open_object_store,
-    parse_store_uri,
 )
 from mlflow_plugin.registry import keys
 from mlflow_plugin.registry.entities import registered_model_from_doc
 from mlflow_plugin.registry.not_stored import RegistryKindsNotStoredMixin
 from mlflow_plugin.registry.search import check_model_search_args, search_models
 from mlflow_plugin.registry.versions import ModelVersionsMixin
+from mlflow_plugin.store_uri import parse_store_uri
 from mlflow_plugin.text_input import check_entries, check_text, is_storable_text
 
 __all__ = ["BucketRegistryStore"]

@@ -102,12 +102,12 @@ from mlflow_plugin.objectstore import (
     ObjectStoreError,
     check_conditional_writes_once,
     open_object_store,
-    parse_store_uri,
 )
 from mlflow_plugin.objectstore.errors import CorruptObject, StorageUnavailable
 from mlflow_plugin.objectstore.observed import ObservedObjectStore
 from mlflow_plugin.objectstore.uri import root_identity
 from mlflow_plugin.page_tokens import offset_from_page_token
+from mlflow_plugin.store_uri import parse_store_uri
 from mlflow_plugin.text_input import check_entries, check_text, check_texts
 from mlflow_plugin.tracking.entities import (
     run_from_doc,

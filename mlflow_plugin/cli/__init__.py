@@ -1,8 +1,9 @@
 """Command line: ``python -m mlflow_plugin COMMAND`` (also installed as ``mlflow-bucket``).
 
-Each command is a module of this package with ``add_parser(subparsers)`` and
-``run(args) -> int``; registering a new one is one line in ``COMMANDS``. Command
-modules import their heavy dependencies inside ``run``, so ``--help`` is quick.
+Each command is a module of this package declaring one ``Command`` (name, help, its
+own arguments and its body; ``common`` adds the URI, ``--quiet``, the exit-code help
+and the output); registering a new one is one line in ``COMMANDS``. Command bodies
+import their heavy dependencies when they run, so ``--help`` is quick.
 
 Exit codes scripts can rely on: 0 success, 1 problems found or the operation
 failed, 2 bad usage (arguments, a malformed store URI).
@@ -34,7 +35,9 @@ from mlflow_plugin.cli.common import (
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[Command, ...] = (doctor, sync, reindex, gc, import_tensorboard, export)
+COMMANDS: tuple[Command, ...] = tuple(
+    module.COMMAND for module in (doctor, sync, reindex, gc, import_tensorboard, export)
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,8 +1,10 @@
-"""What every command shares: exit codes, the URI argument, output and the progress line.
+"""What every command shares: exit codes, the parser, the URI argument, output and progress.
 
-A command reports failure by raising ``CommandFailed`` (exit 1) or ``UsageError``
-(exit 2); ``main`` prints the message. Informational output goes to stdout and is
-silenced by ``--quiet``; errors always go to stderr.
+A command is a ``Command``: its name, help, description, own arguments and body.
+The body gets the parsed arguments and an ``Output``; it reports failure by raising
+``CommandFailed`` (exit 1) or ``UsageError`` (exit 2), and ``main`` prints the
+message. Informational output goes to stdout and is silenced by ``--quiet``; errors
+always go to stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from typing import Protocol, TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from click._termui_impl import ProgressBar
 
 __all__ = [
     "EXIT_CODES_HELP",
@@ -24,8 +30,6 @@ __all__ = [
     "Output",
     "Progress",
     "UsageError",
-    "add_command_parser",
-    "add_uri_argument",
     "human_bytes",
     "non_negative",
     "store_uri",
@@ -39,15 +43,7 @@ exit codes:
   1  problems found, or the operation failed
   2  usage error: bad arguments or a malformed store URI"""
 
-
-class Command(Protocol):
-    """A command module: ``add_parser`` registers it, ``run`` does the work."""
-
-    def add_parser(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-        """Add the command's parser (with ``add_command_parser``)."""
-
-    def run(self, args: argparse.Namespace) -> int:
-        """Do the work; return an exit code."""
+Arguments = Callable[[argparse.ArgumentParser], None]
 
 
 class CommandFailed(Exception):
@@ -81,35 +77,57 @@ def non_negative(value: str) -> float:
     return number
 
 
-def add_command_parser(
-    subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
-    name: str,
-    *,
-    help: str,
-    description: str,
-    run: Callable[[argparse.Namespace], int],
-) -> argparse.ArgumentParser:
-    """A sub-command parser with the shared epilog, ``--quiet`` and ``run`` as its default."""
-    parser = subparsers.add_parser(
-        name,
-        help=help,
-        # Raw formatting keeps the exit-code table; paragraphs are wrapped here instead.
-        description="\n\n".join(textwrap.fill(p, 79) for p in description.split("\n\n")),
-        epilog=EXIT_CODES_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="print nothing but errors; no progress bar"
-    )
-    parser.set_defaults(run=run)
-    return parser
+def _no_arguments(parser: argparse.ArgumentParser) -> None:
+    """A command that takes nothing but the store URI and ``--quiet``."""
 
 
-def add_uri_argument(parser: argparse.ArgumentParser) -> None:
-    """The positional store URI every command takes (checked, never echoing a secret)."""
-    parser.add_argument(
-        "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
-    )
+@dataclass(frozen=True)
+class Command:
+    """One sub-command: what it is called and says, the arguments of its own, its body.
+
+    Every command takes the store URI (after ``before_uri``'s positionals, before
+    ``arguments``) and ``-q/--quiet``, and shows the exit codes in its help::
+
+        COMMAND = Command(
+            "hello",
+            help="say hello",
+            description="Say hello to a store.",
+            body=lambda args, out: out.info(f"hello {args.uri}") or EXIT_OK,
+        )
+    """
+
+    name: str
+    help: str
+    #: Paragraphs separated by a blank line; each is wrapped to the terminal's 79 columns.
+    description: str
+    #: Does the work with the parsed arguments; returns the exit code.
+    body: Callable[[argparse.Namespace, Output], int]
+    arguments: Arguments = _no_arguments
+    before_uri: Arguments = _no_arguments
+
+    def add_parser(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        """Register the command's parser, with ``run`` as what ``main`` calls."""
+        parser = subparsers.add_parser(
+            self.name,
+            help=self.help,
+            # Raw formatting keeps the exit-code table; paragraphs are wrapped here instead.
+            description="\n\n".join(textwrap.fill(p, 79) for p in self.description.split("\n\n")),
+            epilog=EXIT_CODES_HELP,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", help="print nothing but errors; no progress bar"
+        )
+        self.before_uri(parser)
+        parser.add_argument(
+            "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
+        )
+        self.arguments(parser)
+        parser.set_defaults(run=self.run)
+
+    def run(self, args: argparse.Namespace) -> int:
+        """Run the body with an ``Output`` that honours ``--quiet``."""
+        return self.body(args, Output(args.quiet))
 
 
 class Output:
@@ -122,47 +140,62 @@ class Output:
         if not self.quiet:
             print(text, flush=True)
 
+    def error(self, text: str) -> None:
+        """A line on stderr, printed even with ``--quiet``."""
+        print(text, file=sys.stderr, flush=True)
+
     def progress(self) -> Progress:
-        return Progress(enabled=not self.quiet and sys.stderr.isatty(), stream=sys.stderr)
+        return Progress(enabled=not self.quiet and sys.stderr.isatty())
 
 
 class Progress:
-    """A one-line progress bar on stderr, redrawn at most ten times a second.
+    """``progress(label, done, total)`` drawn as click's progress bar on stderr.
 
-    Called as ``progress(label, done, total)``; drawn only when enabled (stderr is a
-    terminal and ``--quiet`` was not given), so logs and pipes stay clean.
+    Drawn only when enabled (stderr is a terminal and ``--quiet`` was not given), so
+    logs and pipes stay clean; redrawn at most ten times a second (click redraws on
+    every update), the last step always. A new label or total starts a new bar.
     """
 
-    _WIDTH = 24
+    _INTERVAL_S = 0.1
 
-    def __init__(self, enabled: bool, stream: TextIO) -> None:
+    def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._stream = stream
+        self._bar: ProgressBar[int] | None = None
+        self._label = ""
         self._last = 0.0
-        self._drawn = False
 
     def __call__(self, label: str, done: int, total: int) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
-        if done < total and now - self._last < 0.1:
+        bar = self._bar
+        if bar is None or label != self._label or total != bar.length:
+            self.close()
+            bar = self._bar = self._new_bar(label, total)
+        elif done < total and now - self._last < self._INTERVAL_S:
             return
         self._last = now
-        if total > 0:
-            filled = self._WIDTH * min(done, total) // total
-            bar = "#" * filled + "-" * (self._WIDTH - filled)
-            line = f"{label} [{bar}] {done}/{total}"
-        else:
-            line = f"{label} {done}"
-        self._stream.write(f"\r\x1b[K{line}")
-        self._stream.flush()
-        self._drawn = True
+        bar.update(done - bar.pos)
+
+    def _new_bar(self, label: str, total: int) -> ProgressBar[int]:
+        import click  # installed with MLflow; imported only when a bar is drawn
+
+        self._label = label
+        return click.progressbar(
+            length=total,
+            label=label,
+            file=sys.stderr,
+            bar_template="%(label)s [%(bar)s] %(info)s",
+            show_pos=True,
+            show_percent=False,
+            show_eta=False,
+            width=24,
+        )
 
     def close(self) -> None:
-        if self._drawn:
-            self._stream.write("\r\x1b[K")
-            self._stream.flush()
-            self._drawn = False
+        if self._bar is not None:
+            self._bar.render_finish()
+            self._bar = None
 
     def __enter__(self) -> Progress:
         return self

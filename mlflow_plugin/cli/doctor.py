@@ -5,36 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from mlflow_plugin.cli.common import (
-    EXIT_OK,
-    CommandFailed,
-    Output,
-    add_command_parser,
-    add_uri_argument,
-)
+from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = add_command_parser(
-        subparsers,
-        "doctor",
-        help="check that a store is reachable and honours conditional writes",
-        description=(
-            "Check that the store answers, and that it honours If-None-Match / If-Match "
-            "on writes (a probe object is written, conflicted and deleted under _probe/). "
-            "An endpoint that ignores conditional writes would let concurrent writers "
-            "overwrite each other: it is reported with exit code 1. A bucket+file folder "
-            "that does not exist is reported too (exit 1) and not created: it is most "
-            "likely a mistyped path."
-        ),
-        run=run,
-    )
-    add_uri_argument(parser)
-
-
-def run(args: argparse.Namespace) -> int:
+def _doctor(args: argparse.Namespace, out: Output) -> int:
     import os
 
     from mlflow_plugin.format import keys
@@ -48,7 +24,6 @@ def run(args: argparse.Namespace) -> int:
         parse_store_uri,
     )
 
-    out = Output(args.quiet)
     location = parse_store_uri(args.uri)
     out.info(f"store:     {location.to_uri()}")
     if location.is_s3:
@@ -82,3 +57,18 @@ def run(args: argparse.Namespace) -> int:
         raise CommandFailed(f"writing the probe object failed: {exc}") from exc
     out.info("conditional writes (If-None-Match, If-Match): honoured")
     return EXIT_OK
+
+
+COMMAND = Command(
+    "doctor",
+    help="check that a store is reachable and honours conditional writes",
+    description=(
+        "Check that the store answers, and that it honours If-None-Match / If-Match "
+        "on writes (a probe object is written, conflicted and deleted under _probe/). "
+        "An endpoint that ignores conditional writes would let concurrent writers "
+        "overwrite each other: it is reported with exit code 1. A bucket+file folder "
+        "that does not exist is reported too (exit 1) and not created: it is most "
+        "likely a mistyped path."
+    ),
+    body=_doctor,
+)

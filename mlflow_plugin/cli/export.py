@@ -4,29 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from mlflow_plugin.cli.common import (
-    EXIT_OK,
-    CommandFailed,
-    Output,
-    add_command_parser,
-    add_uri_argument,
-)
+from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = add_command_parser(
-        subparsers,
-        "export",
-        help="write a run's metric history to Parquet or CSV",
-        description=(
-            "Write every point of a run's metrics (or of the --metric keys) as a table "
-            "with the columns key, step, timestamp (ms since the epoch), value."
-        ),
-        run=run,
-    )
-    add_uri_argument(parser)
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID", help="the run whose metrics to export")
     parser.add_argument("--format", choices=("parquet", "csv"), required=True, dest="file_format")
     parser.add_argument("--output", "-o", required=True, metavar="PATH", help="file to write")
@@ -39,10 +22,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _export(args: argparse.Namespace, out: Output) -> int:
     from mlflow_plugin.transfer.metric_export import MissingMetrics, export_metrics
 
-    out = Output(args.quiet)
     with out.progress() as progress:
         try:
             rows = export_metrics(
@@ -52,3 +34,15 @@ def run(args: argparse.Namespace) -> int:
             raise CommandFailed(str(exc)) from exc
     out.info(f"wrote {rows} rows to {args.output} ({args.file_format})")
     return EXIT_OK
+
+
+COMMAND = Command(
+    "export",
+    help="write a run's metric history to Parquet or CSV",
+    description=(
+        "Write every point of a run's metrics (or of the --metric keys) as a table "
+        "with the columns key, step, timestamp (ms since the epoch), value."
+    ),
+    body=_export,
+    arguments=_arguments,
+)

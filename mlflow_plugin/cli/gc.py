@@ -6,43 +6,23 @@ The logic lives in ``mlflow_plugin.format.garbage``; this module parses and prin
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mlflow_plugin.cli.common import (
     EXIT_OK,
+    Command,
     CommandFailed,
     Output,
-    add_command_parser,
-    add_uri_argument,
     human_bytes,
     non_negative,
     store_uri,
 )
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _arguments(parser: argparse.ArgumentParser) -> None:
     from mlflow_plugin.format.garbage import DEFAULT_GRACE_HOURS, DEFAULT_OLDER_THAN_DAYS
 
-    parser = add_command_parser(
-        subparsers,
-        "gc",
-        help="permanently delete orphan segments and runs/experiments deleted long ago",
-        description=(
-            "Permanently delete what MLflow only marked as deleted, once it has been "
-            "deleted for --older-than days: runs (document, pointer, metric segments, "
-            "and their artifacts when they are the run's own folder under "
-            "<root>/artifacts/), experiments (with all their runs, logged models and name "
-            "claim) and logged models. Also delete metric segments no run manifest names "
-            "and run pointers without a run, once older than --grace-hours (a writer "
-            "uploads a segment just before entering it in the manifest). Artifacts outside "
-            "the root are never touched; they are listed instead. A document that cannot be "
-            "read is kept with what it names; gc then exits 1 naming it."
-        ),
-        run=run,
-    )
-    add_uri_argument(parser)
     parser.add_argument(
         "--older-than",
         type=non_negative,
@@ -70,11 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _gc(args: argparse.Namespace, out: Output) -> int:
     from mlflow_plugin.format.garbage import KINDS, collect_garbage
     from mlflow_plugin.objectstore import open_object_store, parse_store_uri
 
-    out = Output(args.quiet)
     location = parse_store_uri(args.uri)
     with out.progress() as progress:
         report = collect_garbage(
@@ -98,10 +77,29 @@ def run(args: argparse.Namespace) -> int:
     for kind in KINDS:
         out.info(f"  {kind}: {report.counts[kind]}")
     for line in report.damaged:
-        print(f"kept, cannot be read: {line}", file=sys.stderr)
+        out.error(f"kept, cannot be read: {line}")
     if report.damaged:
         raise CommandFailed(
             f"{len(report.damaged)} documents cannot be read (listed above): they and what "
             "they name were kept; fix or remove them and run gc again"
         )
     return EXIT_OK
+
+
+COMMAND = Command(
+    "gc",
+    help="permanently delete orphan segments and runs/experiments deleted long ago",
+    description=(
+        "Permanently delete what MLflow only marked as deleted, once it has been "
+        "deleted for --older-than days: runs (document, pointer, metric segments, "
+        "and their artifacts when they are the run's own folder under "
+        "<root>/artifacts/), experiments (with all their runs, logged models and name "
+        "claim) and logged models. Also delete metric segments no run manifest names "
+        "and run pointers without a run, once older than --grace-hours (a writer "
+        "uploads a segment just before entering it in the manifest). Artifacts outside "
+        "the root are never touched; they are listed instead. A document that cannot be "
+        "read is kept with what it names; gc then exits 1 naming it."
+    ),
+    body=_gc,
+    arguments=_arguments,
+)

@@ -8,35 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from mlflow_plugin.cli.common import (
-    EXIT_OK,
-    CommandFailed,
-    Output,
-    add_command_parser,
-    add_uri_argument,
-)
+from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = add_command_parser(
-        subparsers,
-        "import-tensorboard",
-        help="import TensorBoard event files: one MLflow run per event folder",
-        description=(
-            "Create one MLflow run per folder of LOGDIR holding event files (run name: "
-            "the folder's path relative to LOGDIR). Scalars become metrics (step and wall "
-            "time kept); histograms become percentile metrics, step pictures and raw-bin "
-            "artifacts; images become step images; text becomes artifacts "
-            "text/<tag>/step-<n>.md; add_hparams values become params. Runs are tagged "
-            "with their source folder: running the command again skips folders already "
-            "imported. Needs: pip install 'mlflow-bucket[tensorboard]'."
-        ),
-        run=run,
-    )
+def _logdir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logdir", metavar="LOGDIR", help="TensorBoard log directory")
-    add_uri_argument(parser)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--experiment",
         metavar="NAME",
@@ -44,10 +25,9 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _import(args: argparse.Namespace, out: Output) -> int:
     from mlflow_plugin.transfer.tensorboard_import import MissingDependency, import_logdir
 
-    out = Output(args.quiet)
     with out.progress() as progress:
         try:
             summary = import_logdir(args.logdir, args.uri, args.experiment, progress)
@@ -63,3 +43,21 @@ def run(args: argparse.Namespace) -> int:
     out.info(f"texts:      {summary.texts}")
     out.info(f"hparams:    {summary.hparams} params")
     return EXIT_OK
+
+
+COMMAND = Command(
+    "import-tensorboard",
+    help="import TensorBoard event files: one MLflow run per event folder",
+    description=(
+        "Create one MLflow run per folder of LOGDIR holding event files (run name: "
+        "the folder's path relative to LOGDIR). Scalars become metrics (step and wall "
+        "time kept); histograms become percentile metrics, step pictures and raw-bin "
+        "artifacts; images become step images; text becomes artifacts "
+        "text/<tag>/step-<n>.md; add_hparams values become params. Runs are tagged "
+        "with their source folder: running the command again skips folders already "
+        "imported. Needs: pip install 'mlflow-bucket[tensorboard]'."
+    ),
+    body=_import,
+    arguments=_arguments,
+    before_uri=_logdir,
+)

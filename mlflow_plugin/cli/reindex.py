@@ -11,36 +11,16 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from mlflow_plugin.cli.common import (
-    EXIT_OK,
-    CommandFailed,
-    Output,
-    add_command_parser,
-    add_uri_argument,
-)
+from mlflow_plugin.cli.common import EXIT_FAILED, EXIT_OK, Command, CommandFailed, Output
 
 if TYPE_CHECKING:
     from mlflow_plugin.index.query_index import QueryIndex
     from mlflow_plugin.index.sync import SyncReport
 
-__all__ = ["add_parser", "run"]
+__all__ = ["COMMAND"]
 
 
-def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = add_command_parser(
-        subparsers,
-        "reindex",
-        help="rebuild the local query index of a store from the bucket",
-        description=(
-            "Drop this machine's query index of the store (a SQLite file in the user "
-            "cache, or the database named by the URI's index= option or "
-            "MLFLOW_BUCKET_INDEX_URL) and fill it again from the bucket's documents. "
-            "The index is only a cache: searches rebuild it by themselves; this "
-            "command does it ahead of time, e.g. before a server starts."
-        ),
-        run=run,
-    )
-    add_uri_argument(parser)
+def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--keep",
         action="store_true",
@@ -48,13 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def _reindex(args: argparse.Namespace, out: Output) -> int:
     from sqlalchemy.exc import SQLAlchemyError
 
     from mlflow_plugin.index.database import unusable_index
     from mlflow_plugin.tracking.store import BucketTrackingStore
 
-    out = Output(args.quiet)
     store = BucketTrackingStore(args.uri, recover_in_background=False)
     try:
         index = store._index()
@@ -70,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         f"removed {report.removed}, left out as damaged {report.unmirrorable} "
         f"({index.url_for_display})"
     )
-    return EXIT_OK if report.unmirrorable == 0 else 1
+    return EXIT_OK if report.unmirrorable == 0 else EXIT_FAILED
 
 
 def _rebuild(index: QueryIndex, out: Output, *, keep: bool) -> SyncReport:
@@ -87,3 +66,18 @@ def _rebuild(index: QueryIndex, out: Output, *, keep: bool) -> SyncReport:
             progress("experiments indexed", done, experiments)
 
         return index.sync_everything(on_progress=advance)
+
+
+COMMAND = Command(
+    "reindex",
+    help="rebuild the local query index of a store from the bucket",
+    description=(
+        "Drop this machine's query index of the store (a SQLite file in the user "
+        "cache, or the database named by the URI's index= option or "
+        "MLFLOW_BUCKET_INDEX_URL) and fill it again from the bucket's documents. "
+        "The index is only a cache: searches rebuild it by themselves; this "
+        "command does it ahead of time, e.g. before a server starts."
+    ),
+    body=_reindex,
+    arguments=_arguments,
+)

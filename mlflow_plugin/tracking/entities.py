@@ -1,6 +1,6 @@
 """Documents <-> MLflow entities. Pure functions, no I/O.
 
-Document shapes (JSON, written by ``store.py``):
+Document shapes (JSON; ``docs/FORMAT.md`` is the normative description):
 
 experiment: ``{experiment_id, name, artifact_location, lifecycle_stage,
 creation_time, last_update_time, tags: {k: v}}``
@@ -45,7 +45,8 @@ from mlflow.entities import (
     RunTag,
 )
 
-Document = dict[str, Any]
+from mlflow_plugin.format.documents import Document
+
 _logger = logging.getLogger(__name__)
 
 __all__ = [

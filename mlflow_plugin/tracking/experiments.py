@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlflow.entities import (
     Experiment,
@@ -56,22 +54,21 @@ from mlflow_plugin.format.name_claims import (
     rename_named,
 )
 from mlflow_plugin.format.schema import RUN
-from mlflow_plugin.mlflow_errors import invalid_input_errors
-from mlflow_plugin.objectstore import NotFound, ObjectStore
+from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
+from mlflow_plugin.objectstore import NotFound
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
 from mlflow_plugin.text_input import check_entries, check_text, check_texts, is_storable_text
+from mlflow_plugin.tracking.context import StoreContext
 from mlflow_plugin.tracking.entities import (
     experiment_from_doc,
 )
 from mlflow_plugin.tracking.validation import validate_max_results
 
-if TYPE_CHECKING:
-    from mlflow_plugin.index.query_index import QueryIndex
-
 __all__ = [
     "DEFAULT_EXPERIMENT_ID",
-    "ExperimentsMixin",
+    "Experiments",
+    "check_experiment_active",
     "check_experiment_id",
     "resolved_artifact_location",
 ]
@@ -130,20 +127,23 @@ def resolved_artifact_location(location: object) -> str | None:
         return str(resolve_uri_if_local(location))
 
 
-class ExperimentsMixin:
-    """Experiment methods of the tracking store."""
+def check_experiment_active(doc: Document) -> None:
+    if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
+        raise MlflowException(
+            f"The experiment {doc['experiment_id']} must be in the 'active' state. "
+            f"Current state is {doc['lifecycle_stage']}.",
+            INVALID_PARAMETER_VALUE,
+        )
 
-    # Provided by BucketTrackingStore.
-    _store: ObjectStore
-    _readers: ThreadPoolExecutor
-    _errors: Callable[[], AbstractContextManager[None]]
-    artifact_root_uri: str
-    _index: Callable[[], QueryIndex]
-    _set_run_stage: Callable[..., None]
-    _run_experiment: Callable[[str], str]
 
-    def _ensure_default_experiment(self) -> None:
-        if self._store.exists(keys.experiment_key(DEFAULT_EXPERIMENT_ID)):
+class Experiments:
+    """Experiment methods of the tracking store, over the shared ``StoreContext``."""
+
+    def __init__(self, context: StoreContext) -> None:
+        self._context = context
+
+    def ensure_default_experiment(self) -> None:
+        if self._context.objects.exists(keys.experiment_key(DEFAULT_EXPERIMENT_ID)):
             return
         try:
             self._create_experiment_with_id(
@@ -154,7 +154,7 @@ class ExperimentsMixin:
                 raise
 
     def _default_artifact_location(self, experiment_id: str) -> str:
-        return str(append_to_uri_path(self.artifact_root_uri, experiment_id))
+        return str(append_to_uri_path(self._context.artifact_root_uri, experiment_id))
 
     def create_experiment(
         self,
@@ -171,11 +171,11 @@ class ExperimentsMixin:
             _validate_experiment_tag(tag.key, tag.value)
         check_text("experiment name", name)
         check_entries("experiment tag", tags)
-        with self._errors():
+        with mlflow_errors():
             return self._create_experiment_with_id(name, None, artifact_location, tags or [])
 
     def _next_experiment_id(self) -> str:
-        folders = self._store.list_dir(keys.experiments_prefix()).folders
+        folders = self._context.objects.list_dir(keys.experiments_prefix()).folders
         ids = [int(f.split("/")[1]) for f in folders if f.split("/")[1].isdigit()]
         return str(max(ids, default=0) + 1)
 
@@ -211,7 +211,7 @@ class ExperimentsMixin:
 
         try:
             return create_named(
-                self._store,
+                self._context.objects,
                 _name_claim(name),
                 experiment_id or self._next_experiment_id(),
                 make_document,
@@ -228,11 +228,11 @@ class ExperimentsMixin:
 
     def _read_experiment_doc(self, experiment_id: str) -> Document | None:
         try:
-            return read_document(self._store, keys.experiment_key(experiment_id))[0]
+            return read_document(self._context.objects, keys.experiment_key(experiment_id))[0]
         except (NotFound, keys.InvalidId):  # "-1" is an integer, and names no experiment
             return None
 
-    def _experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> Document:
+    def experiment_doc(self, experiment_id: Any, view_type: int = ViewType.ALL) -> Document:
         experiment_id = check_experiment_id(experiment_id)
         doc = self._read_experiment_doc(experiment_id)
         if doc is None or not LifecycleStage.matches_view_type(view_type, doc["lifecycle_stage"]):
@@ -240,25 +240,21 @@ class ExperimentsMixin:
         return doc
 
     def get_experiment(self, experiment_id: str) -> Experiment:
-        with self._errors():
-            return experiment_from_doc(self._experiment_doc(experiment_id))
+        with mlflow_errors():
+            return experiment_from_doc(self.experiment_doc(experiment_id))
 
     def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
         if not isinstance(experiment_name, str) or not is_storable_text(experiment_name):
             return None  # no experiment can have a name UTF-8 cannot spell
-        with self._errors():
-            found = named_document(self._store, _name_claim(experiment_name))
+        with mlflow_errors():
+            found = named_document(self._context.objects, _name_claim(experiment_name))
             return None if found is None else experiment_from_doc(found[1])
 
-    def _experiment_ids(self) -> list[str]:
+    def experiment_ids(self) -> list[str]:
         return [
             folder.split("/")[1]
-            for folder in self._store.list_dir(keys.experiments_prefix()).folders
+            for folder in self._context.objects.list_dir(keys.experiments_prefix()).folders
         ]
-
-    def _all_experiment_docs(self) -> list[Document]:
-        docs = self._readers.map(self._read_experiment_doc, self._experiment_ids())
-        return [doc for doc in docs if doc is not None]
 
     def search_experiments(
         self,
@@ -272,8 +268,8 @@ class ExperimentsMixin:
         offset_from_page_token(page_token)  # a forged token is INVALID_PARAMETER_VALUE
         check_text("filter", filter_string)  # the index's SQL driver cannot bind it
         check_texts("order_by", order_by or [])
-        with self._errors():
-            docs, next_token = self._index().search_experiments(
+        with mlflow_errors():
+            docs, next_token = self._context.index().search_experiments(
                 view_type, max_results, filter_string, order_by, page_token
             )
         return PagedList([experiment_from_doc(doc) for doc in docs], next_token)
@@ -281,7 +277,7 @@ class ExperimentsMixin:
     def _update_experiment(
         self, experiment_id: str, mutate: Callable[[Document], Document]
     ) -> Document:
-        return update_document(self._store, keys.experiment_key(experiment_id), mutate)[0]
+        return update_document(self._context.objects, keys.experiment_key(experiment_id), mutate)[0]
 
     def _set_experiment_stage(self, experiment_id: str, stage: str, required: int) -> None:
         """Move the experiment and, as MLflow's SQL store does, all its runs to ``stage``.
@@ -291,7 +287,7 @@ class ExperimentsMixin:
         finds it and finishes the job. Once the call returns, every run is in the new
         stage, as after the SQL store's single transaction.
         """
-        doc = self._experiment_doc(experiment_id, required)
+        doc = self.experiment_doc(experiment_id, required)
         experiment_id = doc["experiment_id"]
 
         def mutate(current: Document) -> Document:
@@ -318,13 +314,13 @@ class ExperimentsMixin:
         """
         run_ids = {
             info.key.rsplit("/", 1)[1][: -len(".json")]
-            for info in self._store.list(keys.experiment_runs_prefix(experiment_id))
+            for info in self._context.objects.list(keys.experiment_runs_prefix(experiment_id))
             if RUN.is_key(info.key)  # a stray object there is no run
         }
 
         def move(run_id: str) -> None:
             try:
-                home = self._run_experiment(run_id)
+                home = self._context.run_experiment(run_id)
                 if home != experiment_id:
                     _logger.warning(
                         "%s is a copy of a run of experiment %s: left as it is",
@@ -332,29 +328,29 @@ class ExperimentsMixin:
                         home,
                     )
                     return
-                self._set_run_stage(run_id, stage, check=False)
+                self._context.set_run_stage(run_id, stage, check=False)
             except CorruptObject as exc:  # a damaged run is left out of every listing anyway
                 _logger.warning("run %s left as it is: %s", run_id, exc)
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # gone meanwhile: nothing to do
                     raise
 
-        list(self._readers.map(move, sorted(run_ids - done)))
+        list(self._context.readers.map(move, sorted(run_ids - done)))
         return run_ids
 
     def delete_experiment(self, experiment_id: str) -> None:
-        with self._errors():
+        with mlflow_errors():
             self._set_experiment_stage(experiment_id, LifecycleStage.DELETED, ViewType.ACTIVE_ONLY)
 
     def restore_experiment(self, experiment_id: str) -> None:
-        with self._errors():
+        with mlflow_errors():
             self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE, ViewType.DELETED_ONLY)
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         _validate_experiment_name(new_name)
         check_text("experiment name", new_name)
-        with self._errors():
-            doc = self._experiment_doc(experiment_id)
+        with mlflow_errors():
+            doc = self.experiment_doc(experiment_id)
             if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
                 raise MlflowException("Cannot rename a non-active experiment.", INVALID_STATE)
             if doc["name"] == new_name:
@@ -369,7 +365,9 @@ class ExperimentsMixin:
             try:
                 # The old name's claim stays, pointing at a document that no longer carries
                 # it: the next creator of that name moves it on (see format.name_claims).
-                rename_named(self._store, _name_claim(new_name), doc["experiment_id"], rename)
+                rename_named(
+                    self._context.objects, _name_claim(new_name), doc["experiment_id"], rename
+                )
             except (NameTaken, RenameAborted):
                 # MLflow's SQL store reports this (a unique-constraint failure) as BAD_REQUEST.
                 raise MlflowException(
@@ -379,9 +377,9 @@ class ExperimentsMixin:
     def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
         _validate_experiment_tag(tag.key, tag.value)
         check_entries("experiment tag", [tag])
-        with self._errors():
-            doc = self._experiment_doc(experiment_id)
-            self._check_experiment_active(doc)
+        with mlflow_errors():
+            doc = self.experiment_doc(experiment_id)
+            check_experiment_active(doc)
 
             def mutate(current: Document) -> Document:
                 current["tags"][tag.key] = tag.value
@@ -390,9 +388,9 @@ class ExperimentsMixin:
             self._update_experiment(doc["experiment_id"], mutate)
 
     def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
-        with self._errors():
-            doc = self._experiment_doc(experiment_id)
-            self._check_experiment_active(doc)
+        with mlflow_errors():
+            doc = self.experiment_doc(experiment_id)
+            check_experiment_active(doc)
 
             def mutate(current: Document) -> Document:
                 if key not in current["tags"]:
@@ -404,12 +402,3 @@ class ExperimentsMixin:
                 return current
 
             self._update_experiment(doc["experiment_id"], mutate)
-
-    @staticmethod
-    def _check_experiment_active(doc: Document) -> None:
-        if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
-            raise MlflowException(
-                f"The experiment {doc['experiment_id']} must be in the 'active' state. "
-                f"Current state is {doc['lifecycle_stage']}.",
-                INVALID_PARAMETER_VALUE,
-            )

@@ -18,6 +18,9 @@ from mlflow_plugin.format import garbage
 from mlflow_plugin.format.documents import Document
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.objectstore import InvalidStoreUri, parse_store_uri
+from mlflow_plugin.tracking.context import StoreContext
+from mlflow_plugin.tracking.experiments import Experiments
+from mlflow_plugin.tracking.logged_models import LoggedModels
 
 __all__ = ["HardDelete"]
 

@@ -9,12 +9,12 @@ arrays. NaN is ordered as MLflow's SQL store stores it: value 0 with a NaN flag.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from cachetools import LRUCache
 
 __all__ = ["HistoryCache", "MetricColumns"]
 
@@ -157,23 +157,21 @@ class HistoryCache:
 
     def __init__(self, max_bytes: int = 256 * 1024 * 1024) -> None:
         self._max_bytes = max_bytes
-        self._bytes = 0
-        self._entries: OrderedDict[Hashable, MetricColumns] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: LRUCache[Hashable, MetricColumns] = LRUCache(
+            maxsize=max_bytes, getsizeof=_history_bytes
+        )
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, key: Hashable) -> MetricColumns | None:
         with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-            return found
+            return self._entries.get(key)
 
     def put(self, key: Hashable, history: MetricColumns) -> None:
         with self._lock:
-            if key in self._entries or history.nbytes > self._max_bytes:
-                return
-            self._entries[key] = history
-            self._bytes += history.nbytes
-            while self._bytes > self._max_bytes:
-                _, evicted = self._entries.popitem(last=False)
-                self._bytes -= evicted.nbytes
+            # One history larger than the whole cache is not kept (cachetools would raise).
+            if key not in self._entries and history.nbytes <= self._max_bytes:
+                self._entries[key] = history
+
+
+def _history_bytes(history: MetricColumns) -> int:
+    return history.nbytes

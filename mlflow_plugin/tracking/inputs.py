@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from mlflow.entities import (
     DatasetInput,
@@ -27,31 +24,22 @@ from mlflow.utils.validation import (
 from mlflow_plugin.format.documents import (
     Document,
 )
-from mlflow_plugin.objectstore import (
-    ObjectStore,
-)
+from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.text_input import check_entries, check_texts
+from mlflow_plugin.tracking.context import StoreContext, check_run_active
 from mlflow_plugin.tracking.entities import (
     dataset_input_to_json,
 )
 from mlflow_plugin.tracking.experiments import check_experiment_id
 
-if TYPE_CHECKING:
-    from mlflow_plugin.index.query_index import QueryIndex
-
-__all__ = ["RunInputsMixin"]
+__all__ = ["RunInputs"]
 
 
-class RunInputsMixin:
-    """Input and output methods of the tracking store."""
+class RunInputs:
+    """Inputs and outputs of runs, over the shared ``StoreContext``."""
 
-    # Provided by BucketTrackingStore.
-    _store: ObjectStore
-    _readers: ThreadPoolExecutor
-    _errors: Callable[[], AbstractContextManager[None]]
-    _update_run: Callable[[str, Callable[[Document], Document]], Document]
-    _index: Callable[[], QueryIndex]
-    _check_run_active: Callable[[Document], None]
+    def __init__(self, context: StoreContext) -> None:
+        self._context = context
 
     def log_inputs(
         self,
@@ -75,7 +63,7 @@ class RunInputsMixin:
         new_inputs = [dataset_input_to_json(d) for d in datasets or []]
 
         def mutate(doc: Document) -> Document:
-            self._check_run_active(doc)
+            check_run_active(doc)
             for entry in new_inputs:
                 same = [
                     existing
@@ -90,22 +78,22 @@ class RunInputsMixin:
                     doc["model_inputs"].append(model.model_id)
             return doc
 
-        with self._errors():
-            self._update_run(run_id, mutate)
+        with mlflow_errors():
+            self._context.update_run(run_id, mutate)
 
     def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
         _validate_run_id(run_id)
 
         def mutate(doc: Document) -> Document:
-            self._check_run_active(doc)
+            check_run_active(doc)
             known = {o["model_id"] for o in doc["model_outputs"]}
             for model in models or []:
                 if model.model_id not in known:
                     doc["model_outputs"].append({"model_id": model.model_id, "step": model.step})
             return doc
 
-        with self._errors():
-            self._update_run(run_id, mutate)
+        with mlflow_errors():
+            self._context.update_run(run_id, mutate)
 
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
         import json
@@ -119,18 +107,18 @@ class RunInputsMixin:
         model_dict = mlflow_model.get_tags_dict()
 
         def mutate(doc: Document) -> Document:
-            self._check_run_active(doc)
+            check_run_active(doc)
             previous = json.loads(doc["tags"].get(MLFLOW_LOGGED_MODELS, "[]"))
             value = json.dumps([*previous, model_dict])
             _validate_tag(MLFLOW_LOGGED_MODELS, value)
             doc["tags"][MLFLOW_LOGGED_MODELS] = value
             return doc
 
-        with self._errors():
-            self._update_run(run_id, mutate)
+        with mlflow_errors():
+            self._context.update_run(run_id, mutate)
 
-    def _search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
-        with self._errors():
+    def search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
+        with mlflow_errors():
             ids = [check_experiment_id(e) for e in experiment_ids]
-            summaries: list[_DatasetSummary] = self._index().dataset_summaries(ids)
+            summaries: list[_DatasetSummary] = self._context.index().dataset_summaries(ids)
             return summaries

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from typing import Any
 
 from mlflow.entities import (
@@ -38,13 +37,16 @@ from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, create_document, read_document, update_document
 from mlflow_plugin.format.reading import read_listed
 from mlflow_plugin.format.schema import LOGGED_MODEL
-from mlflow_plugin.objectstore import NotFound, ObjectStore
+from mlflow_plugin.mlflow_errors import mlflow_errors
+from mlflow_plugin.objectstore import NotFound
 from mlflow_plugin.page_tokens import logged_model_page
 from mlflow_plugin.text_input import check_entries, check_text
+from mlflow_plugin.tracking.context import StoreContext
 from mlflow_plugin.tracking.entities import logged_model_from_doc
+from mlflow_plugin.tracking.experiments import Experiments, check_experiment_active
 from mlflow_plugin.tracking.model_search import model_matches_filter, parse_model_filter
 
-__all__ = ["LoggedModelsMixin"]
+__all__ = ["LoggedModels"]
 
 SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT = 100
 
@@ -53,18 +55,16 @@ def _not_found(model_id: str) -> MlflowException:
     return MlflowException(f"Logged model with ID '{model_id}' not found.", RESOURCE_DOES_NOT_EXIST)
 
 
-class LoggedModelsMixin:
-    """Logged-model methods of the tracking store; needs the store's object store and helpers."""
+class LoggedModels:
+    """Logged-model methods of the tracking store, over the shared ``StoreContext``."""
 
-    _store: ObjectStore
-    _errors: Callable[[], AbstractContextManager[None]]
-    _experiment_doc: Callable[..., Document]
-    _check_experiment_active: Callable[[Document], None]
-    _readers: Any
+    def __init__(self, context: StoreContext, experiments: Experiments) -> None:
+        self._context = context
+        self._experiments = experiments
 
-    def _model_doc(self, model_id: str, allow_deleted: bool = False) -> Document:
+    def model_doc(self, model_id: str, allow_deleted: bool = False) -> Document:
         try:
-            doc = read_document(self._store, keys.logged_model_key(model_id))[0]
+            doc = read_document(self._context.objects, keys.logged_model_key(model_id))[0]
         except (NotFound, keys.InvalidId):
             raise _not_found(model_id) from None
         if doc["lifecycle_stage"] == LifecycleStage.DELETED and not allow_deleted:
@@ -77,9 +77,11 @@ class LoggedModelsMixin:
         mutate: Callable[[Document], Document],
         allow_deleted: bool = False,
     ) -> Document:
-        self._model_doc(model_id, allow_deleted)
+        self.model_doc(model_id, allow_deleted)
         try:
-            return update_document(self._store, keys.logged_model_key(model_id), mutate)[0]
+            return update_document(self._context.objects, keys.logged_model_key(model_id), mutate)[
+                0
+            ]
         except NotFound:
             raise _not_found(model_id) from None
 
@@ -97,9 +99,9 @@ class LoggedModelsMixin:
         check_text("model type", model_type)
         check_entries("logged model tag", tags)
         check_entries("logged model param", params)
-        with self._errors():
-            experiment = self._experiment_doc(experiment_id)
-            self._check_experiment_active(experiment)
+        with mlflow_errors():
+            experiment = self._experiments.experiment_doc(experiment_id)
+            check_experiment_active(experiment)
             model_id = f"m-{uuid.uuid4().hex}"
             now = get_current_time_millis()
             doc: Document = {
@@ -120,12 +122,12 @@ class LoggedModelsMixin:
                 "params": {param.key: param.value for param in params or []},
                 "metrics": [],
             }
-            create_document(self._store, keys.logged_model_key(model_id), doc)
+            create_document(self._context.objects, keys.logged_model_key(model_id), doc)
             return logged_model_from_doc(doc)
 
     def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
-        with self._errors():
-            return logged_model_from_doc(self._model_doc(model_id, allow_deleted))
+        with mlflow_errors():
+            return logged_model_from_doc(self.model_doc(model_id, allow_deleted))
 
     def _touch(self, doc: Document) -> Document:
         doc["last_updated_timestamp"] = get_current_time_millis()
@@ -136,7 +138,7 @@ class LoggedModelsMixin:
             doc["status"] = status.to_int()
             return self._touch(doc)
 
-        with self._errors():
+        with mlflow_errors():
             return logged_model_from_doc(self._update_model(model_id, mutate))
 
     def log_logged_model_params(self, model_id: str, params: list[LoggedModelParameter]) -> None:
@@ -155,7 +157,7 @@ class LoggedModelsMixin:
             doc["params"].update({param.key: param.value for param in params})
             return self._touch(doc)
 
-        with self._errors():
+        with mlflow_errors():
             self._update_model(model_id, mutate)
 
     def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
@@ -167,7 +169,7 @@ class LoggedModelsMixin:
             doc["tags"].update({tag.key: tag.value for tag in tags})
             return self._touch(doc)
 
-        with self._errors():
+        with mlflow_errors():
             self._update_model(model_id, mutate)
 
     def delete_logged_model_tag(self, model_id: str, key: str) -> None:
@@ -180,7 +182,7 @@ class LoggedModelsMixin:
             del doc["tags"][key]
             return self._touch(doc)
 
-        with self._errors():
+        with mlflow_errors():
             self._update_model(model_id, mutate)
 
     def delete_logged_model(self, model_id: str) -> None:
@@ -188,10 +190,10 @@ class LoggedModelsMixin:
             doc["lifecycle_stage"] = LifecycleStage.DELETED
             return self._touch(doc)
 
-        with self._errors():
+        with mlflow_errors():
             self._update_model(model_id, mutate, allow_deleted=True)
 
-    def _record_model_metrics(self, run_id: str, metrics: list[Metric]) -> None:
+    def record_model_metrics(self, run_id: str, metrics: list[Metric]) -> None:
         """Append metrics logged with a ``model_id`` to that model's document."""
         by_model: dict[str, list[Metric]] = {}
         for metric in metrics:
@@ -218,19 +220,19 @@ class LoggedModelsMixin:
 
             self._update_model(model_id, mutate)
 
-    def _model_docs(self, experiment_ids: list[str]) -> Iterator[Document]:
+    def model_docs(self, experiment_ids: list[str]) -> Iterator[Document]:
         wanted = {str(e) for e in experiment_ids}
         model_keys = [
             info.key
-            for info in self._store.list(keys.logged_models_prefix())
+            for info in self._context.objects.list(keys.logged_models_prefix())
             if LOGGED_MODEL.is_key(info.key)  # a stray object there is no model
         ]
 
         def read(key: str) -> Document | None:
             # One damaged model must not fail a search of the others.
-            return read_listed(self._store, key, "the search")
+            return read_listed(self._context.objects, key, "the search")
 
-        for doc in self._readers.map(read, model_keys):
+        for doc in self._context.readers.map(read, model_keys):
             if doc is not None and doc["experiment_id"] in wanted:
                 yield doc
 
@@ -250,10 +252,10 @@ class LoggedModelsMixin:
             )
         max_results = max_results or SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT
         comparisons = parse_model_filter(filter_string)
-        with self._errors():
+        with mlflow_errors():
             docs = [
                 doc
-                for doc in self._model_docs(experiment_ids)
+                for doc in self.model_docs(experiment_ids)
                 if doc["lifecycle_stage"] != LifecycleStage.DELETED
             ]
         models = [

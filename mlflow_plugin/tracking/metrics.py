@@ -1,166 +1,59 @@
-"""Metric history: reading a run's segments, and compacting small ones.
+"""Metric history: reading a run's segments for MLflow's history and chart calls.
 
 History comes back in MLflow's SQL order (timestamp, step, value) with exact
 duplicates (same key, step, timestamp, value) dropped, as the SQL store's primary
-key drops them. When a manifest holds more than ``COMPACT_AFTER_SEGMENTS`` small
-segments, the writer merges them into one in a compare-and-swap and deletes the
-merged objects after the swap; a reader that meets a just-deleted segment re-reads
-the manifest.
+key drops them. Segments may be compacted meanwhile (``format.compaction``): a
+reader that meets a just-deleted segment re-reads the manifest.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 
-import pyarrow as pa
 from mlflow.entities import Metric
 from mlflow.entities.metric import MetricWithRunId
 from mlflow.exceptions import MlflowException
 from mlflow.store.entities.paged_list import PagedList
 from mlflow.utils.search_utils import SearchUtils
 
-from mlflow_plugin.format import keys
-from mlflow_plugin.format.documents import (
-    Document,
-)
-from mlflow_plugin.format.segments import (
-    MetricPoint,
-    SegmentCache,
-    SegmentInfo,
-    decode_table,
-    encode_segment,
-    points_table,
-    table_points,
-)
-from mlflow_plugin.cache.segment_files import HistoryFiles, SegmentFiles
-from mlflow_plugin.objectstore import (
-    NotFound,
-    ObjectStore,
-)
+from mlflow_plugin.mlflow_errors import mlflow_errors
+from mlflow_plugin.objectstore import NotFound
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
-from mlflow_plugin.tracking.history import HistoryCache, MetricColumns
+from mlflow_plugin.tracking.context import StoreContext
+from mlflow_plugin.tracking.history import MetricColumns
 
-__all__ = ["COMPACT_AFTER_SEGMENTS", "MetricHistoryMixin"]
+__all__ = ["MetricHistory"]
 
 _logger = logging.getLogger(__name__)
 
-COMPACT_AFTER_SEGMENTS = 16
-_SMALL_SEGMENT_ROWS = 50_000
 # Sorted histories this long are also kept on local disk, for the next process.
 _STORED_HISTORY_POINTS = 100_000
 
 
-class _CompactionLost(Exception):
-    """The segments this compaction merged are no longer all in the manifest."""
+class MetricHistory:
+    """Metric-history reads of the tracking store, over the shared ``StoreContext``."""
 
-
-class MetricHistoryMixin:
-    """Metric-history methods of the tracking store."""
-
-    # Provided by BucketTrackingStore.
-    _store: ObjectStore
-    _readers: ThreadPoolExecutor
-    _errors: Callable[[], AbstractContextManager[None]]
-    _segment_cache: SegmentCache
-    _segment_files: SegmentFiles
-    _history_files: HistoryFiles
-    _history_cache: HistoryCache
-    _run_doc: Callable[[str], Document]
-    _read_run: Callable[[str], Document]
-    _cas_run: Callable[[str, Callable[[Document], Document]], Document]
-
-    def _compact(self, experiment_id: str, run_id: str) -> None:
-        """Merge the run's small segments into one; drop the merged objects after the swap."""
-        # Runs inside a flush: read and swap without flushing again.
-        doc = self._read_run(run_id)
-        small = [
-            SegmentInfo.from_json(s) for s in doc["segments"] if s["rows"] < _SMALL_SEGMENT_ROWS
-        ]
-        if len(small) < 2:
-            return
-        try:
-            points = [
-                p for info in small for p in self._segment_points(experiment_id, run_id, info.name)
-            ]
-        except NotFound:
-            return  # another writer compacted these segments first
-        # Random, so two processes (or a forked child) never pick the same name.
-        name = f"c{uuid.uuid4().hex}"
-        data, merged = encode_segment(name, points)
-        self._store.put(keys.metric_segment_key(experiment_id, run_id, name), data)
-        merged_names = {info.name for info in small}
-
-        def mutate(current: Document) -> Document:
-            present = {s["name"] for s in current["segments"]}
-            if merged.name in present:
-                return current  # our swap landed, its answer was lost and retried: done
-            if not merged_names <= present:
-                raise _CompactionLost()
-            kept = [s for s in current["segments"] if s["name"] not in merged_names]
-            current["segments"] = [merged.to_json(), *kept]
-            return current
-
-        try:
-            self._cas_run(run_id, mutate)
-        except _CompactionLost:
-            # Another writer compacted first; our merged copy is named by no manifest.
-            self._store.delete(keys.metric_segment_key(experiment_id, run_id, name))
-            return
-        self._segment_cache.put(name, points_table(points))
-        for old in merged_names:
-            self._segment_cache.discard(old)
-            self._store.delete(keys.metric_segment_key(experiment_id, run_id, old))
-
-    # -- metric history ----------------------------------------------------------------
-
-    def _segment_table(self, experiment_id: str, run_id: str, name: str) -> pa.Table:
-        """A segment from memory, else from the local disk cache, else from the bucket."""
-        cached = self._segment_cache.get(name)
-        if cached is not None:
-            return cached
-        key = keys.metric_segment_key(experiment_id, run_id, name)
-        data = self._segment_files.get(key)
-        from_disk = data is not None
-        if data is None:
-            data = self._store.get(key).data
-        try:
-            table = decode_table(data)
-        except ValueError as exc:
-            if from_disk:
-                self._segment_files.discard(key)  # a damaged cache file: fetch it again next time
-            raise CorruptObject(
-                f"corrupt metric segment {key!r} in {self._store.location}: {exc}"
-            ) from None
-        if not from_disk:
-            self._segment_files.put(key, data)
-        self._segment_cache.put(name, table)
-        return table
-
-    def _segment_points(self, experiment_id: str, run_id: str, name: str) -> list[MetricPoint]:
-        return table_points(self._segment_table(experiment_id, run_id, name))
+    def __init__(self, context: StoreContext) -> None:
+        self._context = context
 
     def _metric_columns(self, run_id: str, metric_key: str) -> MetricColumns:
         """The metric's history, read from only the segments whose manifest entry names it."""
         missing: NotFound | None = None
         for _ in range(3):
-            doc = self._run_doc(run_id)
+            doc = self._context.run_doc(run_id)
             holding = [s for s in doc["segments"] if metric_key in s["keys"]]
             wanted = [s["name"] for s in holding]
             cache_key = (run_id, metric_key, tuple(wanted))
-            cached = self._history_cache.get(cache_key) or self._stored_history(
+            cached = self._context.history_cache.get(cache_key) or self._stored_history(
                 doc["experiment_id"], cache_key
             )
             if cached is not None:
                 return cached
             try:
-                read = functools.partial(self._segment_table, doc["experiment_id"], run_id)
-                tables = list(self._readers.map(read, wanted))
+                read = functools.partial(self._context.segment_table, doc["experiment_id"], run_id)
+                tables = list(self._context.readers.map(read, wanted))
                 break
             except NotFound as exc:
                 missing = exc  # compacted between reading the manifest and the segment: re-read
@@ -172,9 +65,9 @@ class MetricHistoryMixin:
             )
         only_key = [s["keys"] == [metric_key] for s in holding]
         history = MetricColumns.of_key(tables, metric_key, only_key)
-        self._history_cache.put(cache_key, history)
+        self._context.history_cache.put(cache_key, history)
         if len(history) >= _STORED_HISTORY_POINTS:
-            self._history_files.put(
+            self._context.history_files.put(
                 [doc["experiment_id"], run_id, metric_key, *wanted],
                 (history.steps, history.timestamps, history.values),
             )
@@ -184,11 +77,11 @@ class MetricHistoryMixin:
         self, experiment_id: str, cache_key: tuple[str, str, tuple[str, ...]]
     ) -> MetricColumns | None:
         run_id, metric_key, names = cache_key
-        columns = self._history_files.get([experiment_id, run_id, metric_key, *names])
+        columns = self._context.history_files.get([experiment_id, run_id, metric_key, *names])
         if columns is None:
             return None
         history = MetricColumns(*columns)
-        self._history_cache.put(cache_key, history)
+        self._context.history_cache.put(cache_key, history)
         return history
 
     def _history_or_empty(self, run_id: str, metric_key: str) -> MetricColumns:
@@ -208,7 +101,7 @@ class MetricHistoryMixin:
         page_token: str | None = None,
     ) -> PagedList[Metric]:
         offset = offset_from_page_token(page_token)
-        with self._errors():
+        with mlflow_errors():
             history = self._history_or_empty(run_id, metric_key)
         stop = None if max_results is None else offset + max_results
         page = history.slice(offset, stop)
@@ -234,7 +127,7 @@ class MetricHistoryMixin:
             )
         max_results = max(1, max_results)
         sampled: list[MetricWithRunId] = []
-        with self._errors():
+        with mlflow_errors():
             for run_id in run_ids:
                 history = self._chart_history(run_id, metric_key)
                 points = history.sampled(max_results, start_step, end_step)
@@ -249,7 +142,7 @@ class MetricHistoryMixin:
     ) -> list[MetricWithRunId]:
         """The run's points at ``steps`` in (step, timestamp) order, at most ``max_results``."""
         wanted = set(steps)
-        with self._errors():
+        with mlflow_errors():
             history = self._chart_history(run_id, metric_key)
         rows = sorted(
             ((s, t, v) for v, t, s in history.rows() if s in wanted), key=lambda r: (r[0], r[1])
@@ -264,7 +157,7 @@ class MetricHistoryMixin:
         """What the server's get-history-bulk endpoint answers (its own loop over
         ``get_metric_history`` would fail the whole request for one damaged run)."""
         found: list[MetricWithRunId] = []
-        with self._errors():
+        with mlflow_errors():
             for run_id in sorted(run_ids):
                 history = self._chart_history(run_id, metric_key).slice(0, max_results)
                 found.extend(

@@ -16,9 +16,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.utils.search_utils import SearchUtils
 
-__all__ = ["model_matches_filter", "parse_model_filter"]
+from mlflow_plugin.format.documents import Document
 
-Document = dict[str, Any]
+__all__ = ["model_matches_filter", "parse_model_filter"]
 
 # SqlLoggedModel column names -> logged-model document fields.
 _ATTRIBUTES = {

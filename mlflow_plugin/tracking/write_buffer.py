@@ -48,6 +48,7 @@ from mlflow_plugin.format.run_batches import (
     apply_batch,
     newest_clock,
 )
+from mlflow_plugin.format.schema import ACTIVE
 from mlflow_plugin.format.segments import (
     MetricPoint,
     SegmentCache,
@@ -56,6 +57,7 @@ from mlflow_plugin.format.segments import (
     points_table,
 )
 from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
+from mlflow_plugin.objectstore.backoff import Backoff
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.tracking.spool import OpenLine, Spool
 
@@ -105,6 +107,7 @@ os.register_at_fork(after_in_child=_reset_after_fork)
 # be lost, so longer; with one, they are safe on disk for `sync` or the next process.
 _CLOSE_RETRY_SECONDS = 60.0
 _CLOSE_RETRY_SECONDS_SPOOLED = 10.0
+_CLOSE_BACKOFF = Backoff(first=0.1, ceiling=2.0)
 
 
 @atexit.register
@@ -385,7 +388,7 @@ class WriteBuffer:
             self._on_inactive(batch.run_id)
             raise RunNotWritable(batch.run_id) from None
         self.clocks.observe(newest_clock(doc))  # later calls are stamped after what it holds
-        if doc["lifecycle_stage"] != "active":
+        if doc["lifecycle_stage"] != ACTIVE:
             self._on_inactive(batch.run_id)
         if segment is not None:
             self._after_upload(batch.experiment_id, batch.run_id, len(doc["segments"]))
@@ -434,11 +437,11 @@ class WriteBuffer:
         deadline = time.monotonic() + (
             _CLOSE_RETRY_SECONDS_SPOOLED if spooled else _CLOSE_RETRY_SECONDS
         )
-        delay = 0.1
         self.flush(raise_errors=False)
+        attempt = 0
         while self._retryable() and time.monotonic() < deadline:
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
+            _CLOSE_BACKOFF.sleep(attempt)
+            attempt += 1
             self.flush(raise_errors=False)
         if self._pending():
             _logger.warning(

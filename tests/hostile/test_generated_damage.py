@@ -287,7 +287,7 @@ def _check_runs(world: World, checks: list[tuple[str, Findings]]) -> None:
     for run_id, findings in checks:
         if findings.key == keys.run_location_key(run_id):
             # As another process would: the pointer is otherwise cached for good.
-            tracking._run_experiments.pop(run_id, None)
+            tracking.context.run_experiments.pop(run_id, None)
             findings.get(
                 "get_run",
                 lambda run_id=run_id: tracking.get_run(run_id),

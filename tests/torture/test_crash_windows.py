@@ -82,8 +82,8 @@ def test_a_recovery_killed_before_removing_the_folder_applies_open_lines_once(
     store = BucketTrackingStore(uri, recover_in_background=False)
     experiment_id = store.create_experiment("recovery")
     run_id = store.create_run(experiment_id, "u", 0, [], "r").info.run_id
-    assert store._spool_root is not None
-    dead = Spool(store._spool_root / "0123456789abcdef", uri)
+    assert store.context.spool_root is not None
+    dead = Spool(store.context.spool_root / "0123456789abcdef", uri)
     dead.append(OpenLine(run_id, experiment_id, POINTS, {"t": "v"}))
     _die_like_a_killed_process(dead)
 
@@ -100,4 +100,4 @@ def test_a_recovery_killed_before_removing_the_folder_applies_open_lines_once(
     stored = stored_points(store.object_store, run_id)
     assert sorted(stored.values()) == [1] * len(POINTS)
     assert store.get_run(run_id).data.tags["t"] == "v"
-    assert list(orphaned_spools(store._spool_root)) == []
+    assert list(orphaned_spools(store.context.spool_root)) == []

@@ -128,17 +128,18 @@ def arm(store: Any, crash_point: str, nth: int) -> None:
         # The spool renames each sealed batch file into place before dropping open lines.
         os.replace = _after(os.replace, _nth(nth, _is_batch_file))
     elif crash_point == "recovery":
-        store._buffer.upload = _after(store._buffer.upload, _nth(nth, lambda batch: True))
+        store.context.buffer.upload = _after(store.context.buffer.upload, _nth(nth, lambda batch: True))
     elif crash_point != "timer":
         raise SystemExit(f"unknown crash point {crash_point!r}; known: {CRASH_POINTS}")
 
 
 def main(argv: list[str]) -> int:
     uri, run_id, first, count, ledger, crash_point, nth = argv
+    import mlflow_plugin.tracking.context as tracking_context
     import mlflow_plugin.tracking.store as tracking_store
 
     # Compact after 4 segments instead of 16: many more compactions to be killed in.
-    setattr(tracking_store, "COMPACT_AFTER_SEGMENTS", 4)  # noqa: B010
+    setattr(tracking_context, "COMPACT_AFTER_SEGMENTS", 4)  # noqa: B010
     # The store MLflow's client would use, without the background recovery thread, so
     # that the recovery below (the same code) is the one armed.
     store = tracking_store.BucketTrackingStore(uri, recover_in_background=False)

@@ -380,8 +380,12 @@ def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any
 
 
 def _paused(store: Any, pause_at: Callable[[str, str], bool]) -> PausingStore:
-    pausing = PausingStore(store._store, pause_at)
-    store._store = pausing
+    if isinstance(store, BucketTrackingStore):
+        pausing = PausingStore(store.context.objects, pause_at)
+        store.context.objects = pausing
+    else:
+        pausing = PausingStore(store._store, pause_at)
+        store._store = pausing
     return pausing
 
 
@@ -628,8 +632,8 @@ def test_a_delete_or_restore_cut_short_is_finished_by_repeating_it(
         client.delete_experiment(experiment_id)
         before = "deleted"
     store = BucketTrackingStore(uri)
-    healthy = store._store
-    store._store = FailingRunWrites(healthy, allowed=10)
+    healthy = store.context.objects
+    store.context.objects = FailingRunWrites(healthy, allowed=10)
     act = store.delete_experiment if operation == "delete" else store.restore_experiment
 
     with pytest.raises(MlflowException) as cut_short:
@@ -637,7 +641,7 @@ def test_a_delete_or_restore_cut_short_is_finished_by_repeating_it(
     assert cut_short.value.error_code == "TEMPORARILY_UNAVAILABLE"
     assert store.get_experiment(experiment_id).lifecycle_stage == before  # not half-moved
 
-    store._store = healthy  # the endpoint is back: the same call again finishes the job
+    store.context.objects = healthy  # the endpoint is back: the same call again finishes the job
     act(experiment_id)
     stage, active, deleted = _lifecycle(store, experiment_id)
     if operation == "delete":

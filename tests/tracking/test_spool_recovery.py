@@ -135,11 +135,11 @@ def test_background_recovery_reports_damage_and_goes_on(
 
     caplog.set_level(logging.WARNING, logger="mlflow_plugin")
     store = BucketTrackingStore(root_uri)  # recovers in the background, as any process does
-    assert store._recovery is not None
+    assert store.context.recovery is not None
     # A read of the healthy run waits for its recovery: every point is there at once.
     history = MlflowClient(root_uri).get_metric_history(healthy, "loss")
     assert [m.step for m in history] == list(range(20))
-    assert store._recovery.finished.wait(60)
+    assert store.context.recovery.finished.wait(60)
 
     warnings = "\n".join(r.getMessage() for r in caplog.records)
     assert f"run {damaged}: 1 batches (5 metric points) left in the spool" in warnings

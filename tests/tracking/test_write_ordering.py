@@ -505,7 +505,7 @@ _TWO_MINUTES_US = 120_000_000
 
 def _fast_clock(store: BucketTrackingStore) -> None:
     """This writer's machine runs two minutes fast."""
-    store._buffer.clocks.observe((time.time_ns() // 1_000 + _TWO_MINUTES_US, "", 0))
+    store.context.buffer.clocks.observe((time.time_ns() // 1_000 + _TWO_MINUTES_US, "", 0))
 
 
 def _first_call(store: BucketTrackingStore, run_id: str) -> None:

@@ -134,7 +134,7 @@ def test_sealed_batches_replay_idempotently(s3_uri: str) -> None:
     assert isinstance(store, BucketTrackingStore)
     client.log_batch(run_id, metrics=[Metric("m", 1.0, 1, 0)], tags=[RunTag("t", "v")])
     store.flush()
-    run_doc = store._read_run(run_id)
+    run_doc = store.context.read_run(run_id)
     writer, sequence = next(iter(run_doc["writers"].items()))
     from mlflow_plugin.format.run_batches import RunBatch
     from mlflow_plugin.format.segments import MetricPoint
@@ -142,9 +142,9 @@ def test_sealed_batches_replay_idempotently(s3_uri: str) -> None:
     replayed = RunBatch(
         run_id, run_doc["experiment_id"], writer, sequence, [MetricPoint("m", 1.0, 1, 0)]
     )
-    store._buffer.upload(replayed)
+    store.context.buffer.upload(replayed)
     assert len(client.get_metric_history(run_id, "m")) == 1
-    assert len(store._read_run(run_id)["segments"]) == 1
+    assert len(store.context.read_run(run_id)["segments"]) == 1
 
 
 def test_endpoint_down_then_back_loses_nothing(tmp_path: Path) -> None:
@@ -200,7 +200,7 @@ def test_compaction_never_shows_a_reader_a_missing_segment(tmp_path: Path) -> No
         for thread in readers:
             thread.join()
     assert errors == []
-    assert len(writer._read_run(run_id)["segments"]) <= 17
+    assert len(writer.context.read_run(run_id)["segments"]) <= 17
     assert len(reader.get_metric_history(run_id, "m")) == 80
     assert seen and max(seen) <= 80
 
@@ -268,14 +268,14 @@ def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) ->
         store = BucketTrackingStore(uri)
         run_id = store.create_run(store.create_experiment("long"), "u", 0, [], "r").info.run_id
         store.log_batch(run_id, [Metric("loss", 0.0, 0, 0)], [], [])
-        store._buffer._settings = WriteSettings(
+        store.context.buffer._settings = WriteSettings(
             flush_interval=3600, flush_points=10**9, max_buffered_points=400
         )
         endpoint.down()
         try:
             for step in range(1, 5000):
                 store.log_batch(run_id, [Metric("loss", float(step), step, step)], [], [])
-                assert store._buffer._buffered <= 400  # memory stays bounded: the rest is on disk
+                assert store.context.buffer._buffered <= 400  # memory stays bounded: the rest is on disk
         finally:
             endpoint.up()
         store.flush()
@@ -321,7 +321,7 @@ def test_closing_keeps_trying_an_upload_that_fails_for_a_while(
     run_id = store.create_run(store.create_experiment("c"), "u", 0, [], "r").info.run_id
     store.log_batch(run_id, [Metric("loss", 1.0, 1, 0)], [], [])
     store.log_batch(run_id, [Metric("loss", 0.5, 2, 1)], [], [])
-    buffer = store._buffer
+    buffer = store.context.buffer
     upload, failures = buffer._upload, []
 
     def failing_upload(batch: object) -> None:

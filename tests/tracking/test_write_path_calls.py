@@ -79,7 +79,7 @@ def test_a_forked_child_writes_through(root_uri: str) -> None:
 
 
 def _open_log_lines(store: BucketTrackingStore) -> int:
-    spool = store._buffer._spool
+    spool = store.context.buffer._spool
     assert spool is not None
     return sum(len(p.read_bytes().splitlines()) for p in Path(spool.folder).glob("open-*.jsonl"))
 

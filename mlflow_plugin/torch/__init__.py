@@ -13,8 +13,10 @@ from __future__ import annotations
 try:
     import torch  # noqa: F401
 except ImportError as exc:  # pragma: no cover - only without the extra
+    # The package is not on PyPI: the extra is installed from the source checkout.
     raise ImportError(
-        "mlflow_plugin.torch needs PyTorch: pip install 'mlflow-bucket[torch]'"
+        "mlflow_plugin.torch needs PyTorch: in the mlflow-bucket clone, "
+        "pip install -c constraints.txt '.[torch]'"
     ) from exc
 
 from mlflow_plugin.torch.autolog import AutologRun, autolog

@@ -7,7 +7,7 @@ and TF2 tensors tagged with their plugin (``scalars``, ``histograms``, ``images`
 ``SummaryWriter.add_hparams`` writes into a sub-folder of its own (so that folder is
 a run of its own, as TensorBoard shows it).
 
-Needs the ``tensorboard`` package (``pip install 'mlflow-bucket[tensorboard]'``).
+Needs the ``tensorboard`` package (the ``tensorboard`` extra), never PyTorch.
 """
 
 from __future__ import annotations

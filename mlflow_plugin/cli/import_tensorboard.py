@@ -55,7 +55,8 @@ COMMAND = Command(
         "artifacts; images become step images; text becomes artifacts "
         "text/<tag>/step-<n>.md; add_hparams values become params. Runs are tagged "
         "with their source folder: running the command again skips folders already "
-        "imported. Needs: pip install 'mlflow-bucket[tensorboard]'."
+        "imported. Needs TensorBoard, not PyTorch: in the mlflow-bucket clone, "
+        "pip install -c constraints.txt '.[tensorboard]'."
     ),
     body=_import,
     arguments=_arguments,

@@ -51,7 +51,6 @@ import itertools
 import math
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,6 +61,7 @@ from mlflow_plugin.format.schema import (
     TEXT_MAP,
     Check,
     Field,
+    array,
     identifier,
     integer,
     list_of,
@@ -283,14 +283,7 @@ class RunBatch:
         )
 
 
-def _point(value: Any, where: str) -> Iterator[str]:
-    if not isinstance(value, list) or len(value) != 4:
-        yield f"{where} is not a point [key, value, timestamp, step]: {value!r:.60}"
-        return
-    yield from text(value[0], f"{where}[0]")
-    yield from number(value[1], f"{where}[1]")
-    yield from integer(value[2], f"{where}[2]")
-    yield from integer(value[3], f"{where}[3]")
+_point = array("a point [key, value, timestamp, step]", text, number, integer, integer)
 
 
 # What a spooled batch must hold to enter a run document: the run document's own types.

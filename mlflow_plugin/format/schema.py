@@ -38,14 +38,52 @@ if TYPE_CHECKING:  # documents.py checks documents with this module: no import a
 
 __all__ = [
     "ACTIVE",
+    "DATASET_FIELDS",
+    "DATASET_INPUT_FIELDS",
     "DELETED",
     "DOCUMENT_SCHEMAS",
+    "EXPERIMENT",
+    "EXPERIMENT_NAME_CLAIM",
+    "FORMAT",
+    "LATEST_METRIC_FIELDS",
+    "LIFECYCLE_STAGE",
+    "LOGGED_MODEL",
+    "LOGGED_MODEL_STATUSES",
+    "MIGRATION_FIELDS",
+    "MODEL_METRIC_FIELDS",
+    "MODEL_OUTPUT_FIELDS",
+    "MODEL_VERSION",
     "NESTED_TABLES",
+    "OPTIONAL_INTEGER",
+    "OPTIONAL_TEXT",
+    "REGISTERED_MODEL",
+    "REGISTERED_MODEL_NAME_CLAIM",
+    "RUN",
+    "RUN_LOCATION",
+    "RUN_STATUSES",
+    "SEGMENT_ENTRY_FIELDS",
+    "TEXT_MAP",
+    "VERSION_STAGES",
+    "VERSION_STATUSES",
+    "Check",
     "DocumentSchema",
     "Field",
+    "anything",
     "check_document",
     "document_problems",
+    "either",
+    "identifier",
+    "integer",
+    "list_of",
+    "logical_clock",
+    "mapping",
+    "number",
+    "one_of",
+    "optional",
+    "record",
     "schema_of_key",
+    "text",
+    "together",
 ]
 
 #: ``check(value, where)`` yields what is wrong with ``value`` (``where`` names it).
@@ -190,14 +228,21 @@ def together(check: Check, *names: str) -> Check:
     return checked
 
 
-def logical_clock(value: Any, where: str) -> Iterator[str]:
-    """A logical clock ``[acknowledged_us, writer_id, counter]`` (``format.run_batches``)."""
-    if not isinstance(value, list) or len(value) != 3:
-        yield f"{where} is not a clock [microseconds, writer, counter]: {value!r:.60}"
-        return
-    yield from integer(value[0], f"{where}[0]")
-    yield from text(value[1], f"{where}[1]")
-    yield from integer(value[2], f"{where}[2]")
+def array(what: str, *items: Check) -> Check:
+    """A JSON array of ``len(items)`` values, each passing its check (``what`` names it)."""
+
+    def checked(value: Any, where: str) -> Iterator[str]:
+        if not isinstance(value, list) or len(value) != len(items):
+            yield f"{where} is not {what}: {value!r:.60}"
+            return
+        for position, (item, check) in enumerate(zip(value, items, strict=True)):
+            yield from check(item, f"{where}[{position}]")
+
+    return checked
+
+
+#: A logical clock ``[acknowledged_us, writer_id, counter]`` (``format.run_batches``).
+logical_clock = array("a clock [microseconds, writer, counter]", integer, text, integer)
 
 
 TEXT_MAP = mapping(text)

@@ -16,12 +16,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from mlflow.store.tracking.dbmodels.models import SqlExperiment, SqlExperimentTag
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import read_document
+from mlflow_plugin.index.mlflow_internals import SqlExperiment, SqlExperimentTag
 from mlflow_plugin.index.schema import IndexedDocument
 from mlflow_plugin.objectstore import NotFound, ObjectStore
 from mlflow_plugin.objectstore.errors import ObjectStoreError

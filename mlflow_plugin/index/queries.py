@@ -14,10 +14,15 @@ from functools import reduce
 from typing import Any
 
 from mlflow.entities import LifecycleStage
-from mlflow.entities.dataset_summary import _DatasetSummary
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-from mlflow.store.tracking.dbmodels.models import (
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from sqlalchemy import and_, case, select, true
+from sqlalchemy.orm import Session, aliased
+
+from mlflow_plugin.index.mlflow_internals import (
+    SearchExperimentsUtils,
+    SearchUtils,
     SqlDataset,
     SqlExperiment,
     SqlInput,
@@ -26,17 +31,11 @@ from mlflow.store.tracking.dbmodels.models import (
     SqlParam,
     SqlRun,
     SqlTag,
-)
-from mlflow.store.tracking.sqlalchemy_store import (
+    _DatasetSummary,
     _get_search_experiments_filter_clauses,
     _get_search_experiments_order_by_clauses,
     _get_sqlalchemy_filter_clauses,
 )
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-from mlflow.utils.search_utils import SearchExperimentsUtils, SearchUtils
-from sqlalchemy import and_, case, select, true
-from sqlalchemy.orm import Session, aliased
-
 from mlflow_plugin.index.schema import IndexedDocument
 
 __all__ = ["dataset_summaries", "document_bodies", "search_experiment_ids", "search_run_ids"]

@@ -14,7 +14,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from mlflow.entities.dataset_summary import _DatasetSummary
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -30,6 +29,7 @@ from mlflow_plugin.index.database import (
     sqlite_path,
     unusable_index,
 )
+from mlflow_plugin.index.mlflow_internals import _DatasetSummary
 from mlflow_plugin.index.sync import IndexSync, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
 

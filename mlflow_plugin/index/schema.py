@@ -18,8 +18,14 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from mlflow.store.db.base_sql_model import Base as MlflowBase
-from mlflow.store.tracking.dbmodels.models import (
+from sqlalchemy import Index, MetaData, String, Table, Text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from mlflow_plugin.format.version import FORMAT_VERSION
+from mlflow_plugin.index.mlflow_internals import (
+    MlflowBase,
     SqlDataset,
     SqlExperiment,
     SqlExperimentTag,
@@ -30,12 +36,6 @@ from mlflow.store.tracking.dbmodels.models import (
     SqlRun,
     SqlTag,
 )
-from sqlalchemy import Index, MetaData, String, Table, Text
-from sqlalchemy.dialects import sqlite
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.schema import CreateIndex, CreateTable
-
-from mlflow_plugin.format.version import FORMAT_VERSION
 
 __all__ = [
     "INDEX_MLFLOW_METADATA",

@@ -28,7 +28,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from mlflow.store.tracking.dbmodels.models import (
+from sqlalchemy import delete, insert, select, tuple_
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from mlflow_plugin.format import keys
+from mlflow_plugin.format.documents import decode_document
+from mlflow_plugin.format.schema import RUN
+from mlflow_plugin.index.database import IndexDatabase
+from mlflow_plugin.index.mlflow_internals import (
     SqlDataset,
     SqlExperiment,
     SqlExperimentTag,
@@ -39,14 +47,6 @@ from mlflow.store.tracking.dbmodels.models import (
     SqlRun,
     SqlTag,
 )
-from sqlalchemy import delete, insert, select, tuple_
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
-
-from mlflow_plugin.format import keys
-from mlflow_plugin.format.documents import decode_document
-from mlflow_plugin.format.schema import RUN
-from mlflow_plugin.index.database import IndexDatabase
 from mlflow_plugin.index.names import names_left_out
 from mlflow_plugin.index.rows import (
     ExperimentRows,

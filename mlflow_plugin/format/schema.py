@@ -69,6 +69,7 @@ __all__ = [
     "DocumentSchema",
     "Field",
     "anything",
+    "array",
     "check_document",
     "document_problems",
     "either",

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
+import inspect
+import pkgutil
+import re
 from importlib.metadata import entry_points
+from types import ModuleType
+from typing import ParamSpec, TypeVar
 
 import pytest
 
@@ -92,3 +99,136 @@ def test_bad_uris_are_refused_without_echoing_secrets(uri: str) -> None:
     with pytest.raises(InvalidStoreUri) as raised:
         parse_store_uri(uri)
     assert "hunter2" not in str(raised.value)
+
+
+# -- the pinned surface: every module's __all__, every error class in the drawn tree ----
+
+
+def _modules() -> list[ModuleType]:
+    import mlflow_plugin
+
+    names = [mlflow_plugin.__name__] + [
+        info.name
+        for info in pkgutil.walk_packages(mlflow_plugin.__path__, f"{mlflow_plugin.__name__}.")
+        if not info.name.endswith("__main__")  # running it starts the command line
+    ]
+    return [importlib.import_module(name) for name in names]
+
+
+def _bound_at_top(module: ModuleType) -> set[str]:
+    """Names a module's own top-level statements define (imports excluded)."""
+    bound: set[str] = set()
+    statements = list(ast.parse(inspect.getsource(module)).body)
+    while statements:
+        node = statements.pop()
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Assign):
+            bound |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            bound.add(node.target.id)
+        elif isinstance(node, ast.If | ast.Try):  # definitions made conditionally count too
+            statements += [*node.body, *node.orelse, *getattr(node, "finalbody", [])]
+    return bound
+
+
+def _defined_public(module: ModuleType) -> set[str]:
+    """Public names of ``vars(module)`` that the module defines (not imports)."""
+    bound = _bound_at_top(module)
+    return {
+        name
+        for name, value in vars(module).items()
+        if name in bound
+        and not name.startswith("_")
+        # Type variables are typing machinery, not part of what a module offers.
+        and not isinstance(value, TypeVar | ParamSpec)
+    }
+
+
+@pytest.mark.parametrize("module", _modules(), ids=lambda module: module.__name__)
+def test_all_lists_exactly_what_the_module_defines(module: ModuleType) -> None:
+    exported = list(getattr(module, "__all__", []))  # none: the module has no public names
+    assert len(set(exported)) == len(exported), f"{module.__name__}.__all__ repeats a name"
+    missing = [name for name in exported if not hasattr(module, name)]
+    assert not missing, f"{module.__name__}.__all__ names what it lacks: {missing}"
+    unlisted = sorted(_defined_public(module) - set(exported))
+    assert not unlisted, f"{module.__name__} defines public names outside __all__: {unlisted}"
+
+
+def _error_classes() -> list[type[BaseException]]:
+    found = {
+        value
+        for module in _modules()
+        for value in vars(module).values()
+        if inspect.isclass(value)
+        and issubclass(value, BaseException)
+        and value.__module__.startswith("mlflow_plugin")
+        and not value.__name__.startswith("_")
+    }
+    return sorted(found, key=lambda cls: cls.__name__)
+
+
+def _parent(cls: type[BaseException]) -> str:
+    """The nearest base defined in the package, else the builtin it derives from."""
+    for base in cls.__mro__[1:]:
+        if base.__module__.startswith("mlflow_plugin") and not base.__name__.startswith("_"):
+            return base.__name__
+    return cls.__bases__[0].__name__
+
+
+def _drawn_edges() -> set[tuple[str, str]]:
+    """(class, parent) pairs of the tree drawn in ``objectstore/errors.py``'s docstring."""
+    from mlflow_plugin.objectstore import errors
+
+    edges = set()
+    stack: list[tuple[int, str]] = []  # (column of the name, name) of the open branches
+    for line in (errors.__doc__ or "").splitlines():
+        match = re.match(r"^    ([\s|+-]*)([A-Z][A-Za-z]+)\b", line)
+        if not match:
+            continue
+        column = len(match.group(1))
+        while stack and stack[-1][0] >= column:
+            stack.pop()
+        if stack:
+            edges.add((match.group(2), stack[-1][1]))
+        stack.append((column, match.group(2)))
+    return edges
+
+
+def _draw(edges: set[tuple[str, str]]) -> str:
+    children: dict[str, list[str]] = {}
+    for name, parent in edges:
+        children.setdefault(parent, []).append(name)
+    roots = sorted(set(children) - {name for name, _ in edges})
+
+    def lines(name: str, depth: int) -> list[str]:
+        own = [("  " * depth) + ("+-- " if depth else "") + name]
+        return own + [
+            line for child in sorted(children.get(name, [])) for line in lines(child, depth + 1)
+        ]
+
+    return "\n".join(line for root in roots for line in lines(root, 0))
+
+
+def test_every_error_class_is_in_the_one_drawn_tree() -> None:
+    # The drawing starts at ObjectStoreError, whose own base (Exception) it leaves out.
+    actual = {(cls.__name__, _parent(cls)) for cls in _error_classes()} - {
+        ("ObjectStoreError", "Exception")
+    }
+    drawn = _drawn_edges()
+    assert actual == drawn, (
+        "the error classes and the tree drawn in mlflow_plugin/objectstore/errors.py differ;\n"
+        f"the classes form:\n{_draw(actual)}\n\nthe drawing says:\n{_draw(drawn)}"
+    )
+
+
+def test_storage_errors_derive_from_object_store_error() -> None:
+    from mlflow_plugin.objectstore import ObjectStoreError
+
+    outside = [
+        cls.__name__
+        for cls in _error_classes()
+        if cls.__module__.startswith(("mlflow_plugin.objectstore", "mlflow_plugin.format"))
+        and not issubclass(cls, ObjectStoreError)
+    ]
+    assert outside == []

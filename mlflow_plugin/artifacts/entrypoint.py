@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow_plugin.artifacts.repository import BucketArtifactRepository
 
+__all__ = ["build_artifact_repository"]
+
 
 def build_artifact_repository(
     artifact_uri: str, tracking_uri: str | None = None, registry_uri: str | None = None

@@ -42,7 +42,11 @@ from mlflow_plugin.objectstore import (
 )
 from mlflow_plugin.store_uri import parse_store_uri
 
-__all__ = ["BucketArtifactRepository"]
+__all__ = [
+    "BucketArtifactRepository",
+    "artifact_key",
+    "check_no_link_inside_a_store",
+]
 
 
 def artifact_key(*parts: str | None) -> str:

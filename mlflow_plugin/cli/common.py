@@ -25,6 +25,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
+    "Arguments",
     "Command",
     "CommandFailed",
     "Output",

@@ -32,6 +32,7 @@ from mlflow_plugin.objectstore.errors import CorruptObject
 __all__ = [
     "ConflictRetriesExhausted",
     "Document",
+    "Mutation",
     "create_document",
     "decode",
     "decode_document",

@@ -21,7 +21,14 @@ from typing import Any
 from mlflow_plugin.format.document_types import DOCUMENT_TYPES, NESTED_TYPES, StoredClock
 from mlflow_plugin.format.schema import DOCUMENT_SCHEMAS, NESTED_TABLES, Field
 
-__all__ = ["BEGIN", "END", "REGENERATE", "render_field_tables", "replace_field_tables"]
+__all__ = [
+    "BEGIN",
+    "END",
+    "REGENERATE",
+    "main",
+    "render_field_tables",
+    "replace_field_tables",
+]
 
 BEGIN = "<!-- field tables: generated from mlflow_plugin/format/schema.py, do not edit -->"
 END = "<!-- end of the generated field tables -->"

@@ -59,7 +59,10 @@ __all__ = [
     "FormatTooNew",
     "Migration",
     "UnknownFormat",
+    "migrate",
+    "new_format_document",
     "open_root",
+    "plugin_version",
 ]
 
 FORMAT_NAME = "mlflow-bucket"

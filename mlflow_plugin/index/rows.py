@@ -13,7 +13,14 @@ from typing import Any
 
 from mlflow.entities import LifecycleStage, RunStatus, SourceType
 
-__all__ = ["ExperimentRows", "RunRows", "UnmirrorableDocument", "experiment_rows", "run_rows"]
+__all__ = [
+    "ExperimentRows",
+    "Row",
+    "RunRows",
+    "UnmirrorableDocument",
+    "experiment_rows",
+    "run_rows",
+]
 
 Row = dict[str, Any]
 _ROW_NAMESPACE = uuid.UUID("0b6f4f0e-6c41-4d55-9d1c-3c1b1c0d1e7a")

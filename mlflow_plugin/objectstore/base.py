@@ -34,6 +34,9 @@ from dataclasses import dataclass, field
 from mlflow_plugin.objectstore.errors import InvalidKey, NotFound
 
 __all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "RESERVED_SEGMENT_PREFIX",
     "DirectoryListing",
     "ObjectInfo",
     "ObjectStore",
@@ -41,6 +44,8 @@ __all__ = [
     "check_folder_prefix",
     "check_key",
     "check_prefix",
+    "copy_file_atomically",
+    "write_file_atomically",
 ]
 
 MAX_KEY_BYTES = 1024

@@ -64,7 +64,10 @@ from mlflow_plugin.objectstore.errors import (
     StorageUnavailable,
 )
 
-__all__ = ["LocalObjectStore"]
+__all__ = [
+    "LocalObjectStore",
+    "Writer",
+]
 
 _TMP_PREFIX = RESERVED_SEGMENT_PREFIX + "tmp-"
 # A concurrent delete may prune an emptied folder while a writer is about to use it.

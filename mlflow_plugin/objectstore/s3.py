@@ -48,7 +48,13 @@ from mlflow_plugin.objectstore.errors import (
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-__all__ = ["S3ClientSettings", "S3ObjectStore", "s3_client"]
+__all__ = [
+    "MULTIPART_CHUNK_SIZE",
+    "MULTIPART_THRESHOLD",
+    "S3ClientSettings",
+    "S3ObjectStore",
+    "s3_client",
+]
 
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 MULTIPART_CHUNK_SIZE = 16 * 1024 * 1024

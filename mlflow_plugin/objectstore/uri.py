@@ -30,6 +30,8 @@ from mlflow_plugin.objectstore.errors import InvalidKey, InvalidStoreUri
 
 __all__ = [
     "ADDRESSING_OPTIONS",
+    "FILE_SCHEME",
+    "S3_SCHEME",
     "SCHEMES",
     "StoreLocation",
     "open_object_store",

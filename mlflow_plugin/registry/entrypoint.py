@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow_plugin.registry.store import BucketRegistryStore
 
+__all__ = ["build_registry_store"]
+
 
 def build_registry_store(store_uri: str, tracking_uri: str | None = None) -> BucketRegistryStore:
     from mlflow_plugin.registry.store import BucketRegistryStore

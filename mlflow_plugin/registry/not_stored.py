@@ -12,7 +12,10 @@ from __future__ import annotations
 
 from mlflow_plugin.not_stored import REGISTRY, Kind, empty_page
 
-__all__ = ["RegistryKindsNotStoredMixin"]
+__all__ = [
+    "WEBHOOKS",
+    "RegistryKindsNotStoredMixin",
+]
 
 WEBHOOKS = Kind("Webhooks", "Webhook", REGISTRY)
 

@@ -31,7 +31,12 @@ from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch.errors import unstored_points_error
 
-__all__ = ["RunTarget", "ScalarBuffer", "ScalarValue"]
+__all__ = [
+    "RunTarget",
+    "ScalarBuffer",
+    "ScalarValue",
+    "now_ms",
+]
 
 ScalarValue = float | int | torch.Tensor | Any
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

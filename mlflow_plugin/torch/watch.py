@@ -19,7 +19,12 @@ from mlflow_plugin.torch.histograms import device_histogram
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target, get_worker
 
-__all__ = ["Watch", "unwatch", "watch"]
+__all__ = [
+    "Watch",
+    "WatchWhat",
+    "unwatch",
+    "watch",
+]
 
 WatchWhat = Literal["gradients", "parameters", "all"]
 _watched: weakref.WeakKeyDictionary[torch.nn.Module, Watch] = weakref.WeakKeyDictionary()

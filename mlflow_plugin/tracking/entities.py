@@ -52,6 +52,7 @@ _logger = logging.getLogger(__name__)
 __all__ = [
     "dataset_input_to_json",
     "experiment_from_doc",
+    "is_terminal",
     "logged_model_from_doc",
     "metric_to_json",
     "run_from_doc",

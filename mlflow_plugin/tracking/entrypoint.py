@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mlflow_plugin.tracking.store import BucketTrackingStore
 
+__all__ = ["build_tracking_store"]
+
 
 def build_tracking_store(store_uri: str, artifact_uri: str | None = None) -> BucketTrackingStore:
     from mlflow_plugin.tracking.store import BucketTrackingStore

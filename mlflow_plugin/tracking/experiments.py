@@ -67,6 +67,7 @@ from mlflow_plugin.tracking.validation import validate_max_results
 
 __all__ = [
     "DEFAULT_EXPERIMENT_ID",
+    "DEFAULT_EXPERIMENT_NAME",
     "Experiments",
     "check_experiment_active",
     "check_experiment_id",

@@ -46,7 +46,10 @@ from mlflow_plugin.tracking.entities import logged_model_from_doc
 from mlflow_plugin.tracking.experiments import Experiments, check_experiment_active
 from mlflow_plugin.tracking.model_search import model_matches_filter, parse_model_filter
 
-__all__ = ["LoggedModels"]
+__all__ = [
+    "SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT",
+    "LoggedModels",
+]
 
 SEARCH_LOGGED_MODEL_MAX_RESULTS_DEFAULT = 100
 

@@ -17,7 +17,23 @@ from mlflow.tracing.analysis import TraceFilterCorrelationResult
 
 from mlflow_plugin.not_stored import TRACKING, Kind, empty_page, no_results_no_token
 
-__all__ = ["KindsNotStoredMixin"]
+__all__ = [
+    "ASSESSMENTS",
+    "BUDGET_POLICIES",
+    "DATASETS",
+    "ENDPOINTS",
+    "GUARDRAILS",
+    "ISSUES",
+    "LABEL_SCHEMAS",
+    "MCP_SERVERS",
+    "MODEL_DEFINITIONS",
+    "ONLINE_SCORING",
+    "REVIEW_QUEUES",
+    "SCORERS",
+    "SECRETS",
+    "TRACES",
+    "KindsNotStoredMixin",
+]
 
 TRACES = Kind("Traces", "Trace", TRACKING)
 ASSESSMENTS = Kind("Trace assessments", "Assessment", TRACKING)

@@ -57,6 +57,7 @@ __all__ = [
     "OrphanedSpool",
     "Spool",
     "SpooledBatch",
+    "default_spool_dir",
     "orphaned_spools",
     "root_identity",
     "spool_root",

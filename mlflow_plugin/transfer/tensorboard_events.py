@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EVENT_FILE_MARKER",
     "EventRun",
     "HistogramPoint",
     "ImagePoint",

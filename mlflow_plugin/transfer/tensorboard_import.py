@@ -36,7 +36,13 @@ if TYPE_CHECKING:
     from mlflow_plugin.summaries.histograms import HistogramStats
     from mlflow_plugin.transfer.tensorboard_events import EventRun, HistogramPoint
 
-__all__ = ["SOURCE_TAG", "ImportSummary", "MissingDependency", "import_logdir"]
+__all__ = [
+    "HISTOGRAM_BINS",
+    "SOURCE_TAG",
+    "ImportSummary",
+    "MissingDependency",
+    "import_logdir",
+]
 
 SOURCE_TAG = "mlflow_bucket.tensorboard.source"
 HISTOGRAM_BINS = 64

@@ -17,6 +17,10 @@ The rules, the same for every kind:
   run's key is damaged, not the other run);
 - fields the table does not name are accepted and kept: a newer writer may add one.
 
+The tables are the runtime half of each document's type: ``format.document_types``
+declares the same fields as ``TypedDict``s for the type checker (a test keeps the two
+equal), and ``docs/FORMAT.md``'s field tables are rendered from these (``protocol_doc``).
+
 >>> check_document("experiments/1/experiment.json", {"experiment_id": "1"})  # doctest: +SKIP
 Traceback (most recent call last):
 CorruptObject: damaged experiment document 'experiments/1/experiment.json': 'name' is missing...

@@ -29,6 +29,9 @@ Versions::
        rewrites only _format.json; run documents gain clocks as their tags are written.
        The status likewise: "status_clock" is the clock of the stored status, and a
        final status kept in a batch during an outage enters only if it is newer.
+       Later, without a new version: run documents may carry "writer_times" and
+       "writers_watermark", the writers map's retention (``run_batches``). They are
+       optional fields a version-3 plugin keeps unread, so no migration is needed.
 
 A migration step is ``(from_version, to_version, function)``; the function gets the
 object store and the format document and returns the new format document. It may

@@ -4,12 +4,37 @@ from __future__ import annotations
 
 import uuid
 
+import boto3
+import botocore.exceptions
 import pytest
 
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.objectstore.s3 import S3ClientSettings, S3ObjectStore
-from tests.objectstore.conformance import ObjectStoreConformance
+from tests.objectstore.conformance import ObjectStoreConformance, RawAccess
 from tests.servers import S3Endpoint
+
+
+class _BotoRaw:
+    """The bucket's objects under the store's prefix, through a plain boto3 client."""
+
+    def __init__(self, endpoint: S3Endpoint, bucket: str, prefix: str) -> None:
+        self.client = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint.url, region_name="us-east-1"
+        )
+        self.bucket = bucket
+        self.prefix = prefix.strip("/") + "/"
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        return bytes(response["Body"].read())
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + key, Body=data)
 
 
 class S3Conformance(ObjectStoreConformance):
@@ -32,6 +57,11 @@ class S3Conformance(ObjectStoreConformance):
         return S3ObjectStore(
             bucket, prefix, S3ClientSettings(endpoint_url=endpoint.url, region="us-east-1")
         )
+
+    @pytest.fixture
+    def raw(self, endpoint: S3Endpoint, location: tuple[str, str]) -> RawAccess:
+        bucket, prefix = location
+        return _BotoRaw(endpoint, bucket, prefix)
 
     @pytest.fixture
     def store_uri(self, endpoint: S3Endpoint, location: tuple[str, str]) -> str:

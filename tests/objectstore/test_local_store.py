@@ -10,14 +10,34 @@ from typing import Any
 import pytest
 
 from mlflow_plugin.objectstore import AlreadyExists, InvalidKey, LocalObjectStore, ObjectStore
-from tests.objectstore.conformance import ObjectStoreConformance
+from tests.objectstore.conformance import ObjectStoreConformance, RawAccess
 from tests.objectstore.os_failures import NOBODY, TmpfsMount, in_forked_child
+
+
+class _FolderRaw:
+    """The root's files, read and written with plain file calls."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def read(self, key: str) -> bytes | None:
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
 
 
 class TestLocalObjectStore(ObjectStoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> ObjectStore:
         return LocalObjectStore(tmp_path / "root")
+
+    @pytest.fixture
+    def raw(self, tmp_path: Path) -> RawAccess:
+        return _FolderRaw(tmp_path / "root")
 
     @pytest.fixture
     def store_uri(self, tmp_path: Path) -> str:

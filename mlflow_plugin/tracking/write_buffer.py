@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, update_document
 from mlflow_plugin.format.run_batches import (
+    BatchTooOld,
     Clock,
     ClockSource,
     RunBatch,
@@ -322,6 +323,12 @@ class WriteBuffer:
                     len(batch.tags),
                     run_id,
                 )
+                raise
+            except BatchTooOld as exc:
+                # No later try can apply it (its writer was forgotten): retrying would
+                # warn at every flush for ever. Dropped, and said so.
+                self._forget(queue, batch)
+                _logger.error("%d metric points not stored: %s", len(batch.points), exc)
                 raise
             except ObjectStoreError as exc:
                 _logger.warning(

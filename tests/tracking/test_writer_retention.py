@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import read_document
@@ -117,3 +120,26 @@ def test_a_replay_older_than_the_retention_is_refused_not_applied_twice(root_uri
     assert _steps(root_uri, run[1]) == [5, 6]  # step 5 once
     assert not folder.exists()  # out of the spool: the next recovery does not meet it again
     assert store.recover_spools().refused == []
+
+
+def test_a_buffered_batch_older_than_the_retention_is_refused_once_and_dropped(
+    root_uri: str,
+) -> None:
+    store = _store(root_uri)
+    run = new_run(store, "waited")
+    # Logged now, and still buffered (flushes are an hour apart) ...
+    store.log_batch(run[1], metrics=[Metric("loss", 1.0, 1_000, 3)], params=[], tags=[])
+    # ... while other writers move the run document a month on: a writer that applied
+    # after this batch was sealed is forgotten, so the batch may look applied.
+    now = time.time_ns() // 1_000_000
+    _replay(
+        store,
+        root_uri,
+        "00000000000000d1",
+        _batch(run, "later", 1, now + DAY, 1),
+        _batch(run, "month-on", 2, now + 30 * DAY, 2),
+    )
+    with pytest.raises(MlflowException, match="is refused: the run document forgets writers"):
+        store.flush()
+    store.flush()  # dropped, not retried at every flush
+    assert _steps(root_uri, run[1]) == [1, 2]

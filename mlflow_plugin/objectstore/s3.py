@@ -131,11 +131,20 @@ def _retry_without_budget(client: S3Client, settings: S3ClientSettings) -> None:
             ),
         ),
         retry_event_adapter=adapter,
-        retry_quota=botocore.retries.standard.RetryQuotaChecker(_UnlimitedRetryQuota(), throttling),
+        # The stubs say RetryQuota; botocore's own register_retry_handler passes a checker.
+        retry_quota=botocore.retries.standard.RetryQuotaChecker(  # type: ignore[arg-type]
+            _UnlimitedRetryQuota(), throttling
+        ),
         service_name=service,
     )
-    client.meta.events.unregister(f"needs-retry.{service}", unique_id=unique_id)
-    client.meta.events.register(f"needs-retry.{service}", handler.needs_retry, unique_id=unique_id)
+    events = client.meta.events
+    events.unregister(f"needs-retry.{service}", unique_id=unique_id)
+    # A needs-retry handler answers the delay (or None); the stubs type handlers as -> None.
+    events.register(
+        f"needs-retry.{service}",
+        handler.needs_retry,  # type: ignore[arg-type]
+        unique_id=unique_id,
+    )
 
 
 def s3_client(settings: S3ClientSettings) -> S3Client:

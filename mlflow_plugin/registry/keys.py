@@ -26,22 +26,28 @@ VERSION_DIGITS = 10
 _VERSION_SUFFIX = ".json"
 
 
+_MODELS = "registry/models/"
+
+
 def model_name_key(name: str) -> str:
     """The name claim of a registered model: put-if-absent, points at the model key."""
-    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()
-    return f"registry/names/{digest}.json"
+    return f"registry/names/{hashlib.sha256(name.encode('utf-8')).hexdigest()}.json"
 
 
 def models_prefix() -> str:
-    return "registry/models/"
+    return _MODELS
+
+
+def _model_folder(model_id: str) -> str:
+    return f"{_MODELS}{check_id(model_id, 'registered model key')}/"
 
 
 def model_key(model_id: str) -> str:
-    return f"{models_prefix()}{check_id(model_id, 'registered model key')}/model.json"
+    return f"{_model_folder(model_id)}model.json"
 
 
 def versions_prefix(model_id: str) -> str:
-    return f"{models_prefix()}{check_id(model_id, 'registered model key')}/versions/"
+    return f"{_model_folder(model_id)}versions/"
 
 
 def version_key(model_id: str, version: int) -> str:

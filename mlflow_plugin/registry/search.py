@@ -9,7 +9,7 @@ helpers MLflow ships for its file store are laxer than the SQL store.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
@@ -22,14 +22,15 @@ from mlflow.store.model_registry import (
 )
 from mlflow.utils.search_utils import SearchModelUtils, SearchModelVersionUtils, SearchUtils
 
-from mlflow_plugin.page_tokens import offset_from_page_token
+from mlflow_plugin.page_tokens import offset_from_page_token, page
 
 __all__ = [
     "DEFAULT_VERSION_ORDER",
+    "Clause",
+    "SearchQuery",
     "check_model_search_args",
     "check_version_search_args",
     "is_prompt_model",
-    "paginate",
     "search_models",
     "search_versions",
 ]
@@ -156,11 +157,17 @@ def _sorted(items: Iterable[T], keys: list[tuple[Callable[[T], Any], bool]]) -> 
     return result
 
 
-def paginate(items: list[T], max_results: int, page_token: str | None) -> PagedList[T]:
-    offset = offset_from_page_token(page_token)
-    end = offset + max_results
-    token = SearchUtils.create_page_token(end) if end < len(items) else None
-    return PagedList(items[offset:end], token)
+class SearchQuery(NamedTuple):
+    """What a registry search asks for, ``max_results`` already defaulted and checked."""
+
+    filter_string: str | None
+    max_results: int
+    order_by: list[str] | None
+    page_token: str | None
+
+    def paged(self, items: list[T]) -> PagedList[T]:
+        """The page of ``items`` this query asks for, with the next page's token."""
+        return PagedList(*page(items, self.page_token, self.max_results))
 
 
 def _model_order(order_by: list[str] | None) -> list[tuple[Callable[[RegisteredModel], Any], bool]]:
@@ -208,17 +215,11 @@ def _version_number(mv: ModelVersion) -> int:
     return int(mv.version)
 
 
-def search_models(
-    models: list[RegisteredModel],
-    filter_string: str | None,
-    max_results: int,
-    order_by: list[str] | None,
-    page_token: str | None,
-) -> PagedList[RegisteredModel]:
+def search_models(models: list[RegisteredModel], query: SearchQuery) -> PagedList[RegisteredModel]:
     """Filter, order and page registered models (all tags visible, prompts hidden by default)."""
-    clauses, want_prompts = _without_prompt_clauses(_model_clauses(filter_string))
-    order = _model_order(order_by)
-    offset_from_page_token(page_token)  # a bad token fails first
+    clauses, want_prompts = _without_prompt_clauses(_model_clauses(query.filter_string))
+    order = _model_order(query.order_by)
+    offset_from_page_token(query.page_token)  # a bad token fails first
 
     def matches(model: RegisteredModel) -> bool:
         tags: dict[str, str] = model._tags
@@ -230,21 +231,16 @@ def search_models(
                 return False
         return True
 
-    return paginate(_sorted(filter(matches, models), order), max_results, page_token)
+    return query.paged(_sorted(filter(matches, models), order))
 
 
 def search_versions(
-    versions: list[ModelVersion],
-    prompt_model_names: set[str],
-    filter_string: str | None,
-    max_results: int,
-    order_by: list[str] | None,
-    page_token: str | None,
+    versions: list[ModelVersion], prompt_model_names: set[str], query: SearchQuery
 ) -> PagedList[ModelVersion]:
     """Filter, order and page live model versions; ``prompt_model_names`` are hidden by default."""
-    clauses, want_prompts = _without_prompt_clauses(_version_clauses(filter_string))
-    order = _version_order(order_by or DEFAULT_VERSION_ORDER)
-    offset_from_page_token(page_token)
+    clauses, want_prompts = _without_prompt_clauses(_version_clauses(query.filter_string))
+    order = _version_order(query.order_by or DEFAULT_VERSION_ORDER)
+    offset_from_page_token(query.page_token)
 
     def attribute(mv: ModelVersion, key: str) -> object:
         if key == "version_number":
@@ -263,4 +259,4 @@ def search_versions(
                 return False
         return True
 
-    return paginate(_sorted(filter(matches, versions), order), max_results, page_token)
+    return query.paged(_sorted(filter(matches, versions), order))

@@ -26,20 +26,22 @@ Layout under the root (keys are spelled in ``registry.keys``)::
 
 from __future__ import annotations
 
-import logging
 import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
-from mlflow.entities.model_registry import RegisteredModel, RegisteredModelTag
+from mlflow.entities.model_registry import (
+    ModelVersion,
+    ModelVersionTag,
+    RegisteredModel,
+    RegisteredModelTag,
+)
 from mlflow.exceptions import MlflowException
 from mlflow.prompt.registry_utils import handle_resource_already_exist_error
-from mlflow.protos.databricks_pb2 import (
-    RESOURCE_ALREADY_EXISTS,
-    RESOURCE_DOES_NOT_EXIST,
-)
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS
 from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.model_registry import SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT
+from mlflow.store.model_registry import (
+    SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT,
+    SEARCH_REGISTERED_MODEL_MAX_RESULTS_DEFAULT,
+)
 from mlflow.store.model_registry.abstract_store import AbstractStore
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import (
@@ -49,58 +51,47 @@ from mlflow.utils.validation import (
     _validate_tag_name,
 )
 
-from mlflow_plugin.format.documents import (
-    Document,
-    read_document,
-    update_document,
-)
-from mlflow_plugin.format.name_claims import (
-    NameClaim,
-    NameTaken,
-    RenameAborted,
-    create_named,
-    named_document,
-    rename_named,
-)
-from mlflow_plugin.format.reading import read_listed
-from mlflow_plugin.format.schema import MODEL_VERSION, REGISTERED_MODEL
+from mlflow_plugin.format import name_claims
+from mlflow_plugin.format.documents import Document
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import (
-    NotFound,
     ObjectStore,
     check_conditional_writes_once,
     open_object_store,
 )
 from mlflow_plugin.registry import keys
+from mlflow_plugin.registry.documents import (
+    ModelDocuments,
+    entry_removed,
+    entry_set,
+    name_claim,
+    not_found_model,
+)
 from mlflow_plugin.registry.entities import registered_model_from_doc
 from mlflow_plugin.registry.not_stored import RegistryKindsNotStoredMixin
-from mlflow_plugin.registry.search import check_model_search_args, search_models
-from mlflow_plugin.registry.versions import ModelVersionsMixin
+from mlflow_plugin.registry.search import (
+    SearchQuery,
+    check_model_search_args,
+    check_version_search_args,
+    search_models,
+)
+from mlflow_plugin.registry.versions import ModelVersions
 from mlflow_plugin.store_uri import parse_store_uri
-from mlflow_plugin.text_input import check_entries, check_text, is_storable_text
+from mlflow_plugin.text_input import check_entries, check_text
 
 __all__ = ["BucketRegistryStore"]
-
-_logger = logging.getLogger(__name__)
-
-_READ_WORKERS = 16
-
-
-def _name_claim(name: str) -> NameClaim:
-    return NameClaim(name, keys.model_name_key(name), "model_key", keys.model_key)
 
 
 def _new_model_key(_taken: str = "") -> str:
     return uuid.uuid4().hex
 
 
-def not_found_model(name: str) -> MlflowException:
-    return MlflowException(f"Registered Model with name={name} not found", RESOURCE_DOES_NOT_EXIST)
-
-
-class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, AbstractStore):
+class BucketRegistryStore(RegistryKindsNotStoredMixin, AbstractStore):
     """Model-registry ``AbstractStore`` for ``bucket+s3://`` and ``bucket+file:`` URIs.
+
+    Registered-model methods work here, model-version methods in ``ModelVersions``;
+    both over one ``ModelDocuments``.
 
     >>> from mlflow import MlflowClient  # doctest: +SKIP
     >>> client = MlflowClient("bucket+file:///tmp/mlruns-bucket")  # doctest: +SKIP
@@ -119,7 +110,8 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             self.format_document = open_root(self._store)
         self.store_uri = store_uri
         self.tracking_uri = tracking_uri or store_uri
-        self._warned_duplicates: set[tuple[str, ...]] = set()
+        self._docs = ModelDocuments(self._store)
+        self._versions = ModelVersions(self._docs, self.tracking_uri)
 
     @property
     def object_store(self) -> ObjectStore:
@@ -128,116 +120,9 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
     # Storage errors (a bad id included: InvalidId is an InvalidKey) -> MlflowException.
     _errors = staticmethod(mlflow_errors)
 
-    def _read_all(self, read: Any, keys_to_read: list[str]) -> list[Any]:
-        if len(keys_to_read) < 2:
-            return [read(key) for key in keys_to_read]
-        with ThreadPoolExecutor(min(_READ_WORKERS, len(keys_to_read))) as pool:
-            return list(pool.map(read, keys_to_read))
-
-    # -- names and model documents ----------------------------------------------------
-
-    def _read_or_none(self, key: str) -> Document | None:
-        try:
-            return read_document(self._store, key)[0]
-        except NotFound:
-            return None
-
-    def _read_listed(self, key: str) -> Document | None:
-        """A document for a listing: None if gone, or damaged (left out, with a warning)."""
-        return read_listed(self._store, key)
-
     def _model_doc(self, name: str) -> Document:
         """The model document for ``name``; RESOURCE_DOES_NOT_EXIST if there is none."""
-        _validate_model_name(name)
-        if not is_storable_text(name):
-            raise not_found_model(name)  # no model can have a name UTF-8 cannot spell
-        found = named_document(self._store, _name_claim(name))
-        if found is None:
-            raise not_found_model(name)
-        return found[1]
-
-    def _update_model(self, name: str, mutate: Any) -> Document:
-        """Compare-and-swap the model document of ``name``; the name must still be its own."""
-        model = self._model_doc(name)
-
-        def checked(doc: Document) -> Document:
-            if doc["name"] != name:
-                raise not_found_model(name)
-            result: Document = mutate(doc)
-            return result
-
-        try:
-            return update_document(self._store, keys.model_key(model["model_key"]), checked)[0]
-        except NotFound:
-            raise not_found_model(name) from None
-
-    def _touch_model(self, name: str, now: int) -> None:
-        def mutate(doc: Document) -> Document:
-            doc["last_updated_timestamp"] = max(doc["last_updated_timestamp"], now)
-            return doc
-
-        self._update_model(name, mutate)
-
-    def _all_models(self) -> list[tuple[Document, list[Document]]]:
-        """Every registered model with its version documents (one listing, parallel reads)."""
-        model_doc_keys: list[str] = []
-        version_keys: dict[str, list[str]] = {}
-        for info in self._store.list(keys.models_prefix()):
-            model_key = info.key[len(keys.models_prefix()) :].split("/", 1)[0]
-            if REGISTERED_MODEL.is_key(info.key):
-                model_doc_keys.append(info.key)
-            elif MODEL_VERSION.is_key(info.key):
-                version_keys.setdefault(model_key, []).append(info.key)
-        # Versions of a model whose document is gone (a delete in progress) are not read.
-        wanted = model_doc_keys + [
-            key
-            for doc_key in model_doc_keys
-            for key in version_keys.get(doc_key[len(keys.models_prefix()) :].split("/")[0], [])
-        ]
-        docs = dict(zip(wanted, self._read_all(self._read_listed, wanted), strict=True))
-        result: list[tuple[Document, list[Document]]] = []
-        for doc_key in model_doc_keys:
-            model = docs[doc_key]
-            if model is None:
-                continue
-            versions = [
-                doc
-                for key in version_keys.get(model["model_key"], [])
-                if (doc := docs[key]) is not None
-            ]
-            result.append((model, versions))
-        return result
-
-    def _one_per_name(
-        self, models: list[tuple[Document, list[Document]]]
-    ) -> list[tuple[Document, list[Document]]]:
-        """Models with unique names: of two documents of one name (a partial restore from a
-        backup), the one its claim points at (else the oldest) is listed, with a warning."""
-        by_name: dict[str, list[tuple[Document, list[Document]]]] = {}
-        for entry in models:
-            by_name.setdefault(entry[0]["name"], []).append(entry)
-        listed: list[tuple[Document, list[Document]]] = []
-        for name, entries in by_name.items():
-            if len(entries) > 1:
-                found = named_document(self._store, _name_claim(name))
-                claimed = found[0] if found else None
-                entries.sort(
-                    key=lambda e: (
-                        e[0]["model_key"] != claimed,
-                        e[0]["creation_timestamp"],
-                        e[0]["model_key"],
-                    )
-                )
-                duplicates = tuple(keys.model_key(e[0]["model_key"]) for e in entries)
-                if duplicates not in self._warned_duplicates:  # once per process, not per search
-                    self._warned_duplicates.add(duplicates)
-                    _logger.warning(
-                        "registered models %s are all named %r: only the first is listed",
-                        list(duplicates),
-                        name,
-                    )
-            listed.append(entries[0])
-        return listed
+        return self._docs.model(name)
 
     # -- registered models ------------------------------------------------------------
 
@@ -273,10 +158,10 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
 
         with self._errors():
             try:
-                model_key = create_named(
-                    self._store, _name_claim(name), model_key, make_document, _new_model_key
+                model_key = name_claims.create_named(
+                    self._store, name_claim(name), model_key, make_document, _new_model_key
                 )
-            except NameTaken as exc:
+            except name_claims.NameTaken as exc:
                 handle_resource_already_exist_error(
                     name,
                     exc.document["tags"].get("mlflow.prompt.is_prompt") is not None,
@@ -288,7 +173,7 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
     def get_registered_model(self, name: str) -> RegisteredModel:
         with self._errors():
             model = self._model_doc(name)
-            return registered_model_from_doc(model, self._version_docs(model["model_key"]))
+            return registered_model_from_doc(model, self._docs.versions(model["model_key"]))
 
     def update_registered_model(
         self, name: str, description: str | None, deployment_job_id: str | None = None
@@ -304,8 +189,8 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             return doc
 
         with self._errors():
-            model = self._update_model(name, mutate)
-            return registered_model_from_doc(model, self._version_docs(model["model_key"]))
+            model = self._docs.update_model(name, mutate)
+            return registered_model_from_doc(model, self._docs.versions(model["model_key"]))
 
     def rename_registered_model(self, name: str, new_name: str) -> RegisteredModel:
         _validate_model_renaming(new_name)
@@ -315,9 +200,9 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             model_key = model["model_key"]
             now = get_current_time_millis()
             if new_name == name:  # as in SQL: nothing moves, the timestamps do
-                self._touch_model(name, now)
+                self._docs.touch_model(name, now)
                 touched = self._model_doc(name)
-                return registered_model_from_doc(touched, self._touch_versions(model_key, now))
+                return registered_model_from_doc(touched, self._docs.touch_versions(model_key, now))
 
             def rename(doc: Document) -> Document:
                 if doc["name"] != name:  # renamed by someone else meanwhile
@@ -328,12 +213,14 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
             try:
                 # The old name's claim stays, pointing at a model that no longer carries
                 # it: the next creator of that name moves it on (see format.name_claims).
-                renamed = rename_named(self._store, _name_claim(new_name), model_key, rename)
-            except (NameTaken, RenameAborted):
+                renamed = name_claims.rename_named(
+                    self._store, name_claim(new_name), model_key, rename
+                )
+            except (name_claims.NameTaken, name_claims.RenameAborted):
                 raise MlflowException(
                     f"Registered Model (name={new_name}) already exists.", RESOURCE_ALREADY_EXISTS
                 ) from None
-            versions = self._touch_versions(model_key, now)
+            versions = self._docs.touch_versions(model_key, now)
             return registered_model_from_doc(renamed, versions)
 
     def delete_registered_model(self, name: str) -> None:
@@ -358,29 +245,90 @@ class BucketRegistryStore(RegistryKindsNotStoredMixin, ModelVersionsMixin, Abstr
         )
         check_model_search_args(max_results)
         with self._errors():
-            listed = self._one_per_name(self._all_models())
+            listed = self._docs.one_per_name(self._docs.all_models())
             models = [registered_model_from_doc(m, v) for m, v in listed]
-        return search_models(models, filter_string, max_results, order_by, page_token)
+        return search_models(models, SearchQuery(filter_string, max_results, order_by, page_token))
 
     def set_registered_model_tag(self, name: str, tag: RegisteredModelTag) -> None:
         _validate_model_name(name)
         _validate_registered_model_tag(tag.key, tag.value)
         check_entries("registered model tag", [tag])
 
-        def mutate(doc: Document) -> Document:
-            doc["tags"][tag.key] = tag.value
-            return doc
-
         with self._errors():
-            self._update_model(name, mutate)
+            self._docs.update_model(name, entry_set("tags", tag.key, tag.value))
 
     def delete_registered_model_tag(self, name: str, key: str) -> None:
         _validate_model_name(name)
         _validate_tag_name(key)
 
-        def mutate(doc: Document) -> Document:
-            doc["tags"].pop(key, None)
-            return doc
-
         with self._errors():
-            self._update_model(name, mutate)
+            self._docs.update_model(name, entry_removed("tags", key))
+
+    # -- model versions (``registry.versions``) ---------------------------------------
+
+    def create_model_version(
+        self,
+        name: str,
+        source: str,
+        run_id: str | None = None,
+        tags: list[ModelVersionTag] | None = None,
+        run_link: str | None = None,
+        description: str | None = None,
+        local_model_path: str | None = None,
+        model_id: str | None = None,
+    ) -> ModelVersion:
+        return self._versions.create(name, source, run_id, tags, run_link, description, model_id)
+
+    def _await_model_version_creation(self, mv: ModelVersion, await_creation_for: int) -> None:
+        """A version is READY when created: nothing to wait for."""
+
+    def get_model_version(self, name: str, version: object) -> ModelVersion:
+        return self._versions.get_model_version(name, version)
+
+    def get_model_version_download_uri(self, name: str, version: object) -> str:
+        return self._versions.get_model_version_download_uri(name, version)
+
+    def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
+        return self._versions.get_latest_versions(name, stages)
+
+    def search_model_versions(
+        self,
+        filter_string: str | None = None,
+        max_results: int | None = None,
+        order_by: list[str] | None = None,
+        page_token: str | None = None,
+    ) -> PagedList[ModelVersion]:
+        if max_results is None:
+            max_results = SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT
+        check_version_search_args(max_results)
+        return self._versions.search(SearchQuery(filter_string, max_results, order_by, page_token))
+
+    def update_model_version(
+        self, name: str, version: object, description: str | None = None
+    ) -> ModelVersion:
+        return self._versions.update_model_version(name, version, description)
+
+    def transition_model_version_stage(
+        self, name: str, version: object, stage: str, archive_existing_versions: bool
+    ) -> ModelVersion:
+        return self._versions.transition_model_version_stage(
+            name, version, stage, archive_existing_versions
+        )
+
+    def delete_model_version(self, name: str, version: object) -> None:
+        self._versions.delete_model_version(name, version)
+
+    def set_model_version_tag(self, name: str, version: object, tag: ModelVersionTag) -> None:
+        self._versions.set_model_version_tag(name, version, tag)
+
+    def delete_model_version_tag(self, name: str, version: object, key: str) -> None:
+        self._versions.delete_model_version_tag(name, version, key)
+
+    def set_registered_model_alias(self, name: str, alias: str, version: object) -> None:
+        self._versions.set_registered_model_alias(name, alias, version)
+
+    def delete_registered_model_alias(self, name: str, alias: str) -> None:
+        self._versions.delete_registered_model_alias(name, alias)
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
+        return self._versions.get_model_version_by_alias(name, alias)

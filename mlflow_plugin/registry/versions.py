@@ -1,5 +1,8 @@
 """Model versions on the bucket: allocation, stages, tags, aliases, search.
 
+``ModelVersions`` does the work of the registry store's model-version methods, over
+the ``ModelDocuments`` it shares with the registered-model methods.
+
 A version number is allocated by ``put_if_absent`` on the next version's key; a writer
 that loses the race moves on to the number after, so concurrent registrations from
 several processes get consecutive numbers. Every later change is a compare-and-swap
@@ -9,11 +12,8 @@ re-checks that the version is still live, so a change racing a delete cannot rev
 
 from __future__ import annotations
 
-import logging
 import urllib.parse
 from collections.abc import Callable
-from contextlib import AbstractContextManager
-from typing import Any
 
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from mlflow.entities.model_registry.model_version_stages import (
@@ -29,7 +29,6 @@ from mlflow.exceptions import MlflowException
 from mlflow.prompt.constants import IS_PROMPT_TAG_KEY
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
 from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.model_registry import SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.validation import (
     _REGISTERED_MODEL_ALIAS_LATEST,
@@ -41,23 +40,30 @@ from mlflow.utils.validation import (
     _validate_tag_name,
 )
 
-from mlflow_plugin.format.documents import Document, create_document, update_document
-from mlflow_plugin.mlflow_errors import invalid_input_errors
-from mlflow_plugin.objectstore import AlreadyExists, NotFound, ObjectStore
-from mlflow_plugin.objectstore.errors import CorruptObject
+from mlflow_plugin.format.documents import (
+    Document,
+    create_document,
+    read_or_none,
+    update_document,
+)
+from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
+from mlflow_plugin.objectstore import AlreadyExists, NotFound
 from mlflow_plugin.registry import keys
+from mlflow_plugin.registry.documents import ModelDocuments, entry_removed, entry_set
 from mlflow_plugin.registry.entities import (
     latest_versions,
     model_version_from_doc,
     redact_version,
 )
-from mlflow_plugin.registry.search import check_version_search_args, search_versions
+from mlflow_plugin.registry.search import SearchQuery, search_versions
 from mlflow_plugin.text_input import check_entries, check_text, check_texts
 
-__all__ = ["ModelVersionsMixin"]
+__all__ = [
+    "ModelVersions",
+    "not_found_version",
+]
 
 _MAX_ALLOCATION_ATTEMPTS = 10_000
-_logger = logging.getLogger(__name__)
 
 
 def not_found_version(name: str, version: object) -> MlflowException:
@@ -66,31 +72,17 @@ def not_found_version(name: str, version: object) -> MlflowException:
     )
 
 
-class ModelVersionsMixin:
-    """Model-version methods of the registry store."""
+class ModelVersions:
+    """The registry store's model-version methods (``BucketRegistryStore`` delegates here).
 
-    # Provided by BucketRegistryStore.
-    _store: ObjectStore
-    tracking_uri: str
-    _errors: Callable[[], AbstractContextManager[None]]
-    _model_doc: Callable[[str], Document]
-    _update_model: Callable[[str, Callable[[Document], Document]], Document]
-    _touch_model: Callable[[str, int], None]
-    _all_models: Callable[[], list[tuple[Document, list[Document]]]]
-    _read_all: Callable[[Any, list[str]], list[Any]]
-    _read_or_none: Callable[[str], Document | None]
-    _read_listed: Callable[[str], Document | None]
+    ``tracking_uri`` is where a ``models:/<model_id>`` source's logged model is looked up.
+    """
+
+    def __init__(self, docs: ModelDocuments, tracking_uri: str) -> None:
+        self._docs = docs
+        self._tracking_uri = tracking_uri
 
     # -- reading ------------------------------------------------------------------------
-
-    def _version_docs(self, model_key: str) -> list[Document]:
-        """Every version document of a model, tombstones included, in version order."""
-        version_keys = [
-            info.key
-            for info in self._store.list(keys.versions_prefix(model_key))
-            if keys.version_from_key(info.key) is not None
-        ]
-        return [doc for doc in self._read_all(self._read_listed, version_keys) if doc is not None]
 
     def _live_version(self, name: str, version: object) -> tuple[Document, Document, int]:
         """(model document, version document, version number) of a live version."""
@@ -98,17 +90,17 @@ class ModelVersionsMixin:
         with invalid_input_errors(f"model version {version!r}"):
             number = _validate_model_version(version)
         try:
-            model = self._model_doc(name)
+            model = self._docs.model(name)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
             raise not_found_version(name, number) from None
         if not 0 < number < 10**keys.VERSION_DIGITS:
             raise not_found_version(name, number)
-        doc = self._read_or_none(keys.version_key(model["model_key"], number))
-        if doc is None or doc["current_stage"] == STAGE_DELETED_INTERNAL:
+        found = read_or_none(self._docs.store, keys.version_key(model["model_key"], number))
+        if found is None or found[0]["current_stage"] == STAGE_DELETED_INTERNAL:
             raise not_found_version(name, number)
-        return model, doc, number
+        return model, found[0], number
 
     def _update_version(
         self, name: str, version: object, mutate: Callable[[Document], Document]
@@ -123,60 +115,31 @@ class ModelVersionsMixin:
 
         key = keys.version_key(model["model_key"], number)
         try:
-            return model, update_document(self._store, key, checked)[0]
+            return model, update_document(self._docs.store, key, checked)[0]
         except NotFound:
             raise not_found_version(name, number) from None
 
-    def _touch_versions(self, model_key: str, now: int) -> list[Document]:
-        def mutate(doc: Document) -> Document:
-            doc["last_updated_timestamp"] = now
-            return doc
-
-        def touch(key: str) -> Document | None:
-            try:
-                return update_document(self._store, key, mutate)[0]
-            except NotFound:
-                return None
-            except CorruptObject as exc:  # a damaged version must not stop the model's change
-                _logger.warning("left as it is: %s", exc)
-                return None
-
-        version_keys = [
-            info.key
-            for info in self._store.list(keys.versions_prefix(model_key))
-            if keys.version_from_key(info.key) is not None
-        ]
-        return [doc for doc in self._read_all(touch, version_keys) if doc is not None]
-
     def get_model_version(self, name: str, version: object) -> ModelVersion:
-        with self._errors():
+        with mlflow_errors():
             model, doc, _ = self._live_version(name, version)
             return model_version_from_doc(model, doc)
 
     def get_model_version_download_uri(self, name: str, version: object) -> str:
-        with self._errors():
+        with mlflow_errors():
             _, doc, _ = self._live_version(name, version)
             return str(doc.get("storage_location") or doc["source"])
 
     def get_latest_versions(self, name: str, stages: list[str] | None = None) -> list[ModelVersion]:
-        with self._errors():
-            model = self._model_doc(name)
+        with mlflow_errors():
+            model = self._docs.model(name)
             wanted = {get_canonical_stage(stage) for stage in (stages or ALL_STAGES)}
-            docs = latest_versions(self._version_docs(model["model_key"]), wanted)
+            docs = latest_versions(self._docs.versions(model["model_key"]), wanted)
             return [model_version_from_doc(model, doc) for doc in docs]
 
-    def search_model_versions(
-        self,
-        filter_string: str | None = None,
-        max_results: int | None = None,
-        order_by: list[str] | None = None,
-        page_token: str | None = None,
-    ) -> PagedList[ModelVersion]:
-        if max_results is None:
-            max_results = SEARCH_MODEL_VERSION_MAX_RESULTS_DEFAULT
-        check_version_search_args(max_results)
-        with self._errors():
-            everything = self._all_models()
+    def search(self, query: SearchQuery) -> PagedList[ModelVersion]:
+        """``search_model_versions``, once ``max_results`` is checked."""
+        with mlflow_errors():
+            everything = self._docs.all_models()
         versions = [
             model_version_from_doc(model, doc)
             for model, docs in everything
@@ -188,9 +151,7 @@ class ModelVersionsMixin:
             for model, docs in everything
             if any(doc["tags"].get(IS_PROMPT_TAG_KEY) == "true" for doc in docs)
         }
-        return search_versions(
-            versions, prompt_names, filter_string, max_results, order_by, page_token
-        )
+        return search_versions(versions, prompt_names, query)
 
     # -- creating -------------------------------------------------------------------------
 
@@ -206,7 +167,7 @@ class ModelVersionsMixin:
             parsed = _parse_model_uri(source)
             try:
                 if parsed.model_id is not None:
-                    logged = MlflowClient(tracking_uri=self.tracking_uri).get_logged_model(
+                    logged = MlflowClient(tracking_uri=self._tracking_uri).get_logged_model(
                         parsed.model_id
                     )
                     storage_location = logged.artifact_location
@@ -222,7 +183,7 @@ class ModelVersionsMixin:
                 ) from exc
         if not run_id and model_id:
             run_id = (
-                MlflowClient(tracking_uri=self.tracking_uri)
+                MlflowClient(tracking_uri=self._tracking_uri)
                 .get_logged_model(model_id)
                 .source_run_id
             )
@@ -230,32 +191,28 @@ class ModelVersionsMixin:
 
     def _allocate_version(self, model_key: str, doc: Document) -> Document:
         """Write ``doc`` under the next free version number; return it with that number."""
-        taken = [
-            number
-            for info in self._store.list(keys.versions_prefix(model_key))
-            if (number := keys.version_from_key(info.key)) is not None
-        ]
-        number = max(taken, default=0) + 1
+        taken = self._docs.version_keys(model_key)
+        number = max((keys.version_from_key(key) or 0 for key in taken), default=0) + 1
         for _ in range(_MAX_ALLOCATION_ATTEMPTS):
             candidate = {**doc, "version": number}
             try:
-                create_document(self._store, keys.version_key(model_key, number), candidate)
+                create_document(self._docs.store, keys.version_key(model_key, number), candidate)
                 return candidate
             except AlreadyExists:
                 number += 1  # another writer took this number: the next one is ours to try
         raise MlflowException(f"could not allocate a model version after {number} tries")
 
-    def create_model_version(
+    def create(
         self,
         name: str,
         source: str,
-        run_id: str | None = None,
-        tags: list[ModelVersionTag] | None = None,
-        run_link: str | None = None,
-        description: str | None = None,
-        local_model_path: str | None = None,
-        model_id: str | None = None,
+        run_id: str | None,
+        tags: list[ModelVersionTag] | None,
+        run_link: str | None,
+        description: str | None,
+        model_id: str | None,
     ) -> ModelVersion:
+        """``create_model_version`` (the local model path is the client's business)."""
         with invalid_input_errors("model version"):
             _validate_model_name(name)
             for tag in tags or []:
@@ -263,8 +220,8 @@ class ModelVersionsMixin:
             check_texts("model version field", (source, run_link, description))
             check_entries("model version tag", tags)
             storage_location, run_id = self._resolve_source(source, run_id, model_id)
-        with self._errors():
-            model = self._model_doc(name)
+        with mlflow_errors():
+            model = self._docs.model(name)
             now = get_current_time_millis()
             doc: Document = {
                 "version": 0,
@@ -283,11 +240,8 @@ class ModelVersionsMixin:
                 "model_id": model_id,
             }
             created = self._allocate_version(model["model_key"], doc)
-            self._touch_model(name, now)
+            self._docs.touch_model(name, now)
             return model_version_from_doc(model, created)
-
-    def _await_model_version_creation(self, mv: ModelVersion, await_creation_for: int) -> None:
-        """A version is READY when created: nothing to wait for."""
 
     # -- changing ---------------------------------------------------------------------------
 
@@ -302,7 +256,7 @@ class ModelVersionsMixin:
             doc["last_updated_timestamp"] = now
             return doc
 
-        with self._errors():
+        with mlflow_errors():
             model, doc = self._update_version(name, version, mutate)
             return model_version_from_doc(model, doc)
 
@@ -329,19 +283,19 @@ class ModelVersionsMixin:
                 doc["last_updated_timestamp"] = now
             return doc
 
-        with self._errors():
+        with mlflow_errors():
             model, moved = self._update_version(name, version, move)
             if archive_existing_versions:
-                for other in self._version_docs(model["model_key"]):
+                for other in self._docs.versions(model["model_key"]):
                     if other["version"] != moved["version"] and other["current_stage"] == canonical:
                         key = keys.version_key(model["model_key"], int(other["version"]))
-                        update_document(self._store, key, archive)
-            self._touch_model(name, now)
+                        update_document(self._docs.store, key, archive)
+            self._docs.touch_model(name, now)
             return model_version_from_doc(model, moved)
 
     def delete_model_version(self, name: str, version: object) -> None:
         now = get_current_time_millis()
-        with self._errors():
+        with mlflow_errors():
             _, _, number = self._live_version(name, version)
             self._update_version(name, number, lambda doc: redact_version(doc, now))
 
@@ -350,7 +304,7 @@ class ModelVersionsMixin:
                 doc["last_updated_timestamp"] = max(doc["last_updated_timestamp"], now)
                 return doc
 
-            self._update_model(name, mutate)
+            self._docs.update_model(name, mutate)
 
     def set_model_version_tag(self, name: str, version: object, tag: ModelVersionTag) -> None:
         _validate_model_name(name)
@@ -358,24 +312,16 @@ class ModelVersionsMixin:
         _validate_model_version_tag(tag.key, tag.value)
         check_entries("model version tag", [tag])
 
-        def mutate(doc: Document) -> Document:
-            doc["tags"][tag.key] = tag.value
-            return doc
-
-        with self._errors():
-            self._update_version(name, version, mutate)
+        with mlflow_errors():
+            self._update_version(name, version, entry_set("tags", tag.key, tag.value))
 
     def delete_model_version_tag(self, name: str, version: object, key: str) -> None:
         _validate_model_name(name)
         _validate_model_version(version)
         _validate_tag_name(key)
 
-        def mutate(doc: Document) -> Document:
-            doc["tags"].pop(key, None)
-            return doc
-
-        with self._errors():
-            self._update_version(name, version, mutate)
+        with mlflow_errors():
+            self._update_version(name, version, entry_removed("tags", key))
 
     # -- aliases ------------------------------------------------------------------------------
 
@@ -383,25 +329,17 @@ class ModelVersionsMixin:
         _validate_model_name(name)
         _validate_model_alias_name(alias)
         _validate_model_alias_name_reserved(alias)
-        with self._errors():
+        with mlflow_errors():
             _, _, number = self._live_version(name, version)
 
-            def mutate(doc: Document) -> Document:
-                doc["aliases"][alias] = number
-                return doc
-
-            self._update_model(name, mutate)
+            self._docs.update_model(name, entry_set("aliases", alias, number))
 
     def delete_registered_model_alias(self, name: str, alias: str) -> None:
         _validate_model_name(name)
         _validate_model_alias_name(alias)
 
-        def mutate(doc: Document) -> Document:
-            doc["aliases"].pop(alias, None)
-            return doc
-
-        with self._errors():
-            self._update_model(name, mutate)
+        with mlflow_errors():
+            self._docs.update_model(name, entry_removed("aliases", alias))
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         _validate_model_name(name)
@@ -413,8 +351,8 @@ class ModelVersionsMixin:
                     f"Latest version not found for model {name}.", RESOURCE_DOES_NOT_EXIST
                 )
             return max(versions, key=lambda mv: int(mv.version))
-        with self._errors():
-            model = self._model_doc(name)
+        with mlflow_errors():
+            model = self._docs.model(name)
             number = model["aliases"].get(alias)
             if number is None:
                 raise MlflowException(

@@ -23,32 +23,23 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from mlflow_plugin.format.version import FormatTooNew
-from mlflow_plugin.objectstore.errors import (
-    AccessDenied,
-    AlreadyExists,
-    ConditionalWritesUnsupported,
-    CorruptObject,
-    InvalidKey,
-    InvalidStoreUri,
-    NotFound,
-    ObjectStoreError,
-    PreconditionFailed,
-    StorageUnavailable,
-)
+from mlflow_plugin.objectstore import errors as storage
+from mlflow_plugin.objectstore.errors import ObjectStoreError
 
 __all__ = ["as_mlflow_exception", "invalid_input_errors", "mlflow_errors"]
 
+# The first class a storage error is an instance of decides its code.
 _CODES: list[tuple[type[ObjectStoreError], int]] = [
-    (InvalidKey, INVALID_PARAMETER_VALUE),
-    (InvalidStoreUri, INVALID_PARAMETER_VALUE),
-    (NotFound, RESOURCE_DOES_NOT_EXIST),
-    (AlreadyExists, RESOURCE_ALREADY_EXISTS),
-    (PreconditionFailed, ABORTED),
-    (AccessDenied, PERMISSION_DENIED),
-    (StorageUnavailable, TEMPORARILY_UNAVAILABLE),
-    (ConditionalWritesUnsupported, INVALID_STATE),
+    (storage.InvalidKey, INVALID_PARAMETER_VALUE),
+    (storage.InvalidStoreUri, INVALID_PARAMETER_VALUE),
+    (storage.NotFound, RESOURCE_DOES_NOT_EXIST),
+    (storage.AlreadyExists, RESOURCE_ALREADY_EXISTS),
+    (storage.PreconditionFailed, ABORTED),
+    (storage.AccessDenied, PERMISSION_DENIED),
+    (storage.StorageUnavailable, TEMPORARILY_UNAVAILABLE),
+    (storage.ConditionalWritesUnsupported, INVALID_STATE),
     # The store's own data is damaged: a server-side problem, reported with the key.
-    (CorruptObject, INTERNAL_ERROR),
+    (storage.CorruptObject, INTERNAL_ERROR),
     (FormatTooNew, INVALID_STATE),
 ]
 

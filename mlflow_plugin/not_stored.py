@@ -12,12 +12,13 @@ that is not stored answers instead, by the rule of each row:
 - ``kind.write()``: anything that would store or change an item answers NOT_IMPLEMENTED
   (HTTP 501) with a sentence that says what is not stored.
 
-Rows are class attributes, so a table reads like the class it is::
+Rows are class attributes, so a table reads like the class it is; methods that
+answer by the same rule share one row::
 
     DATASETS = Kind("Evaluation datasets", "Evaluation dataset", TRACKING)
 
     class DatasetsNotStored:
-        create_dataset = DATASETS.write()
+        create_dataset = delete_dataset = DATASETS.write()
         get_dataset = DATASETS.get()
         search_datasets = DATASETS.empty(empty_page)
 
@@ -90,7 +91,7 @@ class Kind:
 
 
 class Answer:
-    """One row of a table: the method named by the attribute answers by ``rule``."""
+    """One row of a table: the methods named by the attributes it is bound to answer by ``rule``."""
 
     def __init__(
         self,
@@ -101,7 +102,7 @@ class Answer:
         self.kind = kind
         self.rule = rule
         self._factory = factory
-        self.name = ""
+        self.names: list[str] = []
 
         # Positional-only: no keyword argument of the caller's can collide with it.
         def method(store: object, /, *args: Any, **kwargs: Any) -> Any:
@@ -110,11 +111,15 @@ class Answer:
         self._function = method
 
     def __set_name__(self, owner: type, name: str) -> None:
-        # Named like the method it stands for, in tracebacks and introspection.
-        self.name = name
-        self._function.__name__ = name
-        self._function.__qualname__ = f"{owner.__qualname__}.{name}"
-        self._function.__doc__ = f"{self.kind.plural} are not stored: {self.rule} answer."
+        # Called once per name (``a = b = KIND.write()``); the function is named like the
+        # first method it stands for, in tracebacks and introspection.
+        self.names.append(name)
+        if len(self.names) == 1:
+            self._function.__name__ = name
+            self._function.__qualname__ = f"{owner.__qualname__}.{name}"
+        self._function.__doc__ = (
+            f"{self.kind.plural} are not stored: {self.rule} answer (for {', '.join(self.names)})."
+        )
 
     def __get__(self, instance: object | None, owner: type | None = None) -> Callable[..., Any]:
         # A plain function on the class, a bound method on an instance: as a `def` would be.

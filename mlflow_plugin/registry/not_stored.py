@@ -23,10 +23,6 @@ WEBHOOKS = Kind("Webhooks", "Webhook", REGISTRY)
 class RegistryKindsNotStoredMixin:
     """Empty reads, missing items and refused writes for what the registry does not store."""
 
-    list_webhooks = WEBHOOKS.empty(empty_page)
-    list_webhooks_by_event = WEBHOOKS.empty(empty_page)
+    list_webhooks = list_webhooks_by_event = WEBHOOKS.empty(empty_page)
     get_webhook = WEBHOOKS.get()
-    create_webhook = WEBHOOKS.write()
-    update_webhook = WEBHOOKS.write()
-    delete_webhook = WEBHOOKS.write()
-    test_webhook = WEBHOOKS.write()
+    create_webhook = update_webhook = delete_webhook = test_webhook = WEBHOOKS.write()

@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from mlflow_plugin.format import keys
-from mlflow_plugin.format.documents import Document, read_document
+from mlflow_plugin.format.documents import Document, read_document, read_or_none
 from mlflow_plugin.format.schema import DELETED, RUN
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.objectstore import (
@@ -535,12 +535,11 @@ class _Collector:
     def _read(self, key: str) -> Document | None:
         """The document under ``key``; None if it is gone, or damaged (then reported)."""
         try:
-            return read_document(self.store, key)[0]
-        except NotFound:
-            return None
+            found = read_or_none(self.store, key)
         except CorruptObject as exc:
             self._damaged(key, exc)
             return None
+        return None if found is None else found[0]
 
     def damaged_in(self, prefix: str) -> list[str]:
         """The report's lines of the damaged documents found under ``prefix``."""

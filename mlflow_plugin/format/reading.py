@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 
-from mlflow_plugin.format.documents import Document, read_document
-from mlflow_plugin.objectstore import NotFound, ObjectStore
+from mlflow_plugin.format.documents import Document, read_or_none
+from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = ["read_listed"]
@@ -28,9 +28,8 @@ def read_listed(store: ObjectStore, key: str, left_out_of: str = "the listing") 
     ``left_out_of`` names what the damaged document is left out of, for the warning.
     """
     try:
-        return read_document(store, key)[0]
-    except NotFound:
-        return None
+        found = read_or_none(store, key)
     except CorruptObject as exc:
         _log.warning("left out of %s: %s", left_out_of, exc)
         return None
+    return None if found is None else found[0]

@@ -232,3 +232,26 @@ def test_storage_errors_derive_from_object_store_error() -> None:
         and not issubclass(cls, ObjectStoreError)
     ]
     assert outside == []
+
+
+@pytest.mark.parametrize("root", ["bucket+s3://bucket/team", "bucket+file:///tmp/never-created"])
+@pytest.mark.parametrize("entry_point", ["tracking", "registry", "artifacts"])
+def test_every_entry_point_refuses_an_option_no_layer_reads(root: str, entry_point: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_plugin.registry.store import BucketRegistryStore
+    from mlflow_plugin.tracking.store import BucketTrackingStore
+
+    build = {
+        "tracking": BucketTrackingStore,
+        "registry": BucketRegistryStore,
+        "artifacts": BucketArtifactRepository,
+    }[entry_point]
+    with pytest.raises(MlflowException, match="unknown store URI option 'flush_intervall'"):
+        build(f"{root}?flush_intervall=3")
+
+
+def test_the_object_store_layer_keeps_options_it_does_not_read() -> None:
+    location = objectstore.parse_store_uri("bucket+s3://bucket/p?flush_interval=3&region=x")
+    assert location.option("flush_interval") == "3"
+    assert location.region() == "x"

@@ -270,7 +270,11 @@ def test_processes_sharing_one_index_file_sync_side_by_side(tmp_path: Path) -> N
     assert len(store.search_runs([experiment_id], None, ViewType.ALL, max_results=1000)) == 25
 
 
-def test_a_large_scope_is_relisted_in_the_background(tmp_path: Path) -> None:
+def test_a_large_scope_is_relisted_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sync, "time", clock)
     uri = f"bucket+file:{tmp_path / 'root'}"
     store = BucketTrackingStore(f"{uri}?index_staleness=0.5")
     experiment_id, run_ids = _fill(store, 4)
@@ -279,7 +283,8 @@ def test_a_large_scope_is_relisted_in_the_background(tmp_path: Path) -> None:
 
     other = BucketTrackingStore(uri)  # another writer: its writes reach us by listing only
     other.set_tag(run_ids[2], RunTag("state", "after"))
-    time.sleep(0.6)
+    other.flush()  # in the bucket now, not in the other writer's buffer
+    clock.now += 0.6
     # The bound has passed: the search answers at once from the index as it is ...
     assert _search_tags(store, experiment_id, "state") == ["before"] * 4
     # ... and the listing it started in the background brings the change shortly after.

@@ -37,7 +37,7 @@ def test_mlflow_resolves_our_artifact_repository(uri: str) -> None:
 def test_objectstore_public_names_are_pinned() -> None:
     assert sorted(objectstore.__all__) == sorted(
         [
-            "ADDRESSING_OPTIONS", "SCHEMES", "AccessDenied", "AlreadyExists",
+            "ADDRESSING_OPTIONS", "SCHEMES", "AccessDenied", "AlreadyExists", "Backoff",
             "ConditionalWritesUnsupported", "DirectoryListing", "InvalidKey", "InvalidStoreUri",
             "LocalObjectStore", "MemoryObjectStore", "NotFound", "ObjectInfo", "ObjectStore",
             "ObjectStoreError", "PreconditionFailed", "StorageUnavailable", "StoreLocation",

@@ -2,11 +2,13 @@
 
 A narrow interface (``ObjectStore``: get, head, put, put_if_absent, put_if_match,
 delete, list) with memory, local-folder and S3 implementations, store URIs, the
-conditional-write probe and the error tree (see ``errors``).
+conditional-write probe, the error tree (see ``errors``) and ``Backoff``, the one
+backoff rule of the package's retry loops.
 """
 
 from __future__ import annotations
 
+from mlflow_plugin.objectstore.backoff import Backoff
 from mlflow_plugin.objectstore.base import (
     DirectoryListing,
     ObjectInfo,
@@ -43,6 +45,7 @@ __all__ = [
     "SCHEMES",
     "AccessDenied",
     "AlreadyExists",
+    "Backoff",
     "ConditionalWritesUnsupported",
     "DirectoryListing",
     "InvalidKey",

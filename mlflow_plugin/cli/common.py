@@ -15,7 +15,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from click._termui_impl import ProgressBar
@@ -25,12 +25,13 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_OK",
     "EXIT_USAGE",
-    "Arguments",
+    "Argument",
     "Command",
     "CommandFailed",
     "Output",
     "Progress",
     "UsageError",
+    "argument",
     "human_bytes",
     "non_negative",
     "store_uri",
@@ -43,8 +44,6 @@ exit codes:
   0  success
   1  problems found, or the operation failed
   2  usage error: bad arguments or a malformed store URI"""
-
-Arguments = Callable[[argparse.ArgumentParser], None]
 
 
 class CommandFailed(Exception):
@@ -78,16 +77,28 @@ def non_negative(value: str) -> float:
     return number
 
 
-def _no_arguments(parser: argparse.ArgumentParser) -> None:
-    """A command that takes nothing but the store URI and ``--quiet``."""
+@dataclass(frozen=True)
+class Argument:
+    """One argument of a command: the words of ``parser.add_argument``, kept until then."""
+
+    names: tuple[str, ...]
+    options: dict[str, Any]
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(*self.names, **self.options)
+
+
+def argument(*names: str, **options: Any) -> Argument:
+    """``argument("--keep", action="store_true", help="...")``, as ``add_argument`` takes it."""
+    return Argument(names, options)
 
 
 @dataclass(frozen=True)
 class Command:
     """One sub-command: what it is called and says, the arguments of its own, its body.
 
-    Every command takes the store URI (after ``before_uri``'s positionals, before
-    ``arguments``) and ``-q/--quiet``, and shows the exit codes in its help::
+    Every command takes the store URI (after the ``before_uri`` arguments, before the
+    others) and ``-q/--quiet``, and shows the exit codes in its help::
 
         COMMAND = Command(
             "hello",
@@ -103,8 +114,8 @@ class Command:
     description: str
     #: Does the work with the parsed arguments; returns the exit code.
     body: Callable[[argparse.Namespace, Output], int]
-    arguments: Arguments = _no_arguments
-    before_uri: Arguments = _no_arguments
+    arguments: tuple[Argument, ...] = ()
+    before_uri: tuple[Argument, ...] = ()
 
     def add_parser(self, subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         """Register the command's parser, with ``run`` as what ``main`` calls."""
@@ -119,11 +130,11 @@ class Command:
         parser.add_argument(
             "-q", "--quiet", action="store_true", help="print nothing but errors; no progress bar"
         )
-        self.before_uri(parser)
-        parser.add_argument(
+        uri = argument(
             "uri", metavar="URI", type=store_uri, help="store URI, e.g. bucket+s3://my-bucket/team"
         )
-        self.arguments(parser)
+        for each in (*self.before_uri, uri, *self.arguments):
+            each.add_to(parser)
         parser.set_defaults(run=self.run)
 
     def run(self, args: argparse.Namespace) -> int:
@@ -159,8 +170,9 @@ class Progress:
 
     _INTERVAL_S = 0.1
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, stream: TextIO | None = None) -> None:
         self.enabled = enabled
+        self._stream = stream
         self._bar: ProgressBar[int] | None = None
         self._label = ""
         self._last = 0.0
@@ -185,7 +197,7 @@ class Progress:
         return click.progressbar(
             length=total,
             label=label,
-            file=sys.stderr,
+            file=self._stream or sys.stderr,
             bar_template="%(label)s [%(bar)s] %(info)s",
             show_pos=True,
             show_percent=False,

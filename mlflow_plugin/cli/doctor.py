@@ -14,10 +14,9 @@ def _doctor(args: argparse.Namespace, out: Output) -> int:
     import os
 
     from mlflow_plugin.format import keys
-    from mlflow_plugin.format.documents import read_document
+    from mlflow_plugin.format.documents import read_or_none
     from mlflow_plugin.objectstore import (
         ConditionalWritesUnsupported,
-        NotFound,
         ObjectStoreError,
         check_conditional_writes,
         open_object_store,
@@ -40,11 +39,12 @@ def _doctor(args: argparse.Namespace, out: Output) -> int:
         # A listing, not a HEAD: a missing bucket answers a HEAD like a missing key.
         next(iter(store.list(keys.FORMAT_KEY)), None)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        try:
-            marker = read_document(store, keys.FORMAT_KEY)[0]
-            layout = f"{marker.get('format')} version {marker.get('version')}"
-        except NotFound:
-            layout = "empty (the first MLflow client initialises it)"
+        found = read_or_none(store, keys.FORMAT_KEY)
+        layout = (
+            f"{found[0].get('format')} version {found[0].get('version')}"
+            if found
+            else "empty (the first MLflow client initialises it)"
+        )
     except ObjectStoreError as exc:
         raise CommandFailed(f"store not reachable: {exc}") from exc
     out.info(f"reachable: yes ({elapsed_ms:.1f} ms round trip)")

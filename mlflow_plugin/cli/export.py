@@ -4,22 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output
+from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output, argument
 
 __all__ = ["COMMAND"]
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_id", metavar="RUN_ID", help="the run whose metrics to export")
-    parser.add_argument("--format", choices=("parquet", "csv"), required=True, dest="file_format")
-    parser.add_argument("--output", "-o", required=True, metavar="PATH", help="file to write")
-    parser.add_argument(
-        "--metric",
-        action="append",
-        metavar="KEY",
-        dest="metrics",
-        help="export only this metric (repeat for several); default: all",
-    )
 
 
 def _export(args: argparse.Namespace, out: Output) -> int:
@@ -44,5 +31,16 @@ COMMAND = Command(
         "with the columns key, step, timestamp (ms since the epoch), value."
     ),
     body=_export,
-    arguments=_arguments,
+    arguments=(
+        argument("run_id", metavar="RUN_ID", help="the run whose metrics to export"),
+        argument("--format", choices=("parquet", "csv"), required=True, dest="file_format"),
+        argument("--output", "-o", required=True, metavar="PATH", help="file to write"),
+        argument(
+            "--metric",
+            action="append",
+            metavar="KEY",
+            dest="metrics",
+            help="export only this metric (repeat for several); default: all",
+        ),
+    ),
 )

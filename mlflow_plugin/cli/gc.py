@@ -12,42 +12,14 @@ from mlflow_plugin.cli.common import (
     Command,
     CommandFailed,
     Output,
+    argument,
     human_bytes,
     non_negative,
     store_uri,
 )
+from mlflow_plugin.format.garbage import DEFAULT_GRACE_HOURS, DEFAULT_OLDER_THAN_DAYS
 
 __all__ = ["COMMAND"]
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    from mlflow_plugin.format.garbage import DEFAULT_GRACE_HOURS, DEFAULT_OLDER_THAN_DAYS
-
-    parser.add_argument(
-        "--older-than",
-        type=non_negative,
-        default=DEFAULT_OLDER_THAN_DAYS,
-        metavar="DAYS",
-        help="delete what was deleted more than DAYS ago (default: %(default)g)",
-    )
-    parser.add_argument(
-        "--grace-hours",
-        type=non_negative,
-        default=DEFAULT_GRACE_HOURS,
-        metavar="H",
-        help="an unreferenced segment or pointer must be older than H hours to be an "
-        "orphan (default: %(default)g)",
-    )
-    parser.add_argument(
-        "--dry-run", action="store_true", help="print what would be deleted; delete nothing"
-    )
-    parser.add_argument(
-        "--artifacts-destination",
-        type=store_uri,
-        metavar="URI",
-        help="where mlflow-artifacts:/ URIs point (the server's --artifacts-destination); "
-        "default: <root>/artifacts",
-    )
 
 
 def _gc(args: argparse.Namespace, out: Output) -> int:
@@ -101,5 +73,31 @@ COMMAND = Command(
         "read is kept with what it names; gc then exits 1 naming it."
     ),
     body=_gc,
-    arguments=_arguments,
+    arguments=(
+        argument(
+            "--older-than",
+            type=non_negative,
+            default=DEFAULT_OLDER_THAN_DAYS,
+            metavar="DAYS",
+            help="delete what was deleted more than DAYS ago (default: %(default)g)",
+        ),
+        argument(
+            "--grace-hours",
+            type=non_negative,
+            default=DEFAULT_GRACE_HOURS,
+            metavar="H",
+            help="an unreferenced segment or pointer must be older than H hours to be an "
+            "orphan (default: %(default)g)",
+        ),
+        argument(
+            "--dry-run", action="store_true", help="print what would be deleted; delete nothing"
+        ),
+        argument(
+            "--artifacts-destination",
+            type=store_uri,
+            metavar="URI",
+            help="where mlflow-artifacts:/ URIs point (the server's --artifacts-destination); "
+            "default: <root>/artifacts",
+        ),
+    ),
 )

@@ -8,21 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output
+from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output, argument
 
 __all__ = ["COMMAND"]
-
-
-def _logdir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("logdir", metavar="LOGDIR", help="TensorBoard log directory")
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--experiment",
-        metavar="NAME",
-        help="experiment to import into, created if missing (default: LOGDIR's folder name)",
-    )
 
 
 def _import(args: argparse.Namespace, out: Output) -> int:
@@ -59,6 +47,12 @@ COMMAND = Command(
         "pip install -c constraints.txt '.[tensorboard]'."
     ),
     body=_import,
-    arguments=_arguments,
-    before_uri=_logdir,
+    before_uri=(argument("logdir", metavar="LOGDIR", help="TensorBoard log directory"),),
+    arguments=(
+        argument(
+            "--experiment",
+            metavar="NAME",
+            help="experiment to import into, created if missing (default: LOGDIR's folder name)",
+        ),
+    ),
 )

@@ -11,21 +11,13 @@ import argparse
 import time
 from typing import TYPE_CHECKING
 
-from mlflow_plugin.cli.common import EXIT_FAILED, EXIT_OK, Command, CommandFailed, Output
+from mlflow_plugin.cli.common import EXIT_FAILED, EXIT_OK, Command, CommandFailed, Output, argument
 
 if TYPE_CHECKING:
     from mlflow_plugin.index.query_index import QueryIndex
     from mlflow_plugin.index.sync import SyncReport
 
 __all__ = ["COMMAND"]
-
-
-def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--keep",
-        action="store_true",
-        help="keep the current index and only bring it up to date (fetch changed documents)",
-    )
 
 
 def _reindex(args: argparse.Namespace, out: Output) -> int:
@@ -79,5 +71,11 @@ COMMAND = Command(
         "command does it ahead of time, e.g. before a server starts."
     ),
     body=_reindex,
-    arguments=_arguments,
+    arguments=(
+        argument(
+            "--keep",
+            action="store_true",
+            help="keep the current index and only bring it up to date (fetch changed documents)",
+        ),
+    ),
 )

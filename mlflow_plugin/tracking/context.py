@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 __all__ = [
     "COMPACT_AFTER_SEGMENTS",
     "StoreContext",
+    "check_active",
     "check_run_active",
     "check_run_id",
     "not_found_run",
@@ -102,13 +103,18 @@ def check_run_id(run_id: object) -> str:
         raise not_found_run(str(run_id)) from None
 
 
-def check_run_active(doc: Document) -> None:
+def check_active(doc: Document, kind: str) -> None:
+    """MLflow's error for a change to a deleted ``kind`` ("run", "experiment")."""
     if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
         raise MlflowException(
-            f"The run {doc['run_id']} must be in the 'active' state. "
+            f"The {kind} {doc[f'{kind}_id']} must be in the 'active' state. "
             f"Current state is {doc['lifecycle_stage']}.",
             INVALID_PARAMETER_VALUE,
         )
+
+
+def check_run_active(doc: Document) -> None:
+    check_active(doc, "run")
 
 
 class StoreContext:

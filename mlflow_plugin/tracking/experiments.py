@@ -59,7 +59,7 @@ from mlflow_plugin.objectstore import NotFound
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.page_tokens import offset_from_page_token
 from mlflow_plugin.text_input import check_entries, check_text, check_texts, is_storable_text
-from mlflow_plugin.tracking.context import StoreContext
+from mlflow_plugin.tracking.context import StoreContext, check_active
 from mlflow_plugin.tracking.entities import (
     experiment_from_doc,
 )
@@ -129,12 +129,7 @@ def resolved_artifact_location(location: object) -> str | None:
 
 
 def check_experiment_active(doc: Document) -> None:
-    if doc["lifecycle_stage"] != LifecycleStage.ACTIVE:
-        raise MlflowException(
-            f"The experiment {doc['experiment_id']} must be in the 'active' state. "
-            f"Current state is {doc['lifecycle_stage']}.",
-            INVALID_PARAMETER_VALUE,
-        )
+    check_active(doc, "experiment")
 
 
 class Experiments:

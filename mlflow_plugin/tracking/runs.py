@@ -130,6 +130,13 @@ def _unexpected_errors(operation: str) -> Iterator[None]:
         ) from exc
 
 
+def _metric_points(metrics: list[Metric]) -> list[MetricPoint]:
+    return [
+        MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
+        for m in metrics
+    ]
+
+
 def _check_params(doc: Document, params: list[Param], run_id: str) -> None:
     changed = [
         {"key": p.key, "old_value": doc["params"][p.key], "new_value": p.value}
@@ -157,7 +164,7 @@ class Runs:
         self._buffer = context.buffer
         self._writable_runs = context.writable_runs
 
-    def run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
+    def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
         # This process's writes first; a failing upload (reported by the buffer) must not
         # fail a search of other runs.
         self._buffer.flush(raise_errors=False)
@@ -348,7 +355,7 @@ class Runs:
             cutoff = get_current_time_millis() - older_than
             return [
                 doc["run_id"]
-                for doc in self.run_docs(self._experiments.experiment_ids(), ViewType.DELETED_ONLY)
+                for doc in self._run_docs(self._experiments.experiment_ids(), ViewType.DELETED_ONLY)
                 if (doc.get("deleted_time") or 0) <= cutoff
             ]
 
@@ -392,6 +399,7 @@ class Runs:
         tags: list[RunTag],
         operation: str,
     ) -> None:
+        """One logging call (``operation`` names it in errors): validated, then buffered."""
         with invalid_input_errors("metric, param or tag"):
             metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
             _validate_batch_log_limits(metrics, params, tags)
@@ -413,10 +421,7 @@ class Runs:
                 self._log_batch_slow(run_id, metrics, params, tags, run_name)
             return
         # The hot path (metrics and tags of a run already checked): memory and spool only.
-        points = [
-            MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
-            for m in metrics
-        ]
+        points = _metric_points(metrics)
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
         if self._uploads_each_call():
             with mlflow_errors(), _unexpected_errors(f"{operation} of run {run_id}"):
@@ -437,10 +442,7 @@ class Runs:
             # name among them) go in the same swap.
             self._log_params_now(run_id, params, tag_values)
             tag_values = {}
-        points = [
-            MetricPoint(m.key, stored_metric_value(m.value), int(m.timestamp), int(m.step))
-            for m in metrics
-        ]
+        points = _metric_points(metrics)
         self._buffer.append(run_id, experiment_id, points, tag_values)  # nothing: no line
         if self._uploads_each_call():
             with _unexpected_errors(f"log_batch of run {run_id}"):

@@ -1,7 +1,8 @@
 """MLflow's tracking store on the bucket: the class MLflow instantiates, as a thin facade.
 
-``BucketTrackingStore`` keeps MLflow's method names and signatures and hands every
-call to one collaborator, each a plain class over the shared ``StoreContext``
+``BucketTrackingStore`` keeps MLflow's method names and hands every call to one
+collaborator (``Delegated``: the facade's method is the collaborator's own, with its
+signature), each a plain class over the shared ``StoreContext``
 (``tracking/context.py``: object store, caches, write buffer, run documents, the
 query index):
 
@@ -24,43 +25,22 @@ an endpoint that ignores them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from mlflow.entities import (
-    DatasetInput,
-    Experiment,
-    ExperimentTag,
-    LoggedModel,
-    LoggedModelInput,
-    LoggedModelOutput,
-    LoggedModelParameter,
-    LoggedModelStatus,
-    LoggedModelTag,
-    Metric,
-    Param,
-    Run,
-    RunInfo,
-    RunTag,
-    ViewType,
-)
-from mlflow.entities.dataset_summary import _DatasetSummary
-from mlflow.entities.metric import MetricWithRunId
-from mlflow.store.entities.paged_list import PagedList
-from mlflow.store.tracking import SEARCH_MAX_RESULTS_DEFAULT
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.store.tracking.abstract_store import AbstractStore
 
-from mlflow_plugin.format.documents import Document
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.store_uri import parse_store_uri
 from mlflow_plugin.tracking.context import StoreContext
+from mlflow_plugin.tracking.delegation import Delegated
 from mlflow_plugin.tracking.experiments import Experiments
 from mlflow_plugin.tracking.hard_delete import HardDelete
 from mlflow_plugin.tracking.inputs import RunInputs
 from mlflow_plugin.tracking.logged_models import LoggedModels
 from mlflow_plugin.tracking.metrics import MetricHistory
 from mlflow_plugin.tracking.not_stored import KindsNotStoredMixin
-from mlflow_plugin.tracking.recovery import RecoveryReport
 from mlflow_plugin.tracking.runs import Runs
 
 if TYPE_CHECKING:
@@ -79,7 +59,6 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
     def __init__(
         self, store_uri: str, artifact_uri: str | None = None, *, recover_in_background: bool = True
     ) -> None:
-        super().__init__()
         with mlflow_errors():
             location = parse_store_uri(store_uri)
             self.context = StoreContext(
@@ -91,22 +70,13 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
         self._history = MetricHistory(self.context)
         self._inputs = RunInputs(self.context)
         self._hard_delete = HardDelete(self.context, self._experiments, self._models)
+        super().__init__()  # after the collaborators: MLflow's base keeps ``self.log_batch``
+        # What tools and tests read (MLflow's stores carry the first two too).
+        self.store_uri = store_uri
+        self.artifact_root_uri = self.context.artifact_root_uri
+        self.format_document = self.context.format_document
         with mlflow_errors():
             self._experiments.ensure_default_experiment()
-
-    # -- what tools and tests read ---------------------------------------------------
-
-    @property
-    def store_uri(self) -> str:
-        return self.context.store_uri
-
-    @property
-    def artifact_root_uri(self) -> str:
-        return self.context.artifact_root_uri
-
-    @property
-    def format_document(self) -> Document:
-        return self.context.format_document
 
     @property
     def object_store(self) -> ObjectStore:
@@ -118,88 +88,30 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
 
     # -- experiments -----------------------------------------------------------------
 
-    def create_experiment(
-        self,
-        name: str,
-        artifact_location: str | None = None,
-        tags: list[ExperimentTag] | None = None,
-    ) -> str:
-        return self._experiments.create_experiment(name, artifact_location, tags)
-
-    def get_experiment(self, experiment_id: str) -> Experiment:
-        return self._experiments.get_experiment(experiment_id)
-
-    def get_experiment_by_name(self, experiment_name: str) -> Experiment | None:
-        return self._experiments.get_experiment_by_name(experiment_name)
-
-    def search_experiments(
-        self,
-        view_type: int = ViewType.ACTIVE_ONLY,
-        max_results: int = SEARCH_MAX_RESULTS_DEFAULT,
-        filter_string: str | None = None,
-        order_by: list[str] | None = None,
-        page_token: str | None = None,
-    ) -> PagedList[Experiment]:
-        return self._experiments.search_experiments(
-            view_type, max_results, filter_string, order_by, page_token
-        )
-
-    def delete_experiment(self, experiment_id: str) -> None:
-        self._experiments.delete_experiment(experiment_id)
-
-    def restore_experiment(self, experiment_id: str) -> None:
-        self._experiments.restore_experiment(experiment_id)
-
-    def rename_experiment(self, experiment_id: str, new_name: str) -> None:
-        self._experiments.rename_experiment(experiment_id, new_name)
-
-    def set_experiment_tag(self, experiment_id: str, tag: ExperimentTag) -> None:
-        self._experiments.set_experiment_tag(experiment_id, tag)
-
-    def delete_experiment_tag(self, experiment_id: str, key: str) -> None:
-        self._experiments.delete_experiment_tag(experiment_id, key)
+    create_experiment = Delegated("_experiments", Experiments.create_experiment)
+    get_experiment = Delegated("_experiments", Experiments.get_experiment)
+    get_experiment_by_name = Delegated("_experiments", Experiments.get_experiment_by_name)
+    search_experiments = Delegated("_experiments", Experiments.search_experiments)
+    delete_experiment = Delegated("_experiments", Experiments.delete_experiment)
+    restore_experiment = Delegated("_experiments", Experiments.restore_experiment)
+    rename_experiment = Delegated("_experiments", Experiments.rename_experiment)
+    set_experiment_tag = Delegated("_experiments", Experiments.set_experiment_tag)
+    delete_experiment_tag = Delegated("_experiments", Experiments.delete_experiment_tag)
 
     # -- runs --------------------------------------------------------------------------
 
-    def create_run(
-        self,
-        experiment_id: str,
-        user_id: str,
-        start_time: int | None,
-        tags: list[RunTag] | None,
-        run_name: str | None,
-    ) -> Run:
-        return self._runs.create_run(experiment_id, user_id, start_time, tags, run_name)
-
-    def get_run(self, run_id: str) -> Run:
-        return self._runs.get_run(run_id)
-
-    def _search_runs(
-        self,
-        experiment_ids: list[str],
-        filter_string: str | None,
-        run_view_type: int,
-        max_results: int,
-        order_by: list[str] | None,
-        page_token: str | None,
-    ) -> tuple[list[Run], str | None]:
-        return self._runs.search_runs(
-            experiment_ids, filter_string, run_view_type, max_results, order_by, page_token
-        )
-
-    def update_run_info(
-        self, run_id: str, run_status: int | None, end_time: int | None, run_name: str | None
-    ) -> RunInfo:
-        return self._runs.update_run_info(run_id, run_status, end_time, run_name)
-
-    def delete_run(self, run_id: str) -> None:
-        self._runs.delete_run(run_id)
-
-    def restore_run(self, run_id: str) -> None:
-        self._runs.restore_run(run_id)
-
-    def _get_deleted_runs(self, older_than: int = 0) -> list[str]:
-        return self._runs.get_deleted_runs(older_than)
+    create_run = Delegated("_runs", Runs.create_run)
+    get_run = Delegated("_runs", Runs.get_run)
+    _search_runs = Delegated("_runs", Runs.search_runs)
+    update_run_info = Delegated("_runs", Runs.update_run_info)
+    delete_run = Delegated("_runs", Runs.delete_run)
+    restore_run = Delegated("_runs", Runs.restore_run)
+    _get_deleted_runs = Delegated("_runs", Runs.get_deleted_runs)
+    delete_tag = Delegated("_runs", Runs.delete_tag)
+    log_batch = Delegated("_runs", Runs.log_batch)
+    flush = Delegated("_runs", Runs.flush)
+    recover_spools = Delegated("_runs", Runs.recover_spools)
+    close = Delegated("_runs", Runs.close)
 
     # As in MLflow's SQL store, only log_batch checks the run id's format; the single-item
     # calls answer a malformed id as an unknown run. The hot path: one lookup, one call.
@@ -212,141 +124,42 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
     def set_tag(self, run_id: str, tag: RunTag) -> None:
         self._runs.log(run_id, [], [], [tag], "set_tag")
 
-    def delete_tag(self, run_id: str, key: str) -> None:
-        self._runs.delete_tag(run_id, key)
-
-    def log_batch(
-        self, run_id: str, metrics: list[Metric], params: list[Param], tags: list[RunTag]
-    ) -> None:
-        """Validate, then append metrics and tags to the write buffer (no I/O per call)."""
-        self._runs.log_batch(run_id, metrics, params, tags)
-
-    def flush(self) -> None:
-        """Upload everything this process has buffered (see ``Runs.flush``)."""
-        self._runs.flush()
-
     def flush_async_logging(self) -> None:
         super().flush_async_logging()
         self._runs.flush()
 
-    def recover_spools(self) -> RecoveryReport:
-        """Upload what dead writers left in this root's spool; report what is left."""
-        return self._runs.recover_spools()
-
-    def close(self) -> None:
-        """Upload everything buffered and release the spool; the store stays readable."""
-        self._runs.close()
-
     # -- inputs and outputs ------------------------------------------------------------
 
-    def log_inputs(
-        self,
-        run_id: str,
-        datasets: list[DatasetInput] | None = None,
-        models: list[LoggedModelInput] | None = None,
-    ) -> None:
-        self._inputs.log_inputs(run_id, datasets, models)
-
-    def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
-        self._inputs.log_outputs(run_id, models)
-
-    def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
-        self._inputs.record_logged_model(run_id, mlflow_model)
-
-    def _search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
-        return self._inputs.search_datasets(experiment_ids)
+    log_inputs = Delegated("_inputs", RunInputs.log_inputs)
+    log_outputs = Delegated("_inputs", RunInputs.log_outputs)
+    record_logged_model = Delegated("_inputs", RunInputs.record_logged_model)
+    _search_datasets = Delegated("_inputs", RunInputs.search_datasets)
 
     # -- metric history ----------------------------------------------------------------
 
-    def get_metric_history(
-        self,
-        run_id: str,
-        metric_key: str,
-        max_results: int | None = None,
-        page_token: str | None = None,
-    ) -> PagedList[Metric]:
-        return self._history.get_metric_history(run_id, metric_key, max_results, page_token)
-
-    def get_metric_history_bulk_interval(
-        self,
-        run_ids: list[str],
-        metric_key: str,
-        max_results: int,
-        start_step: int | None,
-        end_step: int | None,
-    ) -> list[MetricWithRunId]:
-        return self._history.get_metric_history_bulk_interval(
-            run_ids, metric_key, max_results, start_step, end_step
-        )
-
-    def get_metric_history_bulk_interval_from_steps(
-        self, run_id: str, metric_key: str, steps: list[int], max_results: int
-    ) -> list[MetricWithRunId]:
-        return self._history.get_metric_history_bulk_interval_from_steps(
-            run_id, metric_key, steps, max_results
-        )
-
-    def get_metric_history_bulk(
-        self, run_ids: list[str], metric_key: str, max_results: int
-    ) -> list[MetricWithRunId]:
-        return self._history.get_metric_history_bulk(run_ids, metric_key, max_results)
+    get_metric_history = Delegated("_history", MetricHistory.get_metric_history)
+    get_metric_history_bulk = Delegated("_history", MetricHistory.get_metric_history_bulk)
+    get_metric_history_bulk_interval = Delegated(
+        "_history", MetricHistory.get_metric_history_bulk_interval
+    )
+    get_metric_history_bulk_interval_from_steps = Delegated(
+        "_history", MetricHistory.get_metric_history_bulk_interval_from_steps
+    )
 
     # -- logged models -----------------------------------------------------------------
 
-    def create_logged_model(
-        self,
-        experiment_id: str,
-        name: str | None = None,
-        source_run_id: str | None = None,
-        tags: list[LoggedModelTag] | None = None,
-        params: list[LoggedModelParameter] | None = None,
-        model_type: str | None = None,
-    ) -> LoggedModel:
-        return self._models.create_logged_model(
-            experiment_id, name, source_run_id, tags, params, model_type
-        )
-
-    def get_logged_model(self, model_id: str, allow_deleted: bool = False) -> LoggedModel:
-        return self._models.get_logged_model(model_id, allow_deleted)
-
-    def finalize_logged_model(self, model_id: str, status: LoggedModelStatus) -> LoggedModel:
-        return self._models.finalize_logged_model(model_id, status)
-
-    def log_logged_model_params(self, model_id: str, params: list[LoggedModelParameter]) -> None:
-        self._models.log_logged_model_params(model_id, params)
-
-    def set_logged_model_tags(self, model_id: str, tags: list[LoggedModelTag]) -> None:
-        self._models.set_logged_model_tags(model_id, tags)
-
-    def delete_logged_model_tag(self, model_id: str, key: str) -> None:
-        self._models.delete_logged_model_tag(model_id, key)
-
-    def delete_logged_model(self, model_id: str) -> None:
-        self._models.delete_logged_model(model_id)
-
-    def search_logged_models(
-        self,
-        experiment_ids: list[str],
-        filter_string: str | None = None,
-        datasets: list[dict[str, Any]] | None = None,
-        max_results: int | None = None,
-        order_by: list[dict[str, Any]] | None = None,
-        page_token: str | None = None,
-    ) -> PagedList[LoggedModel]:
-        return self._models.search_logged_models(
-            experiment_ids, filter_string, datasets, max_results, order_by, page_token
-        )
+    create_logged_model = Delegated("_models", LoggedModels.create_logged_model)
+    get_logged_model = Delegated("_models", LoggedModels.get_logged_model)
+    finalize_logged_model = Delegated("_models", LoggedModels.finalize_logged_model)
+    log_logged_model_params = Delegated("_models", LoggedModels.log_logged_model_params)
+    set_logged_model_tags = Delegated("_models", LoggedModels.set_logged_model_tags)
+    delete_logged_model_tag = Delegated("_models", LoggedModels.delete_logged_model_tag)
+    delete_logged_model = Delegated("_models", LoggedModels.delete_logged_model)
+    search_logged_models = Delegated("_models", LoggedModels.search_logged_models)
 
     # -- mlflow gc ---------------------------------------------------------------------
 
-    def _get_deleted_logged_models(self, older_than: int = 0) -> list[str]:
-        return self._hard_delete.get_deleted_logged_models(older_than)
-
-    def _hard_delete_run(self, run_id: str) -> None:
-        self._hard_delete.hard_delete_run(run_id)
-
-    def _hard_delete_experiment(self, experiment_id: str) -> None:
-        self._hard_delete.hard_delete_experiment(experiment_id)
-
-    def _hard_delete_logged_model(self, model_id: str) -> None:
-        self._hard_delete.hard_delete_logged_model(model_id)
+    _get_deleted_logged_models = Delegated("_hard_delete", HardDelete.get_deleted_logged_models)
+    _hard_delete_run = Delegated("_hard_delete", HardDelete.hard_delete_run)
+    _hard_delete_experiment = Delegated("_hard_delete", HardDelete.hard_delete_experiment)
+    _hard_delete_logged_model = Delegated("_hard_delete", HardDelete.hard_delete_logged_model)

@@ -128,7 +128,9 @@ def arm(store: Any, crash_point: str, nth: int) -> None:
         # The spool renames each sealed batch file into place before dropping open lines.
         os.replace = _after(os.replace, _nth(nth, _is_batch_file))
     elif crash_point == "recovery":
-        store.context.buffer.upload = _after(store.context.buffer.upload, _nth(nth, lambda batch: True))
+        store.context.buffer.upload = _after(
+            store.context.buffer.upload, _nth(nth, lambda batch: True)
+        )
     elif crash_point != "timer":
         raise SystemExit(f"unknown crash point {crash_point!r}; known: {CRASH_POINTS}")
 

@@ -275,7 +275,8 @@ def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) ->
         try:
             for step in range(1, 5000):
                 store.log_batch(run_id, [Metric("loss", float(step), step, step)], [], [])
-                assert store.context.buffer._buffered <= 400  # memory stays bounded: the rest is on disk
+                # memory stays bounded: the rest is on disk
+                assert store.context.buffer._buffered <= 400
         finally:
             endpoint.up()
         store.flush()

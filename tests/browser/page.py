@@ -18,9 +18,17 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.sync_api import ConsoleMessage, Error, Locator, Page, Request, Response
 
-# MLflow's UI asks who is signed in; with authentication off the server answers 404 and
-# the browser logs that 404 as a console error. Both are expected and allowed, nothing else.
-AUTH_PROBE_PATH = "/ajax-api/2.0/mlflow/users/current"
+# MLflow's UI asks who is signed in (every page) and, on the AI Gateway's usage page, for
+# the list of users; both APIs belong to MLflow's basic-auth app, so with authentication off
+# the server answers 404 (MLflow's own sqlite:/// server does the same) and the browser logs
+# that 404 as a console error. Both are expected and allowed, nothing else.
+AUTH_APP_PATHS = frozenset(
+    ["/ajax-api/2.0/mlflow/users/current", "/ajax-api/2.0/mlflow/users/list"]
+)
+# Some empty pages embed media from mlflow.org (the traces page's tutorial video). The
+# browser resolves no host but the test server's (conftest.CHROMIUM_ARGS), so such a load
+# fails the same way on every machine and the browser logs it; it says nothing of the store.
+OUTSIDE_LOAD_FAILED = "Failed to load resource"
 # Chromium reports a ResizeObserver callback that resized its own target (plotly charts
 # adjusting to their card) as an error event, and MLflow's global handler logs it. The spec
 # calls it benign: the resize is delivered on the next frame.
@@ -49,8 +57,8 @@ def _is_api(url: str) -> bool:
     return path.startswith(("/ajax-api/", "/api/", "/get-artifact")) or path.endswith("/graphql")
 
 
-def _is_auth_probe(url: str) -> bool:
-    return urlsplit(url).path == AUTH_PROBE_PATH
+def _is_auth_app(url: str) -> bool:
+    return urlsplit(url).path in AUTH_APP_PATHS
 
 
 def _graphql_errors(body: Any) -> list[str]:
@@ -121,14 +129,27 @@ class UiPage:
 
     def problems(self) -> list[str]:
         """Everything that went wrong so far, each as one readable line."""
+        return self._report(self._problems, self._bad_responses, self._graphql)
+
+    def take_problems(self) -> list[str]:
+        """``problems``, then forget them: the next call covers only what follows, as when
+        one tab visits several pages (requests still running stay watched)."""
+        recorded = (self._problems, self._bad_responses, self._graphql)
+        # Swapped before reading: events that arrive meanwhile count for the next call.
+        self._problems, self._bad_responses, self._graphql = [], [], []
+        return self._report(*recorded)
+
+    def _report(
+        self, problems: list[str], bad_responses: list[Response], graphql: list[Response]
+    ) -> list[str]:
         self.checked = True
-        found = list(self._problems)
-        for response in self._bad_responses:
+        found = list(problems)
+        for response in bad_responses:
             found.append(
                 f"HTTP {response.status} {response.request.method} {response.url}: "
                 f"{self._body(response)[:2000]}"
             )
-        for response in self._graphql:
+        for response in graphql:
             try:
                 errors = _graphql_errors(response.json())
             except (Error, ValueError) as exc:
@@ -161,7 +182,10 @@ class UiPage:
         if message.type != "error":
             return
         source = message.location.get("url", "")
-        if _is_auth_probe(source) or RESIZE_OBSERVER_NOTE in message.text:
+        if _is_auth_app(source) or RESIZE_OBSERVER_NOTE in message.text:
+            return
+        outside = urlsplit(source).netloc not in ("", urlsplit(self.base_url).netloc)
+        if outside and message.text.startswith(OUTSIDE_LOAD_FAILED):
             return
         self._problems.append(f"console error: {message.text} ({source})")
 
@@ -188,5 +212,5 @@ class UiPage:
             return
         if urlsplit(response.url).path.endswith("/graphql"):
             self._graphql.append(response)
-        if response.status >= 400 and not (response.status == 404 and _is_auth_probe(response.url)):
+        if response.status >= 400 and not (response.status == 404 and _is_auth_app(response.url)):
             self._bad_responses.append(response)

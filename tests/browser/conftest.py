@@ -8,9 +8,10 @@ to a pytest temporary folder, so a plain test run leaves the working tree as it 
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from playwright.sync_api import Browser, ViewportSize, sync_playwright
 
 from tests.browser.page import UiPage
 from tests.browser.server import UiServer, mlflow_server
+from tests.browser.sidebar import VISITED
 from tests.browser.store import DemoStore, fill_with_demo
 from tests.servers import S3Endpoint
 
@@ -33,15 +35,21 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # No test reaches the internet: a link to mlflow.org fails alike on every machine.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
-# UI preferences a user would set once: the model-training navigation (what this project
-# logs), no assistant side panel and no registry-UI announcement over the page.
+# UI preferences a user would set once: the navigation of a view (the sidebar's GenAI /
+# Model training switch; ``workflow_type``), no assistant side panel, and no registry-UI
+# announcement, telemetry notice (an info alert on the home page) or traces-page guidance
+# (a modal tip that blocks the page until dismissed) over the page.
 PREFERENCES = """
-localStorage.setItem("mlflow.workflowType_v1", '"machine_learning"');
+localStorage.setItem("mlflow.workflowType_v1", JSON.stringify(%s));
 localStorage.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
 localStorage.setItem("mlflow.assistant.panelOpen_v1", "false");
 localStorage.setItem("_mlflow_model_registry_promo_modal_dismissed_v1", "true");
+localStorage.setItem("mlflow.telemetry.info.alert.dismissed_v1", "true");
+localStorage.setItem("mlflow.detectIssues.guidanceShown_v1", "true");
 """
 
 
@@ -96,7 +104,9 @@ CALL_FAILED = pytest.StashKey[bool]()
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed
@@ -104,17 +114,25 @@ def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
 
 
 @pytest.fixture
+def workflow_type() -> str:
+    """The view the UI opens in: model training (what this project logs) unless a test
+    parametrizes ``workflow_type`` with ``sidebar.WORKFLOW_TYPES``."""
+    return "machine_learning"
+
+
+@pytest.fixture
 def ui(
     request: pytest.FixtureRequest,
     browser: Browser,
     ui_server: UiServer,
+    workflow_type: str,
     screenshot_dir: Path,
     tmp_path: Path,
 ) -> Iterator[UiPage]:
-    """A fresh tab (own cookies and local storage) on the UI; the test must check it for
-    errors (``ui.finish`` or ``ui.problems``)."""
+    """A fresh tab (own cookies and local storage) on the UI in the ``workflow_type``
+    view; the test must check it for errors (``ui.finish`` or ``ui.problems``)."""
     context = browser.new_context(viewport=VIEWPORT)
-    context.add_init_script(PREFERENCES)
+    context.add_init_script(PREFERENCES % json.dumps(workflow_type))
     page = UiPage(context.new_page(), ui_server.url, screenshot_dir)
     try:
         yield page
@@ -125,3 +143,11 @@ def ui(
             assert page.checked, "the test never looked for errors (ui.finish or ui.problems)"
     finally:
         context.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the pages the sidebar walks visited, so a run shows what it covered."""
+    for walk, pages in VISITED.items():
+        terminalreporter.write_line(f"sidebar pages visited, {walk}: {len(pages)}")
+        for line in pages:
+            terminalreporter.write_line(f"    {line}")

@@ -122,8 +122,10 @@ def _retry_without_budget(client: S3Client, settings: S3ClientSettings) -> None:
     throttling = botocore.retries.standard.ThrottlingErrorDetector(adapter)
     handler = botocore.retries.standard.RetryHandler(
         retry_policy=botocore.retries.standard.RetryPolicy(
+            # The client's config gives ``max_attempts`` retries (botocore's meaning of the
+            # key there); the checker counts attempts, the first one included.
             retry_checker=botocore.retries.standard.StandardRetryConditions(
-                max_attempts=settings.max_attempts
+                max_attempts=settings.max_attempts + 1
             ),
             retry_backoff=botocore.retries.standard.ExponentialBackoff(
                 service_name=service,
@@ -153,7 +155,7 @@ def s3_client(settings: S3ClientSettings) -> S3Client:
         client = _clients.get(settings)
         if client is None:
             config = botocore.config.Config(
-                retries={"total_max_attempts": settings.max_attempts, "mode": "standard"},
+                retries={"max_attempts": settings.max_attempts, "mode": "standard"},
                 connect_timeout=settings.connect_timeout,
                 read_timeout=settings.read_timeout,
                 max_pool_connections=32,

@@ -13,9 +13,16 @@ them from MLflow so that a method a new MLflow adds is noticed.
 
 from __future__ import annotations
 
+import uuid
+from typing import TYPE_CHECKING
+
 from mlflow.tracing.analysis import TraceFilterCorrelationResult
+from mlflow.utils.time import get_current_time_millis
 
 from mlflow_plugin.not_stored import TRACKING, Kind, empty_page, no_results_no_token
+
+if TYPE_CHECKING:
+    from mlflow.genai.review_queues.review_queues import ReviewQueue
 
 __all__ = [
     "ASSESSMENTS",
@@ -33,6 +40,7 @@ __all__ = [
     "SECRETS",
     "TRACES",
     "KindsNotStoredMixin",
+    "unsaved_user_queue",
 ]
 
 TRACES = Kind("Traces", "Trace", TRACKING)
@@ -51,6 +59,29 @@ BUDGET_POLICIES = Kind("AI gateway budget policies", "AI gateway budget policy",
 MCP_SERVERS = Kind("MCP servers", "MCP server", TRACKING)
 
 
+def unsaved_user_queue(experiment_id: str, user: str) -> ReviewQueue:
+    """The user's review queue, empty and not stored.
+
+    The GenAI view's Review page asks for the signed-in user's queue on load
+    (``get_or_create_user_queue``) and then lists its items; an unsaved, empty queue
+    lets the page show "nothing to review" where a refusal would show an error. Its id
+    is the same at every call, and anything that would store into it is refused.
+    """
+    from mlflow.genai.review_queues.review_queues import ReviewQueue, ReviewQueueType
+
+    now = get_current_time_millis()
+    return ReviewQueue(
+        queue_id=uuid.uuid5(uuid.NAMESPACE_URL, f"user-queue/{experiment_id}/{user}").hex,
+        experiment_id=experiment_id,
+        name=user,
+        queue_type=ReviewQueueType.USER,
+        created_by=user,
+        creation_time_ms=now,
+        last_update_time_ms=now,
+        users=[user],
+    )
+
+
 def _no_correlation() -> TraceFilterCorrelationResult:
     # No traces: every count is 0 and NPMI is undefined, as MLflow spells it (NaN).
     return TraceFilterCorrelationResult(
@@ -59,37 +90,26 @@ def _no_correlation() -> TraceFilterCorrelationResult:
 
 
 class KindsNotStoredMixin:
-    """Empty reads, missing items and refused writes for every kind not stored."""
+    """Empty reads, missing items and refused writes for every kind not stored.
+
+    Stateless rows only: nothing here reads or declares an attribute of the store.
+    """
 
     # -- traces ------------------------------------------------------------------------
     search_traces = TRACES.empty(no_results_no_token)
-    batch_get_traces = TRACES.empty(list)
-    batch_get_trace_infos = TRACES.empty(list)
-    find_completed_sessions = TRACES.empty(list)
+    batch_get_traces = batch_get_trace_infos = find_completed_sessions = TRACES.empty(list)
     query_trace_metrics = TRACES.empty(empty_page)
     calculate_trace_filter_correlation = TRACES.empty(_no_correlation)
     # Counts of traces deleted or archived: there are none.
-    delete_traces = TRACES.empty(int)
-    _delete_traces = TRACES.empty(int)
-    archive_traces = TRACES.empty(int)
-    get_trace_info = TRACES.get()
-    get_trace = TRACES.get()
-    get_online_trace_details = TRACES.get()
-    start_trace = TRACES.write()
-    deprecated_start_trace_v2 = TRACES.write()
-    deprecated_end_trace_v2 = TRACES.write()
-    log_spans = TRACES.write()
-    set_trace_tag = TRACES.write()
-    delete_trace_tag = TRACES.write()
-    link_traces_to_run = TRACES.write()
-    unlink_traces_from_run = TRACES.write()
-    link_prompts_to_trace = TRACES.write()
+    delete_traces = _delete_traces = archive_traces = TRACES.empty(int)
+    get_trace_info = get_trace = get_online_trace_details = TRACES.get()
+    start_trace = deprecated_start_trace_v2 = deprecated_end_trace_v2 = TRACES.write()
+    log_spans = set_trace_tag = delete_trace_tag = link_prompts_to_trace = TRACES.write()
+    link_traces_to_run = unlink_traces_from_run = TRACES.write()
 
     # -- trace assessments -------------------------------------------------------------
     get_assessment = ASSESSMENTS.get()
-    create_assessment = ASSESSMENTS.write()
-    update_assessment = ASSESSMENTS.write()
-    delete_assessment = ASSESSMENTS.write()
+    create_assessment = update_assessment = delete_assessment = ASSESSMENTS.write()
 
     # -- evaluation datasets -----------------------------------------------------------
     search_datasets = DATASETS.empty(empty_page)
@@ -97,111 +117,70 @@ class KindsNotStoredMixin:
     get_dataset_experiment_ids = DATASETS.empty(list)
     _load_dataset_records = DATASETS.empty(no_results_no_token)
     get_dataset = DATASETS.get()
-    create_dataset = DATASETS.write()
-    delete_dataset = DATASETS.write()
-    set_dataset_tags = DATASETS.write()
-    delete_dataset_tag = DATASETS.write()
-    upsert_dataset_records = DATASETS.write()
-    delete_dataset_records = DATASETS.write()
-    add_dataset_to_experiments = DATASETS.write()
-    remove_dataset_from_experiments = DATASETS.write()
+    create_dataset = delete_dataset = set_dataset_tags = delete_dataset_tag = DATASETS.write()
+    upsert_dataset_records = delete_dataset_records = DATASETS.write()
+    add_dataset_to_experiments = remove_dataset_from_experiments = DATASETS.write()
 
     # -- scorers and online scoring ----------------------------------------------------
-    list_scorers = SCORERS.empty(list)
-    list_scorer_versions = SCORERS.empty(list)
+    list_scorers = list_scorer_versions = SCORERS.empty(list)
     get_scorer = SCORERS.get()
-    register_scorer = SCORERS.write()
-    delete_scorer = SCORERS.write()
+    register_scorer = delete_scorer = SCORERS.write()
     # The server's scheduler asks for active scorers periodically: none.
-    get_active_online_scorers = ONLINE_SCORING.empty(list)
-    get_online_scoring_configs = ONLINE_SCORING.empty(list)
+    get_active_online_scorers = get_online_scoring_configs = ONLINE_SCORING.empty(list)
     upsert_online_scoring_config = ONLINE_SCORING.write()
 
     # -- issues, label schemas, review queues ------------------------------------------
     search_issues = ISSUES.empty(empty_page)
     get_issue = ISSUES.get()
-    create_issue = ISSUES.write()
-    update_issue = ISSUES.write()
+    create_issue = update_issue = ISSUES.write()
     list_label_schemas = LABEL_SCHEMAS.empty(empty_page)
-    get_label_schema = LABEL_SCHEMAS.get()
-    get_label_schema_by_name = LABEL_SCHEMAS.get()
-    create_label_schema = LABEL_SCHEMAS.write()
-    update_label_schema = LABEL_SCHEMAS.write()
-    delete_label_schema = LABEL_SCHEMAS.write()
-    list_review_queues = REVIEW_QUEUES.empty(empty_page)
-    list_review_queue_items = REVIEW_QUEUES.empty(empty_page)
-    get_review_queue = REVIEW_QUEUES.get()
-    get_review_queue_by_name = REVIEW_QUEUES.get()
-    get_or_create_user_queue = REVIEW_QUEUES.write()
-    create_review_queue = REVIEW_QUEUES.write()
-    update_review_queue = REVIEW_QUEUES.write()
-    delete_review_queue = REVIEW_QUEUES.write()
-    add_items_to_review_queue = REVIEW_QUEUES.write()
-    remove_items_from_review_queue = REVIEW_QUEUES.write()
+    get_label_schema = get_label_schema_by_name = LABEL_SCHEMAS.get()
+    create_label_schema = update_label_schema = delete_label_schema = LABEL_SCHEMAS.write()
+    # get_or_create_user_queue is the store's own (an unsaved queue, see unsaved_user_queue).
+    list_review_queues = list_review_queue_items = REVIEW_QUEUES.empty(empty_page)
+    get_review_queue = get_review_queue_by_name = REVIEW_QUEUES.get()
+    create_review_queue = update_review_queue = delete_review_queue = REVIEW_QUEUES.write()
+    add_items_to_review_queue = remove_items_from_review_queue = REVIEW_QUEUES.write()
     set_review_queue_item_status = REVIEW_QUEUES.write()
 
     # -- AI gateway --------------------------------------------------------------------
     list_secret_infos = SECRETS.empty(list)
     get_secret_info = SECRETS.get()
-    create_gateway_secret = SECRETS.write()
-    update_gateway_secret = SECRETS.write()
-    delete_gateway_secret = SECRETS.write()
-    list_gateway_endpoints = ENDPOINTS.empty(list)
-    list_endpoint_bindings = ENDPOINTS.empty(list)
+    create_gateway_secret = update_gateway_secret = delete_gateway_secret = SECRETS.write()
+    list_gateway_endpoints = list_endpoint_bindings = ENDPOINTS.empty(list)
     # Spending through endpoints that do not exist: nothing.
     sum_gateway_trace_cost = ENDPOINTS.empty(float)
     get_gateway_endpoint = ENDPOINTS.get()
-    create_gateway_endpoint = ENDPOINTS.write()
-    update_gateway_endpoint = ENDPOINTS.write()
-    delete_gateway_endpoint = ENDPOINTS.write()
-    set_gateway_endpoint_tag = ENDPOINTS.write()
-    delete_gateway_endpoint_tag = ENDPOINTS.write()
-    attach_model_to_endpoint = ENDPOINTS.write()
-    detach_model_from_endpoint = ENDPOINTS.write()
-    create_endpoint_binding = ENDPOINTS.write()
-    delete_endpoint_binding = ENDPOINTS.write()
+    create_gateway_endpoint = update_gateway_endpoint = delete_gateway_endpoint = ENDPOINTS.write()
+    set_gateway_endpoint_tag = delete_gateway_endpoint_tag = ENDPOINTS.write()
+    attach_model_to_endpoint = detach_model_from_endpoint = ENDPOINTS.write()
+    create_endpoint_binding = delete_endpoint_binding = ENDPOINTS.write()
     list_gateway_model_definitions = MODEL_DEFINITIONS.empty(list)
     get_gateway_model_definition = MODEL_DEFINITIONS.get()
-    create_gateway_model_definition = MODEL_DEFINITIONS.write()
-    update_gateway_model_definition = MODEL_DEFINITIONS.write()
-    delete_gateway_model_definition = MODEL_DEFINITIONS.write()
+    create_gateway_model_definition = update_gateway_model_definition = (
+        delete_gateway_model_definition
+    ) = MODEL_DEFINITIONS.write()
     list_gateway_guardrails = GUARDRAILS.empty(empty_page)
     list_endpoint_guardrail_configs = GUARDRAILS.empty(list)
     get_gateway_guardrail = GUARDRAILS.get()
-    create_gateway_guardrail = GUARDRAILS.write()
-    delete_gateway_guardrail = GUARDRAILS.write()
-    add_guardrail_to_endpoint = GUARDRAILS.write()
-    remove_guardrail_from_endpoint = GUARDRAILS.write()
+    create_gateway_guardrail = delete_gateway_guardrail = GUARDRAILS.write()
+    add_guardrail_to_endpoint = remove_guardrail_from_endpoint = GUARDRAILS.write()
     update_endpoint_guardrail_config = GUARDRAILS.write()
     list_budget_policies = BUDGET_POLICIES.empty(empty_page)
     get_budget_policy = BUDGET_POLICIES.get()
-    create_budget_policy = BUDGET_POLICIES.write()
-    update_budget_policy = BUDGET_POLICIES.write()
-    delete_budget_policy = BUDGET_POLICIES.write()
+    create_budget_policy = update_budget_policy = delete_budget_policy = BUDGET_POLICIES.write()
 
     # -- MCP server registry -----------------------------------------------------------
-    search_mcp_servers = MCP_SERVERS.empty(empty_page)
-    search_mcp_server_versions = MCP_SERVERS.empty(empty_page)
+    search_mcp_servers = search_mcp_server_versions = MCP_SERVERS.empty(empty_page)
     search_mcp_access_endpoints = MCP_SERVERS.empty(empty_page)
     get_mcp_server_versions_for_trace = MCP_SERVERS.empty(list)
-    get_mcp_server = MCP_SERVERS.get()
-    get_mcp_server_version = MCP_SERVERS.get()
-    get_latest_mcp_server_version = MCP_SERVERS.get()
-    get_mcp_server_version_by_alias = MCP_SERVERS.get()
-    get_mcp_access_endpoint = MCP_SERVERS.get()
-    create_mcp_server = MCP_SERVERS.write()
-    update_mcp_server = MCP_SERVERS.write()
-    delete_mcp_server = MCP_SERVERS.write()
-    set_mcp_server_tag = MCP_SERVERS.write()
-    delete_mcp_server_tag = MCP_SERVERS.write()
-    create_mcp_server_version = MCP_SERVERS.write()
-    update_mcp_server_version = MCP_SERVERS.write()
-    delete_mcp_server_version = MCP_SERVERS.write()
-    set_mcp_server_alias = MCP_SERVERS.write()
-    delete_mcp_server_alias = MCP_SERVERS.write()
-    set_mcp_server_version_tag = MCP_SERVERS.write()
+    get_mcp_server = get_mcp_server_version = get_latest_mcp_server_version = MCP_SERVERS.get()
+    get_mcp_server_version_by_alias = get_mcp_access_endpoint = MCP_SERVERS.get()
+    create_mcp_server = update_mcp_server = delete_mcp_server = MCP_SERVERS.write()
+    set_mcp_server_tag = delete_mcp_server_tag = MCP_SERVERS.write()
+    create_mcp_server_version = update_mcp_server_version = MCP_SERVERS.write()
+    delete_mcp_server_version = set_mcp_server_version_tag = MCP_SERVERS.write()
     delete_mcp_server_version_tag = MCP_SERVERS.write()
-    create_mcp_access_endpoint = MCP_SERVERS.write()
-    update_mcp_access_endpoint = MCP_SERVERS.write()
-    delete_mcp_access_endpoint = MCP_SERVERS.write()
-    link_mcp_server_versions_to_trace = MCP_SERVERS.write()
+    set_mcp_server_alias = delete_mcp_server_alias = MCP_SERVERS.write()
+    create_mcp_access_endpoint = update_mcp_access_endpoint = MCP_SERVERS.write()
+    delete_mcp_access_endpoint = link_mcp_server_versions_to_trace = MCP_SERVERS.write()

@@ -40,10 +40,12 @@ from mlflow_plugin.tracking.hard_delete import HardDelete
 from mlflow_plugin.tracking.inputs import RunInputs
 from mlflow_plugin.tracking.logged_models import LoggedModels
 from mlflow_plugin.tracking.metrics import MetricHistory
-from mlflow_plugin.tracking.not_stored import KindsNotStoredMixin
+from mlflow_plugin.tracking.not_stored import KindsNotStoredMixin, unsaved_user_queue
 from mlflow_plugin.tracking.runs import Runs
 
 if TYPE_CHECKING:
+    from mlflow.genai.review_queues.review_queues import ReviewQueue
+
     from mlflow_plugin.index.query_index import QueryIndex
 
 __all__ = ["BucketTrackingStore"]
@@ -156,6 +158,13 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
     delete_logged_model_tag = Delegated("_models", LoggedModels.delete_logged_model_tag)
     delete_logged_model = Delegated("_models", LoggedModels.delete_logged_model)
     search_logged_models = Delegated("_models", LoggedModels.search_logged_models)
+
+    # -- review queues (not stored) ----------------------------------------------------
+
+    def get_or_create_user_queue(self, experiment_id: str, *, user: str) -> ReviewQueue:
+        with mlflow_errors():
+            self.get_experiment(experiment_id)  # RESOURCE_DOES_NOT_EXIST, as MLflow's SQL store
+        return unsaved_user_queue(experiment_id, user)
 
     # -- mlflow gc ---------------------------------------------------------------------
 

@@ -256,3 +256,28 @@ def test_lists_of_kinds_not_stored_answer_200_empty(
         response = requests.post(server_url + path, json=params, timeout=REQUEST_TIMEOUT)
     assert response.status_code == 200, response.text
     assert response.json().get(field) in (None, [], "[]")
+
+
+def test_the_review_page_gets_an_empty_unsaved_user_queue(store: BucketTrackingStore) -> None:
+    queue = store.get_or_create_user_queue("0", user="alice")
+    assert (queue.experiment_id, queue.name, queue.queue_type.value) == ("0", "alice", "user")
+    assert (queue.created_by, queue.users) == ("alice", ["alice"])
+    # The same queue at every call, and nothing stored for it or into it.
+    assert store.get_or_create_user_queue("0", user="alice").queue_id == queue.queue_id
+    assert store.get_or_create_user_queue("0", user="bob").queue_id != queue.queue_id
+    assert list(store.list_review_queue_items(queue.queue_id)) == []
+    refused = call(store, "add_items_to_review_queue", AbstractStore, {"queue_id": queue.queue_id})
+    assert refused.mlflow_error_code == "NOT_IMPLEMENTED"
+    unknown = call(store, "get_or_create_user_queue", AbstractStore, {"experiment_id": "404"})
+    assert unknown.mlflow_error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_the_review_page_request_answers_200_through_the_server(server_url: str) -> None:
+    # What MLflow's GenAI Review page sends on load (MLflow's SQL store answers it too).
+    response = requests.post(
+        server_url + "/ajax-api/3.0/mlflow/review-queues/get-or-create-user",
+        json={"experiment_id": "0", "user": "default", "created_by": "default"},
+        timeout=REQUEST_TIMEOUT,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["review_queue"]["name"] == "default"

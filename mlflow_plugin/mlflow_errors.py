@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
     ABORTED,
+    DATA_LOSS,
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
@@ -22,6 +23,7 @@ from mlflow.protos.databricks_pb2 import (
     TEMPORARILY_UNAVAILABLE,
 )
 
+from mlflow_plugin.format.run_batches import BatchTooOld
 from mlflow_plugin.format.version import FormatTooNew
 from mlflow_plugin.objectstore import errors as storage
 from mlflow_plugin.objectstore.errors import ObjectStoreError
@@ -41,6 +43,8 @@ _CODES: list[tuple[type[ObjectStoreError], int]] = [
     # The store's own data is damaged: a server-side problem, reported with the key.
     (storage.CorruptObject, INTERNAL_ERROR),
     (FormatTooNew, INVALID_STATE),
+    # A batch kept unsent for longer than the writer retention: its points are not stored.
+    (BatchTooOld, DATA_LOSS),
 ]
 
 

@@ -25,6 +25,12 @@ def _sync(args: argparse.Namespace, out: Output) -> int:
             f"{len(report.left)} runs left in the spool and {len(report.damaged)} damaged "
             "spool files (listed above); fix the cause and run sync again"
         )
+    if report.refused:
+        raise CommandFailed(
+            f"{len(report.refused)} batches kept unsent for longer than run documents "
+            "remember writers were refused and removed (listed above): their points are "
+            "not stored"
+        )
     return EXIT_OK
 
 
@@ -39,7 +45,9 @@ COMMAND = Command(
         "document, an endpoint that refuses it) keeps that batch and its later ones "
         "in the spool; the others are uploaded. Exits 1 naming each run left, its "
         "counts and the reason, and each spool file that cannot be read (kept as it "
-        "is); run sync again once the cause is fixed."
+        "is); run sync again once the cause is fixed. A batch kept unsent for longer "
+        "than a run document remembers writers (a week) is refused, removed and named, "
+        "and sync exits 1: whether it was applied already cannot be told."
     ),
     body=_sync,
 )

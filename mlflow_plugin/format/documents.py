@@ -20,13 +20,11 @@ from __future__ import annotations
 import json
 import marshal
 import math
-import random
-import time
 from collections.abc import Callable
 from typing import Any
 
 from mlflow_plugin.format.schema import check_document
-from mlflow_plugin.objectstore import NotFound, ObjectStore, PreconditionFailed
+from mlflow_plugin.objectstore import Backoff, NotFound, ObjectStore, PreconditionFailed
 from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = [
@@ -48,6 +46,7 @@ Document = dict[str, Any]
 Mutation = Callable[[Document], Document]
 
 _MAX_CAS_ATTEMPTS = 200
+_RACE_BACKOFF = Backoff(first=0.002, ceiling=0.2, jitter=True)
 
 
 class ConflictRetriesExhausted(PreconditionFailed):
@@ -168,7 +167,7 @@ def update_document(store: ObjectStore, key: str, mutate: Mutation) -> tuple[Doc
             return updated, etag
         except PreconditionFailed:
             # Back off a little, with jitter, so writers racing on one document spread out.
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 7))))
+            _RACE_BACKOFF.sleep(attempt)
         except NotFound:
             raise
     raise ConflictRetriesExhausted(

@@ -33,16 +33,23 @@ never enters a run document.
 
 The ``writers`` map is pruned, as Delta Lake expires old transaction ids: every process
 or fork mints a writer id, so a long-lived run would otherwise collect one entry each.
-A batch carries ``sealed_at`` (when it was sealed, in ms); the run document records in
-``writer_times`` the newest ``sealed_at`` each writer applied, and a writer idle for
-longer than ``WRITER_RETENTION_MS`` (7 days) is forgotten: its entries leave both maps
-and ``writers_watermark`` becomes the newest time of a forgotten writer. A forgotten
-writer applied nothing sealed after the watermark, so a batch of a writer the map does
-not know is new if it was sealed after the watermark, and applied; sealed at or before
-it, it may have been applied already, and is refused (``BatchTooOld``) rather than
-risk applying it twice. Replays stay idempotent for any batch younger than the
-retention; only a batch kept unsent for longer than it (a spool left on a machine for
-a week) can be refused, and that is reported, never applied twice.
+A batch carries ``sealed_at`` (when it was sealed, in ms, by its writer's clock). The
+run document records in ``writer_times`` when each writer was last heard from (its
+newest ``sealed_at``, never later than the applying process's own clock), and a writer
+silent for longer than ``WRITER_RETENTION_MS`` (7 days) by the applying process's clock
+is forgotten: its entries leave both maps and ``writers_watermark`` becomes the newest
+time of a forgotten writer. A batch of a writer the map does not know is refused
+(``BatchTooOld``) only when it may have been applied by a forgotten writer (sealed at
+or before the watermark) *and* it is itself older than the retention by the applying
+process's clock (which, for the write buffer and spool recovery, is the clock of the
+machine that sealed it). So only a batch kept unsent for more than a week can be
+refused, whatever another machine's clock says; it is reported, never applied twice.
+
+Entries of older plugins (a sequence without a time) are never forgotten: an older
+plugin does not check the watermark, so forgetting its writer could let it apply a
+batch twice. A machine whose clock is more than the retention fast can make another
+writer forget sooner; the cost is at worst a retried batch applied twice (its points
+are read once: history reads drop duplicate points), never a refusal of a fresh batch.
 """
 
 from __future__ import annotations
@@ -111,9 +118,9 @@ WRITER_RETENTION_MS = 7 * 24 * 3_600_000
 
 
 class BatchTooOld(ObjectStoreError):
-    """A batch of a writer the run document has forgotten, sealed before it forgot one.
+    """A batch older than the retention, of a writer the run document does not know.
 
-    It may have been applied already (its writer's entry is gone), so it is refused
+    It may have been applied already (its writer's entry may be gone), so it is refused
     rather than applied twice.
     """
 
@@ -121,10 +128,11 @@ class BatchTooOld(ObjectStoreError):
         sealed = "at an unknown time" if batch.sealed_at is None else f"at {batch.sealed_at}"
         super().__init__(
             f"batch {batch.sequence} of writer {batch.writer_id} for run {batch.run_id} "
-            f"(sealed {sealed}, ms since the epoch) is refused: the run document forgets "
-            f"writers idle for {WRITER_RETENTION_MS // 86_400_000} days and has forgotten "
-            f"writers active until {watermark}, so it cannot tell whether this batch was "
-            "applied already; it is not applied twice"
+            f"(sealed {sealed}, ms since the epoch) is refused: it was kept unsent for "
+            f"longer than the run document remembers writers "
+            f"({WRITER_RETENTION_MS // 86_400_000} days; it has forgotten writers heard from "
+            f"until {watermark}), so whether it was applied already cannot be told; it is "
+            "not applied twice"
         )
         self.batch = batch
         self.watermark = watermark
@@ -405,32 +413,29 @@ def set_status(doc: Document, write: StatusWrite) -> Document:
     return doc
 
 
-def _refuse_if_forgotten(doc: Document, batch: RunBatch) -> None:
-    """``BatchTooOld`` if ``batch``'s writer may be one the document forgot."""
+def _refuse_if_forgotten(doc: Document, batch: RunBatch, now: int, retention_ms: int) -> None:
+    """``BatchTooOld`` if ``batch``'s writer may be one the document forgot (module docstring)."""
     watermark = doc.get("writers_watermark")
-    if watermark is not None and (batch.sealed_at is None or batch.sealed_at <= watermark):
+    if watermark is None:
+        return
+    if batch.sealed_at is None or (
+        batch.sealed_at <= watermark and batch.sealed_at < now - retention_ms
+    ):
         raise BatchTooOld(batch, watermark)
 
 
-def _forget_idle_writers(doc: Document, batch: RunBatch, retention_ms: int) -> None:
-    """Record when ``batch``'s writer applied; drop writers idle for over ``retention_ms``.
+def _forget_idle_writers(doc: Document, batch: RunBatch, now: int, retention_ms: int) -> None:
+    """Record when ``batch``'s writer was heard from; drop writers silent for too long.
 
-    "Now" is the newest seal time the document has seen, so a replayed old batch cannot
-    move it back, and the map stays the same whatever order batches arrive in.
+    ``now`` is the applying process's clock: no writer's clock, fast or slow, decides
+    for the others. A seal time later than ``now`` is recorded as ``now``.
     """
     writers: dict[str, int] = doc["writers"]
     times = doc.get("writer_times")
     if not isinstance(times, dict):
         times = doc["writer_times"] = {}
-    known = [t for t in times.values() if isinstance(t, int)]
-    if batch.sealed_at is not None:
-        times[batch.writer_id] = max(times.get(batch.writer_id, 0), batch.sealed_at)
-        known.append(batch.sealed_at)
-    if not known:
-        return  # no time to measure idleness by (batches of older plugins only)
-    now = max(known)
-    for writer in writers:
-        times.setdefault(writer, now)  # entries of older plugins: idle from now on
+    heard = now if batch.sealed_at is None else min(batch.sealed_at, now)
+    times[batch.writer_id] = max(times.get(batch.writer_id, 0), heard)
     watermark = doc.get("writers_watermark")
     for writer, last in list(times.items()):
         if writer not in writers:
@@ -447,20 +452,23 @@ def apply_batch(
     batch: RunBatch,
     segment: SegmentInfo | None,
     retention_ms: int = WRITER_RETENTION_MS,
+    now_ms: int | None = None,
 ) -> Document:
     """Enter ``batch`` (whose points are in ``segment``) into a run document, once.
 
     Each tag, and the status, enters only if its clock is not older than the stored one's.
-    Writers idle for over ``retention_ms`` are forgotten; ``BatchTooOld`` if ``batch``'s
-    writer may be one of them (module docstring).
+    Writers silent for over ``retention_ms`` by ``now_ms`` (the applying process's clock,
+    read when not given) are forgotten; ``BatchTooOld`` if ``batch``'s writer may be one
+    of them and the batch is itself older than the retention (module docstring).
     """
+    now = _now_ms() if now_ms is None else now_ms
     writers = doc.setdefault("writers", {})
     if writers.get(batch.writer_id, 0) >= batch.sequence:
         return doc  # applied before: replaying it must change nothing
     if batch.writer_id not in writers:
-        _refuse_if_forgotten(doc, batch)
+        _refuse_if_forgotten(doc, batch, now, retention_ms)
     writers[batch.writer_id] = batch.sequence
-    _forget_idle_writers(doc, batch, retention_ms)
+    _forget_idle_writers(doc, batch, now, retention_ms)
     for key, value in batch.tags.items():
         clock = batch.tag_clocks.get(key, NO_CLOCK)
         if clock >= tag_clock(doc, key):

@@ -470,7 +470,10 @@ RUN = DocumentSchema(
             "writer_times",
             mapping(integer, keys=identifier),
             required=False,
-            meaning="writer id to when its newest applied batch was sealed (ms)",
+            meaning=(
+                "writer id to when it was last heard from "
+                "(ms: its newest seal time, at most the applier's clock)"
+            ),
         ),
         Field(
             "writers_watermark",

@@ -31,7 +31,8 @@ Versions::
        final status kept in a batch during an outage enters only if it is newer.
        Later, without a new version: run documents may carry "writer_times" and
        "writers_watermark", the writers map's retention (``run_batches``). They are
-       optional fields a version-3 plugin keeps unread, so no migration is needed.
+       optional fields a version-3 plugin keeps unread, so no migration is needed (an
+       older plugin's writers, which record no time, are never forgotten).
 
 A migration step is ``(from_version, to_version, function)``; the function gets the
 object store and the format document and returns the new format document. It may

@@ -22,14 +22,14 @@ brackets); ``mlflow_errors`` maps the tree to MLflow's error codes in one place:
      +-- CorruptObject                 the object's bytes are not what the format says
      |    +-- UnknownFormat            the format document is unreadable [format.version]
      +-- FormatTooNew                  the root was written by a newer plugin [format.version]
-     +-- BatchTooOld                   a replayed batch is older than its retention
+     +-- BatchTooOld                   a batch kept unsent past the writer retention
      +-- NotAStore                     the location holds no store [format.garbage]
 
 Errors that never leave their layer as storage errors (each layer handles or
 translates them itself)::
 
     Exception
-     +-- RunNotWritable                an upload found its run deleted [tracking.write_buffer]
+     +-- RunNotWritable                an upload found its run purged [tracking.write_buffer]
      +-- CommandFailed                 a command's work failed: exit 1 [cli.common]
      +-- UsageError                    the arguments make no sense: exit 2 [cli.common]
     ValueError

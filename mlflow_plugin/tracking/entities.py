@@ -40,7 +40,6 @@ from mlflow.entities import (
     RunInfo,
     RunInputs,
     RunOutputs,
-    RunStatus,
     RunTag,
 )
 
@@ -51,7 +50,6 @@ _logger = logging.getLogger(__name__)
 __all__ = [
     "dataset_input_to_json",
     "experiment_from_doc",
-    "is_terminal",
     "logged_model_from_doc",
     "metric_to_json",
     "run_from_doc",
@@ -187,7 +185,3 @@ def logged_model_from_doc(doc: Document) -> LoggedModel:
             for m in doc.get("metrics", [])
         ],
     )
-
-
-def is_terminal(status: str) -> bool:
-    return RunStatus.is_terminated(RunStatus.from_string(status))

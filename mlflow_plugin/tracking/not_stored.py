@@ -17,7 +17,6 @@ import uuid
 from typing import TYPE_CHECKING
 
 from mlflow.tracing.analysis import TraceFilterCorrelationResult
-from mlflow.utils.time import get_current_time_millis
 
 from mlflow_plugin.not_stored import TRACKING, Kind, empty_page, no_results_no_token
 
@@ -59,25 +58,25 @@ BUDGET_POLICIES = Kind("AI gateway budget policies", "AI gateway budget policy",
 MCP_SERVERS = Kind("MCP servers", "MCP server", TRACKING)
 
 
-def unsaved_user_queue(experiment_id: str, user: str) -> ReviewQueue:
+def unsaved_user_queue(experiment_id: str, user: str, created_ms: int) -> ReviewQueue:
     """The user's review queue, empty and not stored.
 
     The GenAI view's Review page asks for the signed-in user's queue on load
     (``get_or_create_user_queue``) and then lists its items; an unsaved, empty queue
-    lets the page show "nothing to review" where a refusal would show an error. Its id
-    is the same at every call, and anything that would store into it is refused.
+    lets the page show "nothing to review" where a refusal would show an error. It is
+    the same at every call (its times are ``created_ms``, its experiment's creation),
+    and anything that would store into it is refused.
     """
     from mlflow.genai.review_queues.review_queues import ReviewQueue, ReviewQueueType
 
-    now = get_current_time_millis()
     return ReviewQueue(
         queue_id=uuid.uuid5(uuid.NAMESPACE_URL, f"user-queue/{experiment_id}/{user}").hex,
         experiment_id=experiment_id,
         name=user,
         queue_type=ReviewQueueType.USER,
         created_by=user,
-        creation_time_ms=now,
-        last_update_time_ms=now,
+        creation_time_ms=created_ms,
+        last_update_time_ms=created_ms,
         users=[user],
     )
 

@@ -4,7 +4,9 @@ Per run, batches are replayed in order. A writer's sequence numbers only grow, s
 later batch applied before a failed one would make the failed one look applied for
 ever: once one of a run's batches fails, the run's later batches wait in the spool
 with it, while other runs go on. What is left (and why), what could not be stored
-because its run is gone, and every spool file that cannot be read are reported;
+because its run is gone, batches refused as older than the run document's writer
+retention (``BatchTooOld``: removed, since no replay could ever apply them), and every
+spool file that cannot be read are reported;
 nothing here raises, so the background recovery of a store never dies on one bad
 batch.
 
@@ -73,7 +75,7 @@ class RecoveryReport:
         return not self.left and not self.damaged
 
     def problems(self) -> list[str]:
-        """One line per run left, run gone and damaged file."""
+        """One line per run left, run gone, damaged file and refused batch."""
         lines = [
             f"run {run_id}: {left.batches} batches ({left.points} metric points) left in the "
             f"spool: {left.reason}"

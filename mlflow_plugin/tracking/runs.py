@@ -277,6 +277,7 @@ class Runs:
         self, run_id: str, run_status: int | None, end_time: int | None, run_name: str | None
     ) -> RunInfo:
         check_text("run name", run_name)
+        self.raise_refusal(run_id)
 
         clock = self._buffer.clocks.tick()
         status = (
@@ -409,6 +410,8 @@ class Runs:
             check_texts("param value", (p.value for p in params))
             check_texts("tag value", (t.value for t in tags))
         validate_metric_ranges(metrics)
+        if self._buffer.refusals:
+            self.raise_refusal(run_id)
         experiment_id = self._writable_runs.get(check_run_id(run_id))
         run_name = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)
         if (
@@ -501,6 +504,12 @@ class Runs:
             raise MlflowException(
                 f"{operation}: {what} not stored: {exc}", error.error_code
             ) from exc
+
+    def raise_refusal(self, run_id: str) -> None:
+        """DATA_LOSS if a flush no caller waited on refused a batch of this run as too old."""
+        refusal = self._buffer.take_refusal(run_id)
+        if refusal is not None:
+            raise as_mlflow_exception(refusal) from refusal
 
     def flush(self) -> None:
         """Upload everything this process has buffered.

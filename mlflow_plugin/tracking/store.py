@@ -163,8 +163,9 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
 
     def get_or_create_user_queue(self, experiment_id: str, *, user: str) -> ReviewQueue:
         with mlflow_errors():
-            self.get_experiment(experiment_id)  # RESOURCE_DOES_NOT_EXIST, as MLflow's SQL store
-        return unsaved_user_queue(experiment_id, user)
+            # RESOURCE_DOES_NOT_EXIST for an unknown experiment, as MLflow's SQL store.
+            experiment = self.get_experiment(experiment_id)
+        return unsaved_user_queue(experiment_id, user, experiment.creation_time or 0)
 
     # -- mlflow gc ---------------------------------------------------------------------
 

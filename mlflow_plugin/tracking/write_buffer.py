@@ -9,8 +9,10 @@ sequence recorded in the run document, idempotent. A run whose upload fails keep
 its queue (later batches wait behind the failed one) and is retried at the next
 flush; one run's failure, whatever it is, never stops the other runs' uploads. A
 batch for a run that another process deleted is stored all the same (the run is
-soft-deleted) and the store is told, so that the run's next call is refused; only a
-run whose document is gone (purged) loses a batch. Tags carry this writer's
+soft-deleted) and the store is told, so that the run's next call is refused. A batch
+is lost only when its run's document is gone (purged), or when it was kept unsent for
+longer than the writer retention (``run_batches.BatchTooOld``); either fails the
+flush's caller, or the run's next call when no caller waited on the flush. Tags carry this writer's
 clock (``run_batches``), so the order of uploads never decides a tag's value.
 
 Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
@@ -151,6 +153,9 @@ class WriteBuffer:
         # Runs whose last upload met a damaged document: retrying within seconds cannot
         # help, so closing does not wait for them (their batches stay in the spool).
         self._damaged: set[str] = set()
+        # Runs with a batch refused as too old by a flush no caller waited on: the run's
+        # next call raises it (``take_refusal``), so it is never only a log line.
+        self.refusals: dict[str, BatchTooOld] = {}
         self._lock = threading.Lock()  # guards _runs and the counters
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._wake = threading.Event()
@@ -295,7 +300,14 @@ class WriteBuffer:
                 except Exception as exc:  # logged by _upload_run; the run keeps its queue
                     first_error = first_error or exc
             if first_error is not None and raise_errors:
+                if isinstance(first_error, BatchTooOld):
+                    self.take_refusal(first_error.batch.run_id)  # told here, not again
                 raise first_error
+
+    def take_refusal(self, run_id: str) -> BatchTooOld | None:
+        """The refusal of a batch of ``run_id`` no caller has been told of yet (once)."""
+        with self._lock:
+            return self.refusals.pop(run_id, None)
 
     def _upload_run(self, run_id: str) -> None:
         with self._lock:
@@ -325,9 +337,12 @@ class WriteBuffer:
                 )
                 raise
             except BatchTooOld as exc:
-                # No later try can apply it (its writer was forgotten): retrying would
-                # warn at every flush for ever. Dropped, and said so.
+                # No later try can apply it (kept unsent past the writer retention):
+                # retrying would fail at every flush for ever. Dropped; the run's next
+                # call (or this flush's caller) is told.
                 self._forget(queue, batch)
+                with self._lock:
+                    self.refusals[run_id] = exc
                 _logger.error("%d metric points not stored: %s", len(batch.points), exc)
                 raise
             except ObjectStoreError as exc:

@@ -1,6 +1,8 @@
 """The run document's writers map: bounded by a retention, and replays still applied once.
 
-Time is each batch's ``sealed_at`` (ms): the tests set it, nothing sleeps.
+Time is each batch's ``sealed_at`` (ms) and the applying process's clock (``now_ms``):
+the tests set both, nothing sleeps. Unless a test says otherwise, a batch is applied by
+the process that sealed it, at the time it sealed it.
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ def batch(writer: str, sequence: int, sealed_at: int | None, step: int = 0) -> R
     )
 
 
-def apply(doc: dict[str, Any], made: RunBatch) -> dict[str, Any]:
-    """``made`` applied as the store does: with its segment, to a copy of ``doc``."""
+def apply(doc: dict[str, Any], made: RunBatch, now: int | None = None) -> dict[str, Any]:
+    """``made`` applied as the store does: with its segment, to a copy of ``doc``, by a
+    process whose clock reads ``now`` (by default: when ``made`` was sealed)."""
     _, segment = encode_segment(made.segment, made.points)
-    return apply_batch(json.loads(json.dumps(doc)), made, segment)
+    applied_at = now if now is not None else (made.sealed_at or NOW)
+    return apply_batch(json.loads(json.dumps(doc)), made, segment, now_ms=applied_at)
 
 
 def test_the_default_retention_is_a_week() -> None:
@@ -72,7 +76,7 @@ def test_a_replay_younger_than_the_retention_is_applied_once() -> None:
     doc = apply(doc, replayed)
     doc = apply(doc, batch("new", 1, NOW))  # forgets "old": a watermark now exists
     assert "old" not in doc["writers"] and doc["writers_watermark"] == NOW - 30 * DAY
-    assert apply(doc, replayed) == doc  # still known: the replay changes nothing
+    assert apply(doc, replayed, now=NOW) == doc  # still known: the replay changes nothing
 
 
 def test_a_replay_older_than_the_retention_is_refused_not_applied_twice() -> None:
@@ -81,7 +85,7 @@ def test_a_replay_older_than_the_retention_is_refused_not_applied_twice() -> Non
     doc = apply(doc, batch("new", 1, NOW))  # "dead" idle for 20 days: forgotten
     assert "dead" not in doc["writers"]
     with pytest.raises(BatchTooOld, match="batch 1 of writer dead for run r") as refused:
-        apply(doc, replayed)
+        apply(doc, replayed, now=NOW)
     assert refused.value.watermark == NOW - 20 * DAY
     assert [s["name"] for s in doc["segments"]] == ["dead-0000000001", "new-0000000001"]
 
@@ -89,8 +93,8 @@ def test_a_replay_older_than_the_retention_is_refused_not_applied_twice() -> Non
 def test_an_unknown_writers_batch_sealed_after_the_watermark_is_applied() -> None:
     doc = apply(run_document(), batch("dead", 1, NOW - 20 * DAY))
     doc = apply(doc, batch("new", 1, NOW))
-    doc = apply(doc, batch("late", 1, NOW - 20 * DAY + 1))  # sealed after "dead" went idle
-    assert doc["writers"]["late"] == 1
+    late = batch("late", 1, NOW - 20 * DAY + 1)  # sealed after "dead" was last heard from
+    assert apply(doc, late, now=NOW)["writers"]["late"] == 1
 
 
 def test_a_batch_of_unknown_age_is_refused_only_once_writers_were_forgotten() -> None:
@@ -99,29 +103,43 @@ def test_a_batch_of_unknown_age_is_refused_only_once_writers_were_forgotten() ->
     doc = apply(doc, batch("dead", 1, NOW - 20 * DAY))
     doc = apply(doc, batch("new", 1, NOW))
     with pytest.raises(BatchTooOld, match="sealed at an unknown time"):
-        apply(doc, batch("other-legacy", 1, None))
+        apply(doc, batch("other-legacy", 1, None), now=NOW)
 
 
-def test_entries_without_a_time_are_kept_for_a_retention_from_first_seen() -> None:
-    doc = {**run_document(), "writers": {"v3-writer": 4}}  # written before writer_times
+def test_entries_of_older_plugins_are_never_forgotten() -> None:
+    # An older plugin records no time and does not check the watermark: forgetting its
+    # writer could let it apply a retried batch twice.
+    doc = {**run_document(), "writers": {"v3-writer": 4}}
     doc = apply(doc, batch("a", 1, NOW))
-    assert doc["writer_times"]["v3-writer"] == NOW
-    doc = apply(doc, batch("b", 1, NOW + 6 * DAY))
-    assert "v3-writer" in doc["writers"]
-    doc = apply(doc, batch("c", 1, NOW + 8 * DAY))
-    assert "v3-writer" not in doc["writers"] and doc["writers_watermark"] == NOW
+    doc = apply(doc, batch("b", 1, NOW + 400 * DAY))
+    assert doc["writers"]["v3-writer"] == 4 and "v3-writer" not in doc["writer_times"]
+    assert "a" not in doc["writers"]  # a writer with a time is forgotten as usual
 
 
-def test_an_old_replay_never_moves_now_back() -> None:
-    doc = apply(run_document(), batch("a", 1, NOW))
-    doc = apply(doc, batch("b", 1, NOW - 6 * DAY))  # replayed late: "a" must stay
-    doc = apply(doc, batch("c", 1, NOW - 5 * DAY))
-    assert sorted(doc["writers"]) == ["a", "b", "c"]
+def test_a_fast_clock_never_gets_a_fresh_batch_refused() -> None:
+    # One machine's clock is 30 days fast; the others keep logging and retrying.
+    doc = apply(run_document(), batch("rank0", 1, NOW))
+    doc = apply(doc, batch("fast", 1, NOW + 30 * DAY), now=NOW + 30 * DAY)
+    assert "rank0" not in doc["writers"]  # the fast machine forgot rank0 ...
+    retried = batch("rank0", 2, NOW - 5)  # ... whose batch, sealed 5 ms earlier, comes now
+    assert apply(doc, retried, now=NOW)["writers"]["rank0"] == 2
+    fresh = apply(doc, batch("rank1", 1, NOW + 1), now=NOW + 1)
+    assert fresh["writers"]["rank1"] == 1
+    # The fast machine's own time is recorded no later than the applier's clock.
+    assert apply(doc, batch("rank1", 1, NOW), now=NOW)["writer_times"]["fast"] <= NOW + 30 * DAY
+
+
+def test_a_slow_clock_is_recorded_as_heard_from_and_its_fresh_batches_pass() -> None:
+    doc = apply(run_document(), batch("rank0", 1, NOW))
+    doc = apply(doc, batch("late", 1, NOW + 10 * DAY))  # "rank0" forgotten, watermark NOW
+    slow = batch("slow", 1, NOW - 9 * DAY)  # a machine 9 days slow, logging now
+    assert apply(doc, slow, now=NOW - 9 * DAY)["writers"]["slow"] == 1
 
 
 def test_the_retention_is_a_parameter() -> None:
-    doc = apply_batch(run_document(), batch("a", 1, NOW), None, retention_ms=1_000)
-    doc = apply_batch(doc, batch("b", 1, NOW + 2_000), None, retention_ms=1_000)
+    doc = apply_batch(run_document(), batch("a", 1, NOW), None, retention_ms=1_000, now_ms=NOW)
+    later = NOW + 2_000
+    doc = apply_batch(doc, batch("b", 1, later), None, retention_ms=1_000, now_ms=later)
     assert doc["writers"] == {"b": 1}
 
 

@@ -263,7 +263,7 @@ def test_the_review_page_gets_an_empty_unsaved_user_queue(store: BucketTrackingS
     assert (queue.experiment_id, queue.name, queue.queue_type.value) == ("0", "alice", "user")
     assert (queue.created_by, queue.users) == ("alice", ["alice"])
     # The same queue at every call, and nothing stored for it or into it.
-    assert store.get_or_create_user_queue("0", user="alice").queue_id == queue.queue_id
+    assert store.get_or_create_user_queue("0", user="alice") == queue
     assert store.get_or_create_user_queue("0", user="bob").queue_id != queue.queue_id
     assert list(store.list_review_queue_items(queue.queue_id)) == []
     refused = call(store, "add_items_to_review_queue", AbstractStore, {"queue_id": queue.queue_id})

@@ -3,7 +3,8 @@
 A run document forgets writers idle for longer than the retention (a week); a dead
 writer's batch replayed from a spool is skipped while its writer is remembered, and
 refused (reported, removed from the spool, never applied twice) once it may have been
-forgotten. Time is each batch's ``sealed_at``: nothing sleeps. Both schemes.
+forgotten and is itself older than the retention. Time is each batch's ``sealed_at`` and
+this process's clock, which a test may set back: nothing sleeps. Both schemes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from mlflow_plugin.format import keys
+from mlflow_plugin.cli import main
+from mlflow_plugin.format import keys, run_batches
 from mlflow_plugin.format.documents import read_document
 from mlflow_plugin.format.run_batches import RunBatch
 from mlflow_plugin.format.segments import MetricPoint
@@ -71,8 +73,9 @@ def _writers(store: BucketTrackingStore, run: tuple[str, str]) -> dict[str, int]
 def test_many_writers_leave_a_bounded_map(root_uri: str) -> None:
     store = _store(root_uri)
     run = new_run(store, "many")
-    start = time.time_ns() // 1_000_000 - 60 * DAY
-    # A process a day for 40 days, each with its own writer id, replayed from one spool.
+    # A process a day for the last 40 days (a minute's margin), each with its own writer
+    # id, replayed from one spool now: the writers of the last 7 days stay.
+    start = time.time_ns() // 1_000_000 - 39 * DAY + 60_000
     batches = [_batch(run, f"w{day}", day + 1, start + day * DAY, day) for day in range(40)]
     report = _replay(store, root_uri, "00000000000000a1", *batches)
     assert report.complete and report.batches == 40 and report.refused == []
@@ -120,17 +123,22 @@ def test_a_replay_older_than_the_retention_is_refused_not_applied_twice(root_uri
     assert _steps(root_uri, run[1]) == [5, 6]  # step 5 once
     assert not folder.exists()  # out of the spool: the next recovery does not meet it again
     assert store.recover_spools().refused == []
+    # ``sync`` names a refused batch and exits 1: its points are not stored.
+    spool = dead_writer(root_uri, "00000000000000c3")
+    spool.seal([dead])
+    die(spool)
+    assert main(["sync", root_uri]) == 1
+    assert _steps(root_uri, run[1]) == [5, 6]
 
 
-def test_a_buffered_batch_older_than_the_retention_is_refused_once_and_dropped(
+def test_writers_with_fast_clocks_never_get_a_fresh_buffered_batch_refused(
     root_uri: str,
 ) -> None:
     store = _store(root_uri)
-    run = new_run(store, "waited")
+    run = new_run(store, "skewed")
     # Logged now, and still buffered (flushes are an hour apart) ...
-    store.log_batch(run[1], metrics=[Metric("loss", 1.0, 1_000, 3)], params=[], tags=[])
-    # ... while other writers move the run document a month on: a writer that applied
-    # after this batch was sealed is forgotten, so the batch may look applied.
+    store.log_batch(run[1], metrics=[Metric("loss", 3.0, 1_000, 3)], params=[], tags=[])
+    # ... while machines whose clocks are a day and a month fast log to the same run.
     now = time.time_ns() // 1_000_000
     _replay(
         store,
@@ -139,7 +147,51 @@ def test_a_buffered_batch_older_than_the_retention_is_refused_once_and_dropped(
         _batch(run, "later", 1, now + DAY, 1),
         _batch(run, "month-on", 2, now + 30 * DAY, 2),
     )
-    with pytest.raises(MlflowException, match="is refused: the run document forgets writers"):
+    store.flush()
+    assert _steps(root_uri, run[1]) == [1, 2, 3]
+
+
+class _Clock:
+    """``time`` as format.run_batches reads it, set back ``offset_ms`` while needed."""
+
+    def __init__(self, offset_ms: int) -> None:
+        self.offset_ns = offset_ms * 1_000_000
+
+    def time_ns(self) -> int:
+        return time.time_ns() + self.offset_ns
+
+
+def test_a_batch_kept_unsent_past_the_retention_fails_the_runs_next_call(
+    root_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(root_uri)
+    run = new_run(store, "stalled")
+    now = time.time_ns() // 1_000_000
+    # The run document forgot a writer last heard from 9 days ago: a watermark exists.
+    _replay(
+        store,
+        root_uri,
+        "00000000000000e1",
+        _batch(run, "gone", 1, now - 9 * DAY, 1),
+        _batch(run, "new", 2, now, 2),
+    )
+    store.log_batch(run[1], metrics=[Metric("loss", 3.0, 1_000, 3)], params=[], tags=[])
+    key = keys.run_key(*run)
+    stored = store.object_store.get(key).data
+    # Ten days ago this writer sealed that batch, and its upload failed (the run document
+    # was damaged then); it kept the batch since: a laptop closed for ten days, say.
+    store.object_store.put(key, b"{damaged")
+    monkeypatch.setattr(run_batches, "time", _Clock(-10 * DAY))
+    with pytest.raises(MlflowException, match="corrupt document"):
         store.flush()
-    store.flush()  # dropped, not retried at every flush
-    assert _steps(root_uri, run[1]) == [1, 2]
+    monkeypatch.undo()
+    store.object_store.put(key, stored)
+    # The background flusher meets the refusal; no caller waits on it ...
+    store.context.buffer.flush(raise_errors=False)
+    # ... so the run's next call fails, once, naming the batch; nothing is applied twice.
+    with pytest.raises(MlflowException, match="kept unsent for longer") as refused:
+        store.log_batch(run[1], metrics=[Metric("loss", 4.0, 1_000, 4)], params=[], tags=[])
+    assert refused.value.error_code == "DATA_LOSS"
+    store.log_batch(run[1], metrics=[Metric("loss", 4.0, 1_000, 4)], params=[], tags=[])
+    store.flush()
+    assert _steps(root_uri, run[1]) == [1, 2, 4]

@@ -27,9 +27,8 @@ def _sync(args: argparse.Namespace, out: Output) -> int:
         )
     if report.refused:
         raise CommandFailed(
-            f"{len(report.refused)} batches kept unsent for longer than run documents "
-            "remember writers were refused and removed (listed above): their points are "
-            "not stored"
+            f"{len(report.refused)} batches older than the writer retention were refused "
+            "and removed (listed above): their points are not stored"
         )
     return EXIT_OK
 
@@ -45,9 +44,10 @@ COMMAND = Command(
         "document, an endpoint that refuses it) keeps that batch and its later ones "
         "in the spool; the others are uploaded. Exits 1 naming each run left, its "
         "counts and the reason, and each spool file that cannot be read (kept as it "
-        "is); run sync again once the cause is fixed. A batch kept unsent for longer "
-        "than a run document remembers writers (a week) is refused, removed and named, "
-        "and sync exits 1: whether it was applied already cannot be told."
+        "is); run sync again once the cause is fixed. A batch older than the writer "
+        "retention (a week) that may have been applied by a writer its run document "
+        "has forgotten is refused, removed and named, and sync exits 1: whether it was "
+        "applied already cannot be told."
     ),
     body=_sync,
 )

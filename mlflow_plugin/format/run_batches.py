@@ -33,23 +33,24 @@ never enters a run document.
 
 The ``writers`` map is pruned, as Delta Lake expires old transaction ids: every process
 or fork mints a writer id, so a long-lived run would otherwise collect one entry each.
-A batch carries ``sealed_at`` (when it was sealed, in ms, by its writer's clock). The
+A batch carries ``sealed_at`` (when it was sealed, in ms, by its writer's clock), and the
 run document records in ``writer_times`` when each writer was last heard from (its
-newest ``sealed_at``, never later than the applying process's own clock), and a writer
-silent for longer than ``WRITER_RETENTION_MS`` (7 days) by the applying process's clock
-is forgotten: its entries leave both maps and ``writers_watermark`` becomes the newest
-time of a forgotten writer. A batch of a writer the map does not know is refused
-(``BatchTooOld``) only when it may have been applied by a forgotten writer (sealed at
-or before the watermark) *and* it is itself older than the retention by the applying
-process's clock (which, for the write buffer and spool recovery, is the clock of the
-machine that sealed it). So only a batch kept unsent for more than a week can be
-refused, whatever another machine's clock says; it is reported, never applied twice.
+newest ``sealed_at``). "Now" is always the clock of the process applying a batch. A
+writer silent for two retentions (``FORGET_AFTER_RETENTIONS`` x ``WRITER_RETENTION_MS``:
+14 days) is forgotten: its entries leave both maps, and ``writers_watermark`` becomes
+the newest time of any forgotten writer. A batch of a writer the document does not know
+is refused (``BatchTooOld``) only if it may be a forgotten writer's — sealed at or
+before the watermark (every batch a forgotten writer applied was) — *and* it is older
+than the retention (7 days) by the applying process's clock; or if its seal time is
+unknown once a watermark exists. A batch younger than the retention is never refused,
+and a batch applied once is refused rather than applied again as long as the clock of
+the process that forgot its writer and the replaying process's agree to within a
+retention (the second retention is that margin). Beyond that, the cost is at worst one
+segment listed twice in the manifest, whose points history reads drop as duplicates.
 
-Entries of older plugins (a sequence without a time) are never forgotten: an older
-plugin does not check the watermark, so forgetting its writer could let it apply a
-batch twice. A machine whose clock is more than the retention fast can make another
-writer forget sooner; the cost is at worst a retried batch applied twice (its points
-are read once: history reads drop duplicate points), never a refusal of a fresh batch.
+Entries of older plugins (a sequence without a time) are never forgotten while they
+have no time: an older plugin does not check the watermark, so forgetting its writer
+could let it apply a batch twice.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ from mlflow_plugin.objectstore.errors import CorruptObject, ObjectStoreError
 __all__ = [
     "NO_CLOCK",
     "RUN_NAME_TAG",
+    "FORGET_AFTER_RETENTIONS",
     "WRITER_RETENTION_MS",
     "BatchTooOld",
     "Clock",
@@ -115,6 +117,11 @@ RUN_NAME_TAG = "mlflow.runName"
 #: seconds in a write buffer, and in a spool until the next process on that machine (or
 #: ``sync``) replays it: hours, a long weekend at most. A week is far beyond either.
 WRITER_RETENTION_MS = 7 * 24 * 3_600_000
+#: A writer is forgotten only after twice the retention: the margin absorbs clocks that
+#: disagree (the process that forgets a writer and the one that replays its batch may be
+#: on different machines), so a batch applied once is refused, never applied again,
+#: while the clocks involved agree to within half the retention.
+FORGET_AFTER_RETENTIONS = 2
 
 
 class BatchTooOld(ObjectStoreError):
@@ -128,11 +135,10 @@ class BatchTooOld(ObjectStoreError):
         sealed = "at an unknown time" if batch.sealed_at is None else f"at {batch.sealed_at}"
         super().__init__(
             f"batch {batch.sequence} of writer {batch.writer_id} for run {batch.run_id} "
-            f"(sealed {sealed}, ms since the epoch) is refused: it was kept unsent for "
-            f"longer than the run document remembers writers "
-            f"({WRITER_RETENTION_MS // 86_400_000} days; it has forgotten writers heard from "
-            f"until {watermark}), so whether it was applied already cannot be told; it is "
-            "not applied twice"
+            f"(sealed {sealed}, ms since the epoch) is refused: it is older than the "
+            f"writer retention ({WRITER_RETENTION_MS // 86_400_000} days) and the run "
+            f"document has forgotten writers (heard from until {watermark}), so whether "
+            "it was applied already cannot be told; it is not applied twice"
         )
         self.batch = batch
         self.watermark = watermark
@@ -414,10 +420,11 @@ def set_status(doc: Document, write: StatusWrite) -> Document:
 
 
 def _refuse_if_forgotten(doc: Document, batch: RunBatch, now: int, retention_ms: int) -> None:
-    """``BatchTooOld`` if ``batch``'s writer may be one the document forgot (module docstring)."""
+    """``BatchTooOld`` if ``batch`` (of a writer the document does not know) may be a
+    forgotten writer's and is older than the retention (module docstring)."""
     watermark = doc.get("writers_watermark")
     if watermark is None:
-        return
+        return  # nothing was ever forgotten: a writer it does not know is new
     if batch.sealed_at is None or (
         batch.sealed_at <= watermark and batch.sealed_at < now - retention_ms
     ):
@@ -428,19 +435,22 @@ def _forget_idle_writers(doc: Document, batch: RunBatch, now: int, retention_ms:
     """Record when ``batch``'s writer was heard from; drop writers silent for too long.
 
     ``now`` is the applying process's clock: no writer's clock, fast or slow, decides
-    for the others. A seal time later than ``now`` is recorded as ``now``.
+    for the others. A writer's time is its newest seal time as sealed (so a batch it
+    applied is never after its time, whatever the clocks); it is forgotten after
+    ``FORGET_AFTER_RETENTIONS`` retentions of silence.
     """
     writers: dict[str, int] = doc["writers"]
     times = doc.get("writer_times")
     if not isinstance(times, dict):
         times = doc["writer_times"] = {}
-    heard = now if batch.sealed_at is None else min(batch.sealed_at, now)
+    heard = now if batch.sealed_at is None else batch.sealed_at
     times[batch.writer_id] = max(times.get(batch.writer_id, 0), heard)
+    forget_before = now - FORGET_AFTER_RETENTIONS * retention_ms
     watermark = doc.get("writers_watermark")
     for writer, last in list(times.items()):
         if writer not in writers:
             del times[writer]
-        elif last < now - retention_ms and writer != batch.writer_id:
+        elif last < forget_before and writer != batch.writer_id:
             del writers[writer], times[writer]
             watermark = last if watermark is None else max(watermark, last)
     if watermark is not None:

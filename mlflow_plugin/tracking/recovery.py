@@ -168,6 +168,8 @@ class SpoolRecovery:
             self.finished.set()
         for problem in report.problems():
             _logger.warning("spool recovery: %s", problem)
+        for refused in report.refused:  # removed from the spool: their points are lost
+            _logger.error("spool recovery: not stored: %s", refused)
         return report
 
     def _replay(

@@ -41,6 +41,7 @@ from mlflow.entities import (
 )
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
+    DATA_LOSS,
     INTERNAL_ERROR,
     INVALID_PARAMETER_VALUE,
     INVALID_STATE,
@@ -277,7 +278,6 @@ class Runs:
         self, run_id: str, run_status: int | None, end_time: int | None, run_name: str | None
     ) -> RunInfo:
         check_text("run name", run_name)
-        self.raise_refusal(run_id)
 
         clock = self._buffer.clocks.tick()
         status = (
@@ -314,6 +314,8 @@ class Runs:
         self._observe(doc, [MLFLOW_RUN_NAME] if run_name else [])
         if status is not None:
             self._buffer.clocks.observe(status_clock(doc))
+        if self._buffer.refusals:  # stored first: end_run must not leave the run RUNNING
+            self.raise_refusals(run_id, f"the run's {what} {verb} stored")
         return run_info_from_doc(doc)
 
     def _keep_status(self, run_id: str, status: StatusWrite, error: MlflowException) -> RunInfo:
@@ -411,7 +413,7 @@ class Runs:
             check_texts("tag value", (t.value for t in tags))
         validate_metric_ranges(metrics)
         if self._buffer.refusals:
-            self.raise_refusal(run_id)
+            self.raise_refusals(run_id, f"this {operation} call was not stored either")
         experiment_id = self._writable_runs.get(check_run_id(run_id))
         run_name = next((t.value for t in tags if t.key == MLFLOW_RUN_NAME), None)
         if (
@@ -505,11 +507,16 @@ class Runs:
                 f"{operation}: {what} not stored: {exc}", error.error_code
             ) from exc
 
-    def raise_refusal(self, run_id: str) -> None:
-        """DATA_LOSS if a flush no caller waited on refused a batch of this run as too old."""
-        refusal = self._buffer.take_refusal(run_id)
-        if refusal is not None:
-            raise as_mlflow_exception(refusal) from refusal
+    def raise_refusals(self, run_id: str | None, this_call: str) -> None:
+        """DATA_LOSS naming the batches of ``run_id`` (or of any run) that a flush refused
+        as older than the writer retention and no caller was told of yet."""
+        refused = self._buffer.take_refusals(run_id)
+        if refused:
+            raise MlflowException(
+                f"{len(refused)} buffered batches were not stored ({this_call}): "
+                + "; ".join(str(refusal) for refusal in refused),
+                DATA_LOSS,
+            ) from refused[0]
 
     def flush(self) -> None:
         """Upload everything this process has buffered.
@@ -525,6 +532,7 @@ class Runs:
                     "gone (purged)",
                     INVALID_STATE,
                 ) from exc
+        self.raise_refusals(None, "everything else was uploaded")
 
     def recover_spools(self) -> RecoveryReport:
         """Upload what dead writers left in this root's spool; report what is left.

@@ -359,7 +359,10 @@ def _sealed_batches(
             if _OPEN_LOG in record:
                 claimed.add((int(record[_OPEN_LOG]), str(record["run_id"])))
             lines = int(record.get(_OPEN_LINES, 0))  # open lines kept by an earlier recovery
-            batches.append(SpooledBatch(RunBatch.from_json(record, str(path)), path, lines))
+            batch = RunBatch.from_json(record, str(path))
+            if batch.sealed_at is None:  # an older plugin's file: sealed when it was written
+                batch.sealed_at = path.stat().st_mtime_ns // 1_000_000
+            batches.append(SpooledBatch(batch, path, lines))
         except Exception as exc:  # whatever a damaged file holds: reported, never raised
             damaged.append(f"{path}: {_describe(exc)}")
     return batches, claimed

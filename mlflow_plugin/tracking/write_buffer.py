@@ -11,8 +11,8 @@ flush; one run's failure, whatever it is, never stops the other runs' uploads. A
 batch for a run that another process deleted is stored all the same (the run is
 soft-deleted) and the store is told, so that the run's next call is refused. A batch
 is lost only when its run's document is gone (purged), or when it was kept unsent for
-longer than the writer retention (``run_batches.BatchTooOld``); either fails the
-flush's caller, or the run's next call when no caller waited on the flush. Tags carry this writer's
+longer than the writer retention (``run_batches.BatchTooOld``); a refused batch fails
+the run's next call, or the store's next ``flush``, whichever comes first. Tags carry this writer's
 clock (``run_batches``), so the order of uploads never decides a tag's value.
 
 Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
@@ -153,9 +153,9 @@ class WriteBuffer:
         # Runs whose last upload met a damaged document: retrying within seconds cannot
         # help, so closing does not wait for them (their batches stay in the spool).
         self._damaged: set[str] = set()
-        # Runs with a batch refused as too old by a flush no caller waited on: the run's
-        # next call raises it (``take_refusal``), so it is never only a log line.
-        self.refusals: dict[str, BatchTooOld] = {}
+        # Batches refused as too old (``BatchTooOld``), per run, until a caller is told
+        # (``take_refusals``): the run's next call, or the next ``flush`` of the store.
+        self.refusals: dict[str, list[BatchTooOld]] = {}
         self._lock = threading.Lock()  # guards _runs and the counters
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._wake = threading.Event()
@@ -300,14 +300,17 @@ class WriteBuffer:
                 except Exception as exc:  # logged by _upload_run; the run keeps its queue
                     first_error = first_error or exc
             if first_error is not None and raise_errors:
-                if isinstance(first_error, BatchTooOld):
-                    self.take_refusal(first_error.batch.run_id)  # told here, not again
                 raise first_error
 
-    def take_refusal(self, run_id: str) -> BatchTooOld | None:
-        """The refusal of a batch of ``run_id`` no caller has been told of yet (once)."""
+    def take_refusals(self, run_id: str | None = None) -> list[BatchTooOld]:
+        """Refusals of ``run_id``'s batches (or of every run's) no caller was told of yet;
+        each is returned once."""
         with self._lock:
-            return self.refusals.pop(run_id, None)
+            if run_id is not None:
+                return self.refusals.pop(run_id, [])
+            taken = [refusal for refused in self.refusals.values() for refusal in refused]
+            self.refusals.clear()
+            return taken
 
     def _upload_run(self, run_id: str) -> None:
         with self._lock:
@@ -338,13 +341,14 @@ class WriteBuffer:
                 raise
             except BatchTooOld as exc:
                 # No later try can apply it (kept unsent past the writer retention):
-                # retrying would fail at every flush for ever. Dropped; the run's next
-                # call (or this flush's caller) is told.
+                # retrying would fail at every flush for ever. Dropped and kept for the
+                # run's next call (or the store's next flush) to raise; the run's later
+                # batches go on.
                 self._forget(queue, batch)
                 with self._lock:
-                    self.refusals[run_id] = exc
+                    self.refusals.setdefault(run_id, []).append(exc)
                 _logger.error("%d metric points not stored: %s", len(batch.points), exc)
-                raise
+                continue
             except ObjectStoreError as exc:
                 _logger.warning(
                     "upload of %d buffered metric points for run %s failed (%s); keeping them "
@@ -433,6 +437,7 @@ class WriteBuffer:
         self._thread = None
         self._spool = None
         self._offloaded = set()
+        self.refusals = {}  # the parent's to tell its callers
         self._synchronous = True
 
     def _pending(self) -> bool:

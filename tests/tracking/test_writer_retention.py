@@ -13,7 +13,7 @@ import time
 
 import pytest
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunStatus
 from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.cli import main
@@ -74,12 +74,12 @@ def test_many_writers_leave_a_bounded_map(root_uri: str) -> None:
     store = _store(root_uri)
     run = new_run(store, "many")
     # A process a day for the last 40 days (a minute's margin), each with its own writer
-    # id, replayed from one spool now: the writers of the last 7 days stay.
+    # id, replayed from one spool now: the writers of the last 14 days stay.
     start = time.time_ns() // 1_000_000 - 39 * DAY + 60_000
     batches = [_batch(run, f"w{day}", day + 1, start + day * DAY, day) for day in range(40)]
     report = _replay(store, root_uri, "00000000000000a1", *batches)
     assert report.complete and report.batches == 40 and report.refused == []
-    assert sorted(_writers(store, run)) == sorted(f"w{day}" for day in range(32, 40))
+    assert sorted(_writers(store, run)) == sorted(f"w{day}" for day in range(25, 40))
     assert _steps(root_uri, run[1]) == list(range(40))
 
 
@@ -167,21 +167,21 @@ def test_a_batch_kept_unsent_past_the_retention_fails_the_runs_next_call(
     store = _store(root_uri)
     run = new_run(store, "stalled")
     now = time.time_ns() // 1_000_000
-    # The run document forgot a writer last heard from 9 days ago: a watermark exists.
+    # The run document forgot a writer last heard from 15 days ago: a watermark exists.
     _replay(
         store,
         root_uri,
         "00000000000000e1",
-        _batch(run, "gone", 1, now - 9 * DAY, 1),
+        _batch(run, "gone", 1, now - 15 * DAY, 1),
         _batch(run, "new", 2, now, 2),
     )
     store.log_batch(run[1], metrics=[Metric("loss", 3.0, 1_000, 3)], params=[], tags=[])
     key = keys.run_key(*run)
     stored = store.object_store.get(key).data
-    # Ten days ago this writer sealed that batch, and its upload failed (the run document
-    # was damaged then); it kept the batch since: a laptop closed for ten days, say.
+    # Sixteen days ago this writer sealed that batch, and its upload failed (the run
+    # document was damaged then); it kept the batch since: a laptop closed that long.
     store.object_store.put(key, b"{damaged")
-    monkeypatch.setattr(run_batches, "time", _Clock(-10 * DAY))
+    monkeypatch.setattr(run_batches, "time", _Clock(-16 * DAY))
     with pytest.raises(MlflowException, match="corrupt document"):
         store.flush()
     monkeypatch.undo()
@@ -189,9 +189,61 @@ def test_a_batch_kept_unsent_past_the_retention_fails_the_runs_next_call(
     # The background flusher meets the refusal; no caller waits on it ...
     store.context.buffer.flush(raise_errors=False)
     # ... so the run's next call fails, once, naming the batch; nothing is applied twice.
-    with pytest.raises(MlflowException, match="kept unsent for longer") as refused:
+    with pytest.raises(MlflowException, match="older than the writer retention") as refused:
         store.log_batch(run[1], metrics=[Metric("loss", 4.0, 1_000, 4)], params=[], tags=[])
     assert refused.value.error_code == "DATA_LOSS"
+    assert "this log_batch call was not stored either" in refused.value.message
     store.log_batch(run[1], metrics=[Metric("loss", 4.0, 1_000, 4)], params=[], tags=[])
     store.flush()
     assert _steps(root_uri, run[1]) == [1, 2, 4]
+
+
+def _stall_a_batch(store: BucketTrackingStore, run: tuple[str, str], step: int) -> None:
+    """Leave a batch of ``run`` refused by a background flush: sealed sixteen days ago by
+    this process, kept while the run document was damaged, uploaded once it is repaired."""
+    key = keys.run_key(*run)
+    stored = store.object_store.get(key).data
+    store.log_batch(run[1], metrics=[Metric("loss", 1.0, 1_000, step)], params=[], tags=[])
+    store.object_store.put(key, b"{damaged")
+    original = run_batches.time
+    run_batches.time = _Clock(-16 * DAY)  # type: ignore[assignment]
+    try:
+        store.context.buffer.flush(raise_errors=False)
+    finally:
+        run_batches.time = original
+    store.object_store.put(key, stored)
+    store.context.buffer.flush(raise_errors=False)
+
+
+def _forget_a_writer(store: BucketTrackingStore, uri: str, run: tuple[str, str]) -> None:
+    now = time.time_ns() // 1_000_000
+    _replay(
+        store,
+        uri,
+        "00000000000000f1",
+        _batch(run, "gone", 1, now - 15 * DAY, 1),
+        _batch(run, "new", 2, now, 2),
+    )
+
+
+def test_end_run_stores_the_status_then_says_a_batch_was_refused(root_uri: str) -> None:
+    store = _store(root_uri)
+    run = new_run(store, "ending")
+    _forget_a_writer(store, root_uri, run)
+    _stall_a_batch(store, run, 3)
+    with pytest.raises(MlflowException, match="status FINISHED and end time were stored"):
+        store.update_run_info(run[1], RunStatus.FINISHED, 5_000, None)
+    assert store.get_run(run[1]).info.status == "FINISHED"
+    store.update_run_info(run[1], RunStatus.FINISHED, 5_000, None)  # told once
+
+
+def test_the_stores_flush_raises_every_refusal_no_call_was_told_of(root_uri: str) -> None:
+    store = _store(root_uri)
+    runs = [new_run(store, "quiet-a"), new_run(store, "quiet-b")]
+    for run in runs:
+        _forget_a_writer(store, root_uri, run)
+        _stall_a_batch(store, run, 3)
+    with pytest.raises(MlflowException, match="2 buffered batches were not stored") as refused:
+        store.flush()
+    assert all(run_id in refused.value.message for _, run_id in runs)
+    store.flush()  # told once

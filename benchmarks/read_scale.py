@@ -229,9 +229,11 @@ def through_the_store(store: BucketTrackingStore, experiment_id: str, spec: RunS
 
 
 def _shape(doc: Document) -> Document:
-    """The document without what differs between writers: writer ids, segment names and
-    the clocks' values (which fields carry a clock still counts)."""
+    """The document without what differs between writers: writer ids, segment names,
+    when each writer was heard from, and the clocks' values (which fields carry a clock,
+    and how many writers have a time, still count)."""
     shape = {**doc, "writers": sorted(doc["writers"].values())}
+    shape["writer_times"] = len(doc.get("writer_times", {}))
     shape["tag_clocks"] = sorted(doc.get("tag_clocks", {}))
     shape["status_clock"] = "status_clock" in doc
     shape["segments"] = [{**s, "name": ""} for s in doc["segments"]]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from cachetools import LRUCache
 
 __all__ = [
     "MetricPoint",
@@ -164,34 +164,28 @@ class SegmentCache:
     """Decoded segments (tables) by name, least recently used first out, bounded by rows.
 
     Segments are immutable, so a cached copy never goes stale; the bound keeps a
-    long-running writer's memory flat.
+    long-running writer's memory flat. A segment larger than the whole bound is not kept.
     """
 
     def __init__(self, max_rows: int = 2_000_000) -> None:
         self._max_rows = max_rows
-        self._rows = 0
-        self._entries: OrderedDict[str, pa.Table] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: LRUCache[str, pa.Table] = LRUCache(maxsize=max_rows, getsizeof=_rows)
+        self._lock = threading.Lock()  # cachetools' caches are not thread-safe
 
     def get(self, name: str) -> pa.Table | None:
         with self._lock:
-            table = self._entries.get(name)
-            if table is not None:
-                self._entries.move_to_end(name)
+            table: pa.Table | None = self._entries.get(name)
             return table
 
     def put(self, name: str, table: pa.Table) -> None:
         with self._lock:
-            if name in self._entries:
-                return
-            self._entries[name] = table
-            self._rows += table.num_rows
-            while self._rows > self._max_rows and len(self._entries) > 1:
-                _, evicted = self._entries.popitem(last=False)
-                self._rows -= evicted.num_rows
+            if name not in self._entries and table.num_rows <= self._max_rows:
+                self._entries[name] = table
 
     def discard(self, name: str) -> None:
         with self._lock:
-            table = self._entries.pop(name, None)
-            if table is not None:
-                self._rows -= table.num_rows
+            self._entries.pop(name, None)
+
+
+def _rows(table: pa.Table) -> int:
+    return int(table.num_rows)

@@ -11,6 +11,7 @@ import pytest
 
 from mlflow_plugin.format.segments import (
     MetricPoint,
+    SegmentCache,
     SegmentInfo,
     decode_segment,
     encode_segment,
@@ -64,3 +65,19 @@ def test_the_stored_columns_types_and_compression_are_the_formats() -> None:
 def test_an_empty_segment_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one point"):
         encode_segment("s", [])
+
+
+def test_the_segment_cache_keeps_the_most_recently_used_within_its_rows() -> None:
+    def table(rows: int) -> pa.Table:
+        return pa.table({"step": list(range(rows))})
+
+    cache = SegmentCache(max_rows=10)
+    cache.put("a", table(4))
+    cache.put("b", table(4))
+    assert cache.get("a") is not None  # "a" is now the most recently used
+    cache.put("c", table(4))  # 12 rows: the least recently used ("b") leaves
+    assert [cache.get(name) is not None for name in "abc"] == [True, False, True]
+    cache.put("huge", table(11))  # larger than the whole bound: not kept, nothing evicted
+    assert cache.get("huge") is None and cache.get("a") is not None
+    cache.discard("a")
+    assert cache.get("a") is None

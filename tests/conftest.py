@@ -45,14 +45,11 @@ def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Spread over workers (make test), a file's tests stay together and in order, as its
-    # module- and class-scoped fixtures assume (the differential suites compare ids that
-    # depend on what ran before in the same store); the browser tests all share one
-    # worker, so one Chromium and one UI server per backend serve them.
+    # Spread over workers, the browser tests still share one Chromium and one UI server
+    # per backend (session fixtures): one worker runs them all.
     for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "browser" if path.startswith("tests/browser/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
+        if item.nodeid.startswith("tests/browser/"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 # -- the closing summary ---------------------------------------------------------------

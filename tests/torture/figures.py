@@ -31,7 +31,6 @@ __all__ = [
     "compare_points",
     "where_duplicated",
     "record",
-    "session_entries",
     "session_table",
     "size",
     "stored_points",
@@ -111,8 +110,7 @@ def record(figures: Figures, started: float) -> None:
         results.write(json.dumps(entry) + "\n")
 
 
-def session_entries() -> list[dict[str, Any]]:
-    """The figures this process recorded in this pytest run (each an entry of the file)."""
+def _session_entries() -> list[dict[str, Any]]:
     if not RESULTS_FILE.exists():
         return []
     entries = []
@@ -126,9 +124,9 @@ def session_entries() -> list[dict[str, Any]]:
     return entries
 
 
-def session_table(entries: list[dict[str, Any]]) -> list[str]:
-    """Figures (``session_entries`` of every test process) as a Markdown table (empty
-    when no torture test ran)."""
+def session_table() -> list[str]:
+    """This session's figures as a Markdown table (empty when no torture test ran)."""
+    entries = _session_entries()
     if not entries:
         return []
     header = (

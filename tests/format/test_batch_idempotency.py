@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import create_document, read_document, update_document
 from mlflow_plugin.format.run_batches import RunBatch, StatusWrite, apply_batch
 from mlflow_plugin.format.segments import MetricPoint, encode_segment
 from mlflow_plugin.objectstore import ObjectStore
+from tests.format.runs import run_document
 from tests.format.stores import store
 
 __all__ = ["store"]  # the fixture, imported for pytest
 
 KEY = keys.run_key("1", "r")
-
-
-def run_document() -> dict[str, Any]:
-    return {
-        "run_id": "r",
-        "experiment_id": "1",
-        "status": "RUNNING",
-        "start_time": 1,
-        "lifecycle_stage": "active",
-        "params": {},
-        "tags": {},
-        "latest_metrics": {},
-        "segments": [],
-        "writers": {},
-    }
 
 
 def sealed_batch() -> RunBatch:

@@ -21,25 +21,11 @@ from mlflow_plugin.format.run_batches import (
     apply_batch,
 )
 from mlflow_plugin.format.segments import MetricPoint, encode_segment
+from tests.format.runs import run_document
 
 DAY = 86_400_000
 NOW = 1_800_000_000_000
 RUN_KEY = "experiments/1/runs/r.json"
-
-
-def run_document() -> dict[str, Any]:
-    return {
-        "run_id": "r",
-        "experiment_id": "1",
-        "status": "RUNNING",
-        "start_time": 1,
-        "lifecycle_stage": "active",
-        "params": {},
-        "tags": {},
-        "latest_metrics": {},
-        "segments": [],
-        "writers": {},
-    }
 
 
 def batch(writer: str, sequence: int, sealed_at: int | None, step: int = 0) -> RunBatch:

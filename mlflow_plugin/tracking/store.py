@@ -33,6 +33,7 @@ from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.store_uri import parse_store_uri
+from mlflow_plugin.text_input import check_text
 from mlflow_plugin.tracking.context import StoreContext
 from mlflow_plugin.tracking.delegation import Delegated
 from mlflow_plugin.tracking.experiments import Experiments
@@ -162,6 +163,7 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
     # -- review queues (not stored) ----------------------------------------------------
 
     def get_or_create_user_queue(self, experiment_id: str, *, user: str) -> ReviewQueue:
+        check_text("user", user)  # echoed in the answer: it must have a UTF-8 form
         with mlflow_errors():
             # RESOURCE_DOES_NOT_EXIST for an unknown experiment, as MLflow's SQL store.
             experiment = self.get_experiment(experiment_id)

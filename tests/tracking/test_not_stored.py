@@ -270,6 +270,8 @@ def test_the_review_page_gets_an_empty_unsaved_user_queue(store: BucketTrackingS
     assert refused.mlflow_error_code == "NOT_IMPLEMENTED"
     unknown = call(store, "get_or_create_user_queue", AbstractStore, {"experiment_id": "404"})
     assert unknown.mlflow_error_code == "RESOURCE_DOES_NOT_EXIST"
+    odd = call(store, "get_or_create_user_queue", AbstractStore, {"user": "\udc80"})
+    assert odd.mlflow_error_code == "INVALID_PARAMETER_VALUE"
 
 
 def test_the_review_page_request_answers_200_through_the_server(server_url: str) -> None:

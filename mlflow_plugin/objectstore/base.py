@@ -179,6 +179,14 @@ class ObjectStore(ABC):
 
     # Defaults built on the required methods; backends override them for speed.
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        """Like ``list(prefix)``, but only the keys that sort after ``start_after``.
+
+        S3 starts such a listing at ``start_after`` (``StartAfter``): reading the tail
+        of a folder of time-named keys costs requests for the tail only.
+        """
+        return (info for info in self.list(prefix) if info.key > start_after)
+
     def exists(self, key: str) -> bool:
         try:
             self.head(key)

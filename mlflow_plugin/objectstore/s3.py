@@ -391,6 +391,21 @@ class S3ObjectStore(ObjectStore):
         ]
         yield from sorted(found, key=lambda info: info.key)
 
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        check_prefix(start_after)
+        found = [
+            self._object_info(entry)
+            for page in self._pages(prefix, StartAfter=self.prefix + start_after)
+            for entry in page.get("Contents", [])
+            if not entry["Key"].endswith("/")
+        ]
+        # Sorted and filtered again, as ``list``: not every server orders (or honours
+        # StartAfter) exactly as AWS does.
+        yield from sorted(
+            (info for info in found if info.key > start_after), key=lambda info: info.key
+        )
+
     def list_dir(self, prefix: str = "") -> DirectoryListing:
         check_folder_prefix(prefix)
         result = DirectoryListing()

@@ -319,6 +319,26 @@ class ObjectStoreConformance:
         assert [i.key for i in store.list("")] == sorted(keys)
         assert list(store.list("missing/")) == []
 
+    def test_list_after_starts_past_a_key(self, store: ObjectStore) -> None:
+        for key in ["log/0001.a", "log/0002.b", "log/0002.c", "log/0003.d", "logs/x", "other"]:
+            store.put(key, b"")
+        assert [i.key for i in store.list_after("log/", "log/0002")] == [
+            "log/0002.b",
+            "log/0002.c",
+            "log/0003.d",
+        ]
+        assert [i.key for i in store.list_after("log/", "log/0002.b")] == [
+            "log/0002.c",
+            "log/0003.d",
+        ]
+        assert [i.key for i in store.list_after("log/", "")] == [
+            "log/0001.a",
+            "log/0002.b",
+            "log/0002.c",
+            "log/0003.d",
+        ]
+        assert list(store.list_after("log/", "log/9")) == []
+
     def test_list_dir_shows_one_level(self, store: ObjectStore) -> None:
         for key in ["top.txt", "dir/one.txt", "dir/two.txt", "dir/sub/three.txt", "other/x"]:
             store.put(key, b"abc")

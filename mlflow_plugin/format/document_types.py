@@ -128,6 +128,7 @@ class RunDocument(TypedDict):
     status_clock: NotRequired[StoredClock | None]
     writer_times: NotRequired[dict[str, int]]
     writers_watermark: NotRequired[int]
+    restored_during: NotRequired[int | None]
 
 
 class RunLocationDocument(TypedDict):

@@ -481,6 +481,15 @@ RUN = DocumentSchema(
             required=False,
             meaning="the newest `writer_times` value of a writer dropped from `writers` (ms)",
         ),
+        Field(
+            "restored_during",
+            OPTIONAL_INTEGER,
+            required=False,
+            meaning=(
+                "the `last_update_time` of its experiment's deletion during which the run "
+                "was restored by itself: active despite that deletion"
+            ),
+        ),
     ),
     _all_of(_same_as_key("run_id"), _same_as_key("experiment_id")),
 )

@@ -9,7 +9,9 @@
   the grace period (default 24 h, from the object's last-modified time; an object
   whose age is unknown is kept). The segment folder is listed *before* the run
   document is read, so a segment whose swap lands in between is seen in the manifest.
-- **deleted runs** whose ``deleted_time`` is older than the retention: segments, the
+- **deleted runs** whose ``deleted_time`` is older than the retention (a run of a
+  deleted experiment is deleted with it, at the later of the two times:
+  ``run_stage``): segments, the
   run's artifacts when they are the run's own folder under ``<root>/artifacts/``, the
   ``run-locations`` pointer, and the run document last (a crash half-way leaves the
   document, so the next collection finishes the job).
@@ -57,6 +59,7 @@ from urllib.parse import urlsplit
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, read_document, read_or_none
+from mlflow_plugin.format.run_stage import effective_deleted_time
 from mlflow_plugin.format.schema import DELETED, RUN
 from mlflow_plugin.format.version import open_root
 from mlflow_plugin.objectstore import (
@@ -373,7 +376,7 @@ class _Collector:
         run_docs = self._run_docs(experiment_id)
         purged: set[str] = set()
         for run_id, run in run_docs.items():
-            deleted = run["lifecycle_stage"] == DELETED and self._old(run.get("deleted_time"))
+            deleted = self._old(effective_deleted_time(run, doc))
             if deleted and self._purge_run(experiment_id, run_id):
                 purged.add(run_id)
             else:
@@ -410,14 +413,15 @@ class _Collector:
 
     def _purge_run(self, experiment_id: str, run_id: str) -> bool:
         key = keys.run_key(experiment_id, run_id)
-        try:  # re-read: it may have been restored since the listing
+        try:  # re-read: it (or its experiment) may have been restored since the listing
+            experiment = self._read(keys.experiment_key(experiment_id))
             doc = read_document(self.store, key)[0]
         except NotFound:
             return True
         except CorruptObject as exc:
             self._damaged(key, exc)
             return False
-        if doc["lifecycle_stage"] != DELETED or not self._old(doc.get("deleted_time")):
+        if not self._old(effective_deleted_time(doc, experiment)):
             return False
         self._purge(RUNS, f"{run_id} (experiment {experiment_id})", self._run_objects(doc))
         return True

@@ -17,7 +17,7 @@ from mlflow.entities import LifecycleStage
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
-from sqlalchemy import and_, case, select, true
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from mlflow_plugin.index.mlflow_internals import (
@@ -104,6 +104,27 @@ def _order_by_clauses(
     return columns, clauses, joins
 
 
+def _effective_stage(experiment: Any) -> ColumnElement[str]:
+    """A run's effective lifecycle stage (``format.run_stage``) in SQL, over the run's row
+    and its experiment's (outer-joined as ``experiment``; no row: the run's own stage).
+
+    The rows hold the experiment's deletion mark in ``last_update_time`` and a run's
+    ``restored_during`` in ``deleted_time`` while it is active (``rows.run_rows``).
+    """
+    deleted = LifecycleStage.DELETED
+    covered = and_(
+        experiment.lifecycle_stage == deleted,
+        or_(
+            SqlRun.deleted_time.is_(None),
+            SqlRun.deleted_time != func.coalesce(experiment.last_update_time, 0),
+        ),
+    )
+    return case(
+        (or_(SqlRun.lifecycle_stage == deleted, covered), deleted),
+        else_=LifecycleStage.ACTIVE,
+    )
+
+
 def search_run_ids(
     session: Session,
     experiment_ids: Sequence[str],
@@ -131,11 +152,14 @@ def search_run_ids(
     # Outer joins: a run without the sorted-on metric, param or tag still belongs to the page.
     for table, condition in sorting_joins:
         statement = statement.outerjoin(table, condition)
+    # A deleted experiment's runs are deleted with it (``format.run_stage``).
+    experiment = aliased(SqlExperiment, name="run_experiment")
+    statement = statement.outerjoin(experiment, experiment.experiment_id == SqlRun.experiment_id)
     statement = (
         statement.distinct()
         .where(
             SqlRun.experiment_id.in_([int(e) for e in experiment_ids]),
-            SqlRun.lifecycle_stage.in_(LifecycleStage.view_type_to_stages(view_type)),
+            _effective_stage(experiment).in_(LifecycleStage.view_type_to_stages(view_type)),
             *attribute_filters,
         )
         .order_by(*order_clauses)

@@ -13,6 +13,9 @@ from typing import Any
 
 from mlflow.entities import LifecycleStage, RunStatus, SourceType
 
+from mlflow_plugin.format.run_stage import RESTORED_DURING
+from mlflow_plugin.format.schema import DELETED
+
 __all__ = [
     "ExperimentRows",
     "Row",
@@ -90,7 +93,13 @@ def run_rows(doc: dict[str, Any], run_id: str, experiment_id: str) -> RunRows:
             "status": status,
             "start_time": _optional_int(doc.get("start_time"), "start_time"),
             "end_time": _optional_int(doc.get("end_time"), "end_time"),
-            "deleted_time": _optional_int(doc.get("deleted_time"), "deleted_time"),
+            # An active run's holds its restored_during: what the effective-stage
+            # condition compares with its experiment's deletion (``queries``); MLflow's
+            # searches never read this column.
+            "deleted_time": _optional_int(
+                doc.get("deleted_time" if doc["lifecycle_stage"] == DELETED else RESTORED_DURING),
+                "deleted_time",
+            ),
             "source_version": "",
             "lifecycle_stage": doc["lifecycle_stage"],
             "artifact_uri": doc.get("artifact_uri"),

@@ -53,6 +53,12 @@ from mlflow_plugin.format.name_claims import (
     named_document,
     rename_named,
 )
+from mlflow_plugin.format.reading import read_listed
+from mlflow_plugin.format.run_stage import (
+    mark_experiment_deleted,
+    mark_experiment_restored,
+    mark_run_restored,
+)
 from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.mlflow_errors import invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import NotFound
@@ -275,72 +281,79 @@ class Experiments:
     ) -> Document:
         return update_document(self._context.objects, keys.experiment_key(experiment_id), mutate)[0]
 
-    def _set_experiment_stage(self, experiment_id: str, stage: str, required: int) -> None:
-        """Move the experiment and, as MLflow's SQL store does, all its runs to ``stage``.
-
-        The runs go first, in parallel, and the experiment last: a delete (or restore)
-        cut short leaves the experiment in its old stage, so repeating the same call
-        finds it and finishes the job. Once the call returns, every run is in the new
-        stage, as after the SQL store's single transaction.
-        """
-        doc = self.experiment_doc(experiment_id, required)
-        experiment_id = doc["experiment_id"]
-
+    def _change_stage(
+        self, experiment_id: str, required: int, change: Callable[[Document, int], Document]
+    ) -> None:
         def mutate(current: Document) -> Document:
             if not LifecycleStage.matches_view_type(required, current["lifecycle_stage"]):
                 raise _not_found_experiment(current["experiment_id"])
-            current["lifecycle_stage"] = stage
-            current["last_update_time"] = get_current_time_millis()
-            return current
+            return change(current, get_current_time_millis())
 
-        run_stage = (
-            LifecycleStage.DELETED if stage == LifecycleStage.DELETED else LifecycleStage.ACTIVE
-        )
-        moved = self._move_runs(experiment_id, run_stage, set())
         self._update_experiment(experiment_id, mutate)
-        # A run created meanwhile (its creator found the experiment still active) follows.
-        self._move_runs(experiment_id, run_stage, moved)
 
-    def _move_runs(self, experiment_id: str, stage: str, done: set[str]) -> set[str]:
-        """Set the stage of every run of the experiment not in ``done``; return all run ids.
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Delete the experiment and, as MLflow's SQL store does, all its runs: one
+        compare-and-swap of the experiment document, which every run's stage follows
+        (``format.run_stage``), so readers see every run deleted at once, and a run
+        created meanwhile is deleted too. No run document is written."""
+        with mlflow_errors():
+            doc = self.experiment_doc(experiment_id, ViewType.ACTIVE_ONLY)
+            experiment_id = doc["experiment_id"]
+            self._change_stage(experiment_id, ViewType.ACTIVE_ONLY, mark_experiment_deleted)
+            for run_id, home in list(self._context.writable_runs.items()):
+                if home == experiment_id:  # this process's next logging call checks again
+                    self._context.forget_writable(run_id)
+
+    def restore_experiment(self, experiment_id: str) -> None:
+        """Restore the experiment and, as MLflow's SQL store does, every run in it, also
+        those deleted one by one before the experiment was.
+
+        The runs deleted by themselves are restored first (in parallel), the experiment
+        last: until its compare-and-swap lands every run stays deleted with it, so
+        readers see all of them come back at once. A restore cut short leaves the
+        experiment deleted, and repeating the same call finishes the job.
+        """
+        with mlflow_errors():
+            doc = self.experiment_doc(experiment_id, ViewType.DELETED_ONLY)
+            experiment_id = doc["experiment_id"]
+            self._restore_runs(experiment_id)
+            self._change_stage(experiment_id, ViewType.DELETED_ONLY, mark_experiment_restored)
+
+    def _restore_runs(self, experiment_id: str) -> None:
+        """Make active every run of the experiment whose own stage is deleted.
 
         Where a run lives is its immutable ``run-locations`` pointer, never the listing:
         a stray copy of another experiment's run in this folder (a backup restored into
         the wrong place) is left as it is, and so is the run it copies.
         """
-        run_ids = {
-            info.key.rsplit("/", 1)[1][: -len(".json")]
-            for info in self._context.objects.list(keys.experiment_runs_prefix(experiment_id))
+        objects = self._context.objects
+        run_keys = [
+            info.key
+            for info in objects.list(keys.experiment_runs_prefix(experiment_id))
             if RUN.is_key(info.key)  # a stray object there is no run
-        }
+        ]
 
-        def move(run_id: str) -> None:
+        def restore(key: str) -> None:
+            run = read_listed(objects, key)  # None: gone meanwhile, or damaged
+            if run is None or run["lifecycle_stage"] != LifecycleStage.DELETED:
+                return
+            run_id = run["run_id"]
             try:
                 home = self._context.run_experiment(run_id)
                 if home != experiment_id:
                     _logger.warning(
-                        "%s is a copy of a run of experiment %s: left as it is",
-                        keys.run_key(experiment_id, run_id),
-                        home,
+                        "%s is a copy of a run of experiment %s: left as it is", key, home
                     )
                     return
-                self._context.set_run_stage(run_id, stage, check=False)
+                # None: the run follows its experiment, restored next.
+                self._context.update_run(run_id, lambda doc: mark_run_restored(doc, None))
             except CorruptObject as exc:  # a damaged run is left out of every listing anyway
                 _logger.warning("run %s left as it is: %s", run_id, exc)
             except MlflowException as exc:
                 if exc.error_code != "RESOURCE_DOES_NOT_EXIST":  # gone meanwhile: nothing to do
                     raise
 
-        list(self._context.readers.map(move, sorted(run_ids - done)))
-        return run_ids
-
-    def delete_experiment(self, experiment_id: str) -> None:
-        with mlflow_errors():
-            self._set_experiment_stage(experiment_id, LifecycleStage.DELETED, ViewType.ACTIVE_ONLY)
-
-    def restore_experiment(self, experiment_id: str) -> None:
-        with mlflow_errors():
-            self._set_experiment_stage(experiment_id, LifecycleStage.ACTIVE, ViewType.DELETED_ONLY)
+        list(self._context.readers.map(restore, run_keys))
 
     def rename_experiment(self, experiment_id: str, new_name: str) -> None:
         _validate_experiment_name(new_name)

@@ -21,6 +21,7 @@ from mlflow_plugin.objectstore import InvalidStoreUri, parse_store_uri
 from mlflow_plugin.tracking.context import StoreContext
 from mlflow_plugin.tracking.experiments import Experiments
 from mlflow_plugin.tracking.logged_models import LoggedModels
+from mlflow_plugin.tracking.run_lifecycle import RunLifecycle
 
 __all__ = ["HardDelete"]
 
@@ -34,6 +35,7 @@ class HardDelete:
         self._context = context
         self._experiments = experiments
         self._models = models
+        self._lifecycle = RunLifecycle(context)
 
     def _artifacts_destination(self) -> str | None:
         """``mlflow gc --artifacts-destination``: it reaches the store as its artifact root."""
@@ -57,7 +59,7 @@ class HardDelete:
     def hard_delete_run(self, run_id: str) -> None:
         """Permanently delete a deleted run (only ``mlflow gc`` calls this)."""
         with mlflow_errors():
-            doc = self._context.run_doc(run_id)
+            doc = self._lifecycle.run_doc(run_id)  # deleted by itself or with its experiment
             _check_deleted(doc, f"Run {run_id}")
             garbage.purge_run(
                 self._context.objects,

@@ -26,11 +26,12 @@ from mlflow_plugin.format.documents import (
 )
 from mlflow_plugin.mlflow_errors import mlflow_errors
 from mlflow_plugin.text_input import check_entries, check_texts
-from mlflow_plugin.tracking.context import StoreContext, check_run_active
+from mlflow_plugin.tracking.context import StoreContext
 from mlflow_plugin.tracking.entities import (
     dataset_input_to_json,
 )
 from mlflow_plugin.tracking.experiments import check_experiment_id
+from mlflow_plugin.tracking.run_lifecycle import RunLifecycle
 
 __all__ = ["RunInputs"]
 
@@ -40,6 +41,7 @@ class RunInputs:
 
     def __init__(self, context: StoreContext) -> None:
         self._context = context
+        self._lifecycle = RunLifecycle(context)
 
     def log_inputs(
         self,
@@ -63,7 +65,6 @@ class RunInputs:
         new_inputs = [dataset_input_to_json(d) for d in datasets or []]
 
         def mutate(doc: Document) -> Document:
-            check_run_active(doc)
             for entry in new_inputs:
                 same = [
                     existing
@@ -79,13 +80,12 @@ class RunInputs:
             return doc
 
         with mlflow_errors():
-            self._context.update_run(run_id, mutate)
+            self._lifecycle.update_active_run(run_id, mutate)
 
     def log_outputs(self, run_id: str, models: list[LoggedModelOutput]) -> None:
         _validate_run_id(run_id)
 
         def mutate(doc: Document) -> Document:
-            check_run_active(doc)
             known = {o["model_id"] for o in doc["model_outputs"]}
             for model in models or []:
                 if model.model_id not in known:
@@ -93,7 +93,7 @@ class RunInputs:
             return doc
 
         with mlflow_errors():
-            self._context.update_run(run_id, mutate)
+            self._lifecycle.update_active_run(run_id, mutate)
 
     def record_logged_model(self, run_id: str, mlflow_model: Any) -> None:
         import json
@@ -107,7 +107,6 @@ class RunInputs:
         model_dict = mlflow_model.get_tags_dict()
 
         def mutate(doc: Document) -> Document:
-            check_run_active(doc)
             previous = json.loads(doc["tags"].get(MLFLOW_LOGGED_MODELS, "[]"))
             value = json.dumps([*previous, model_dict])
             _validate_tag(MLFLOW_LOGGED_MODELS, value)
@@ -115,7 +114,7 @@ class RunInputs:
             return doc
 
         with mlflow_errors():
-            self._context.update_run(run_id, mutate)
+            self._lifecycle.update_active_run(run_id, mutate)
 
     def search_datasets(self, experiment_ids: list[str]) -> list[_DatasetSummary]:
         with mlflow_errors():

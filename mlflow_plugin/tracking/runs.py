@@ -19,12 +19,13 @@ Decisions beyond DESIGN.md, written down here:
   error naming the call and what was not stored.
 - ``search_runs`` reads through the query index (``index/``), after uploading this
   process's own buffered writes.
+- A run's stage is its own, or its experiment's deletion (``run_lifecycle``): every
+  read and every check of it reads the experiment's document too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import uuid
 from collections.abc import Iterator
@@ -37,7 +38,6 @@ from mlflow.entities import (
     RunInfo,
     RunStatus,
     RunTag,
-    ViewType,
 )
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import (
@@ -60,7 +60,6 @@ from mlflow.utils.validation import (
 
 from mlflow_plugin.format import keys
 from mlflow_plugin.format.documents import Document, create_document
-from mlflow_plugin.format.reading import read_listed
 from mlflow_plugin.format.run_batches import (
     Clock,
     StatusWrite,
@@ -70,7 +69,6 @@ from mlflow_plugin.format.run_batches import (
     tag_clock,
 )
 from mlflow_plugin.format.run_batches import delete_tag as delete_tag_in
-from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.format.segments import MetricPoint
 from mlflow_plugin.mlflow_errors import as_mlflow_exception, invalid_input_errors, mlflow_errors
 from mlflow_plugin.objectstore import ObjectStoreError
@@ -92,6 +90,7 @@ from mlflow_plugin.tracking.experiments import (
 )
 from mlflow_plugin.tracking.logged_models import LoggedModels
 from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery
+from mlflow_plugin.tracking.run_lifecycle import RunLifecycle
 from mlflow_plugin.tracking.validation import (
     stored_metric_value,
     validate_max_results,
@@ -161,31 +160,14 @@ class Runs:
         self._context = context
         self._experiments = experiments
         self._models = models
+        self._lifecycle = RunLifecycle(context)
         # Read on every logging call: one attribute lookup each (the objects never change).
         self._buffer = context.buffer
         self._writable_runs = context.writable_runs
 
-    def _run_docs(self, experiment_ids: list[str], view_type: int) -> list[Document]:
-        # This process's writes first; a failing upload (reported by the buffer) must not
-        # fail a search of other runs.
-        self._buffer.flush(raise_errors=False)
-        run_keys = [
-            info.key
-            for experiment_id in experiment_ids
-            for info in self._context.objects.list(keys.experiment_runs_prefix(experiment_id))
-            if RUN.is_key(info.key)  # a stray object there is no run
-        ]
-        read = functools.partial(read_listed, self._context.objects)
-        docs = [doc for doc in self._context.readers.map(read, run_keys) if doc is not None]
-        return [
-            doc
-            for doc in docs
-            if LifecycleStage.matches_view_type(view_type, doc["lifecycle_stage"])
-        ]
-
     def get_run(self, run_id: str) -> Run:
         with mlflow_errors():
-            return run_from_doc(self._context.run_doc(run_id))
+            return run_from_doc(self._lifecycle.run_doc(run_id))
 
     def search_runs(
         self,
@@ -287,7 +269,6 @@ class Runs:
         )
 
         def mutate(doc: Document) -> Document:
-            check_run_active(doc)
             if status is not None:
                 set_status(doc, status)  # with its clock: a late spooled status stays out
             elif end_time is not None:
@@ -306,7 +287,7 @@ class Runs:
         verb = "were" if " and " in what else "was"
         try:
             with self._not_stored(operation, f"{what} of run {run_id} {verb}"):
-                doc = self._context.update_run(run_id, mutate)
+                doc = self._lifecycle.update_active_run(run_id, mutate)
         except MlflowException as exc:
             if status is None or run_name or not isinstance(exc.__cause__, StorageUnavailable):
                 raise
@@ -347,20 +328,18 @@ class Runs:
 
     def delete_run(self, run_id: str) -> None:
         with mlflow_errors():
-            self._context.set_run_stage(run_id, LifecycleStage.DELETED)
+            self._lifecycle.delete_run(run_id)
 
     def restore_run(self, run_id: str) -> None:
         with mlflow_errors():
-            self._context.set_run_stage(run_id, LifecycleStage.ACTIVE)
+            self._lifecycle.restore_run(run_id)
 
     def get_deleted_runs(self, older_than: int = 0) -> list[str]:
+        """Runs deleted ``older_than`` ms ago or earlier, by themselves or with their
+        experiment (``mlflow gc``)."""
         with mlflow_errors():
             cutoff = get_current_time_millis() - older_than
-            return [
-                doc["run_id"]
-                for doc in self._run_docs(self._experiments.experiment_ids(), ViewType.DELETED_ONLY)
-                if (doc.get("deleted_time") or 0) <= cutoff
-            ]
+            return self._lifecycle.deleted_run_ids(self._experiments.experiment_ids(), cutoff)
 
     # -- runs: logging -----------------------------------------------------------------
 
@@ -370,7 +349,6 @@ class Runs:
         clock = self._buffer.clocks.tick()
 
         def mutate(doc: Document) -> Document:
-            check_run_active(doc)
             if key not in doc["tags"]:
                 raise MlflowException(
                     f"No tag with name: {key} in run with id {run_id}", RESOURCE_DOES_NOT_EXIST
@@ -379,7 +357,7 @@ class Runs:
             return delete_tag_in(doc, key, clock)
 
         with self._not_stored("delete_tag", f"the deletion of tag {key!r} of run {run_id} was"):
-            doc = self._context.update_run(run_id, mutate)
+            doc = self._lifecycle.update_active_run(run_id, mutate)
         self._observe(doc, [key])
 
     def log_batch(
@@ -472,16 +450,17 @@ class Runs:
         """The run's experiment, after checking once per process that the run is active."""
         experiment_id = self._writable_runs.get(run_id)
         if experiment_id is None:
-            doc = self._context.run_doc(run_id)
+            doc = self._lifecycle.run_doc(run_id)
             check_run_active(doc)
             experiment_id = self._writable_runs[run_id] = doc["experiment_id"]
         return experiment_id
 
     def _log_params_now(self, run_id: str, params: list[Param], tags: dict[str, str]) -> None:
         clock = self._buffer.clocks.tick()
+        check = self._lifecycle.active_check(run_id)
 
         def mutate(current: Document) -> Document:
-            check_run_active(current)
+            check(current)
             _check_params(current, params, run_id)
             current["params"].update({p.key: p.value for p in params})
             return set_tags(current, tags, clock)

@@ -8,8 +8,9 @@ never changes again, so retrying it after an error is safe and, thanks to the
 sequence recorded in the run document, idempotent. A run whose upload fails keeps
 its queue (later batches wait behind the failed one) and is retried at the next
 flush; one run's failure, whatever it is, never stops the other runs' uploads. A
-batch for a run that another process deleted is stored all the same (the run is
-soft-deleted) and the store is told, so that the run's next call is refused. A batch
+batch for a run that another process deleted (by itself or with its experiment) is
+stored all the same (the run is soft-deleted) and the store is told, so that the run's
+next call is refused. A batch
 is lost only when its run's document is gone (purged), or when it was kept unsent for
 longer than the writer retention (``run_batches.BatchTooOld``); a refused batch fails
 the run's next call, or the store's next ``flush``, whichever comes first. Tags carry this writer's
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mlflow_plugin.format import keys
-from mlflow_plugin.format.documents import Document, update_document
+from mlflow_plugin.format.documents import Document, read_or_none, update_document
 from mlflow_plugin.format.run_batches import (
     BatchTooOld,
     Clock,
@@ -51,6 +52,7 @@ from mlflow_plugin.format.run_batches import (
     apply_batch,
     newest_clock,
 )
+from mlflow_plugin.format.run_stage import effective_stage
 from mlflow_plugin.format.schema import ACTIVE
 from mlflow_plugin.format.segments import (
     MetricPoint,
@@ -414,10 +416,19 @@ class WriteBuffer:
             self._on_inactive(batch.run_id)
             raise RunNotWritable(batch.run_id) from None
         self.clocks.observe(newest_clock(doc))  # later calls are stamped after what it holds
-        if doc["lifecycle_stage"] != ACTIVE:
+        if doc["lifecycle_stage"] != ACTIVE or self._experiment_deleted(doc):
             self._on_inactive(batch.run_id)
         if segment is not None:
             self._after_upload(batch.experiment_id, batch.run_id, len(doc["segments"]))
+
+    def _experiment_deleted(self, run: Document) -> bool:
+        """Whether the run's experiment deletion covers it (``format.run_stage``): a run
+        deleted with its experiment refuses its next call like one deleted by itself."""
+        try:
+            found = read_or_none(self._store, keys.experiment_key(run["experiment_id"]))
+        except (ObjectStoreError, keys.InvalidId):
+            return False  # the batch is stored; the run's next check reads it again
+        return found is not None and effective_stage(run, found[0]) != ACTIVE
 
     def after_fork_in_child(self) -> None:
         """A forked child starts afresh: its own writer id and locks, no inherited data.

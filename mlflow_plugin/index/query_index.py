@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mlflow_plugin.format.documents import Document, decode
+from mlflow_plugin.format.run_stage import with_effective_stage
 from mlflow_plugin.index import queries
 from mlflow_plugin.index.database import (
     IndexDatabase,
@@ -122,10 +123,22 @@ class QueryIndex:
                 session, experiment_ids, filter_string, view_type, max_results, order_by, page_token
             )
             bodies = queries.document_bodies(session, "run", run_ids)
-            return [decode(bodies[r].encode("utf-8")) for r in run_ids if r in bodies], token
+            runs = [decode(bodies[r].encode("utf-8")) for r in run_ids if r in bodies]
+            # Each run as its experiment's stage makes it (``format.run_stage``).
+            parents = queries.document_bodies(
+                session, "experiment", sorted({str(run["experiment_id"]) for run in runs})
+            )
+            experiments = {e: decode(body.encode("utf-8")) for e, body in parents.items()}
+            return [
+                with_effective_stage(run, experiments.get(str(run["experiment_id"])))
+                for run in runs
+            ], token
 
         def search() -> tuple[list[Document], str | None]:
             _, sync = self._current()
+            # The experiments too: deleting one changes the stage of all its runs, and
+            # only the experiment's document says so.
+            sync.fresh_experiments()
             sync.fresh_runs(experiment_ids)
             return self._read(query)
 

@@ -2,13 +2,15 @@
 
 A backup restored into the wrong folder leaves a copy of one experiment's run document
 in another experiment's ``runs/`` folder, or an object that is no run document at all.
-Deleting or restoring that experiment moves its own runs only: where a run lives is its
+Deleting that experiment writes no run document, and restoring it restores its own
+runs only: where a run lives is its
 immutable ``run-locations`` pointer, so the copied run stays where it is, readable and
 writable in this process and every other.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from uuid import uuid4
@@ -40,12 +42,16 @@ def test_deleting_an_experiment_holding_a_copy_of_another_experiments_run(
     store.log_metric(copied, Metric("loss", 1.0, 0, 0))
     store.flush()
     objects = store.object_store
-    objects.put(keys.run_key(emptied, copied), objects.get(keys.run_key(other, copied)).data)
+    # A copy of the run as it was once deleted: restoring ``emptied`` restores its runs
+    # deleted by themselves, and must leave this one (and the run it copies) alone.
+    copy = {**json.loads(objects.get(keys.run_key(other, copied)).data), "deleted_time": 1}
+    copy_key = keys.run_key(emptied, copied)
+    objects.put(copy_key, json.dumps({**copy, "lifecycle_stage": "deleted"}).encode())
+    copy_bytes = objects.get(copy_key).data
     objects.put(f"{keys.experiment_runs_prefix(emptied)}notes.json", b'{"note": "restored"}')
 
-    with caplog.at_level(logging.WARNING, logger="mlflow_plugin.tracking.experiments"):
-        store.delete_experiment(emptied)
-    assert any(keys.run_key(emptied, copied) in m for m in caplog.messages)
+    store.delete_experiment(emptied)
+    assert objects.get(copy_key).data == copy_bytes  # a delete writes no run document
 
     assert store.get_run(own).info.lifecycle_stage == LifecycleStage.DELETED
     run = store.get_run(copied)
@@ -59,6 +65,9 @@ def test_deleting_an_experiment_holding_a_copy_of_another_experiments_run(
     assert elsewhere.info.lifecycle_stage == LifecycleStage.ACTIVE
     assert elsewhere.data.params == {"lr": "0.1"}
 
-    store.restore_experiment(emptied)
+    with caplog.at_level(logging.WARNING, logger="mlflow_plugin.tracking.experiments"):
+        store.restore_experiment(emptied)
+    assert any(copy_key in m for m in caplog.messages)
+    assert objects.get(copy_key).data == copy_bytes
     assert store.get_run(own).info.lifecycle_stage == LifecycleStage.ACTIVE
     assert store.get_run(copied).info.experiment_id == other

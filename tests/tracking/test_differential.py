@@ -12,11 +12,23 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from tests.differential.suite import DifferentialSuite
-from tests.tracking import scenarios_experiments, scenarios_models, scenarios_runs, scenarios_search
+from tests.tracking import (
+    scenarios_experiment_delete,
+    scenarios_experiments,
+    scenarios_models,
+    scenarios_runs,
+    scenarios_search,
+)
 from tests.tracking.harness import BOOK
 
 # The modules register their scenarios on import; keep the names referenced.
-SCENARIO_MODULES = (scenarios_experiments, scenarios_runs, scenarios_search, scenarios_models)
+SCENARIO_MODULES = (
+    scenarios_experiments,
+    scenarios_runs,
+    scenarios_search,
+    scenarios_models,
+    scenarios_experiment_delete,
+)
 
 
 class TestTrackingDifferential(DifferentialSuite):

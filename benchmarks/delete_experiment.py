@@ -8,9 +8,12 @@ server in a process of its own, and SeaweedFS), then times ``delete_experiment``
 measured in the same run (never an absolute target). Filling is not timed. Each
 delete and restore is checked: every run ends in the experiment's new stage.
 
-moto answers in Python, one request at a time per CPU: with the runs moved in
-parallel its own CPU is what a delete waits for, so SeaweedFS (and a real endpoint,
-where each request mostly waits on the network) shows the parallel gain better.
+A delete is one compare-and-swap of the experiment document (its runs follow it:
+``format.run_stage``), whatever the number of runs. A restore lists the runs and reads
+each one in parallel, rewriting only those deleted by themselves, so it grows with the
+number of runs: moto answers in Python, one request at a time per CPU, so SeaweedFS
+(and a real endpoint, where each request mostly waits on the network) shows the
+parallel reads better.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from mlflow_plugin.index.database import (
     unusable_index,
 )
 from mlflow_plugin.index.mlflow_internals import _DatasetSummary
+from mlflow_plugin.index.state import forget_listings
 from mlflow_plugin.index.sync import IndexSync, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
 
@@ -206,6 +207,8 @@ class QueryIndex:
         def clear() -> None:
             database, sync = self._current()
             clear_index(database)
+            with database.write() as session:
+                forget_listings(session)
             sync.forget()
 
         self._repairing(clear)

@@ -4,17 +4,24 @@ A scope (the experiments, or one experiment's runs) is listed again when it is o
 than the staleness bound; only documents whose ETag differs from the indexed one are
 fetched, in parallel, and mirrored in transactions of a few hundred documents;
 documents gone from the listing are removed. Concurrent callers share one listing per
-scope. A scope bigger than one listing page is re-listed in the background, so a
-request never waits for it (it answers from the index as it is), and at most every
-ten times as long as its last listing took. Documents this
-process wrote are re-read before its next search of their scope, with no listing, so
-a process always finds its own writes.
+scope. Documents this process wrote are re-read before its next search of their
+scope, with no listing, so a process always finds its own writes.
+
+A scope bigger than one listing page is not listed again while a request waits: it is
+brought up to date from the change journal (``format.change_journal``: one listing
+for every scope, of the entries written since the last look, then a read of each
+document whose ETag differs), and listed in full in the background at most every
+``FULL_LISTING_MS`` (or ten listing-durations), which finds what a writer without
+journal entries changed. The database records which scopes a full listing mirrored,
+when, and the journal's cursor (``index.state``): another process on the same
+database (a restarted worker, a replica on a shared PostgreSQL index, a machine that
+loaded a checkpoint) starts from there instead of listing everything again.
 
 A search naming many experiments (up to thousands: the UI's compare view, a script
 searching everything) lists the experiment folders once and lists no scope of an id
 that has none; the others are listed in parallel. When the expired scopes of one
-request hold more than one listing page together, they are re-listed in the
-background as one group, like a large scope.
+request hold more than one listing page together, they are treated as one large
+scope: the journal brings them up to date, and they are listed in the background.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from sqlalchemy import delete, insert, select, tuple_
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mlflow_plugin.format import keys
+from mlflow_plugin.format import change_journal, keys
 from mlflow_plugin.format.documents import decode_document
 from mlflow_plugin.format.schema import RUN
 from mlflow_plugin.index.database import IndexDatabase
@@ -56,6 +63,13 @@ from mlflow_plugin.index.rows import (
     run_rows,
 )
 from mlflow_plugin.index.schema import IndexedDocument
+from mlflow_plugin.index.state import (
+    IndexScope,
+    journal_cursor,
+    listed_scopes,
+    move_journal_cursor,
+    record_listing,
+)
 from mlflow_plugin.objectstore import NotFound, ObjectStore, StoredObject
 from mlflow_plugin.objectstore.errors import CorruptObject
 
@@ -68,6 +82,9 @@ _CHUNK = 400  # documents per transaction: bounds memory and the length of a wri
 _IN_CHUNK = 500  # ids per IN (...) clause, under every database's parameter limit
 _INLINE_LIMIT = 1000  # one listing page: cheap enough to re-list while a request waits
 _LISTERS = 16  # scopes listed at once for one search naming many experiments
+#: How often a large scope, kept fresh by the change journal, is listed in full anyway
+#: (in the background): what a writer without journal entries changed is found then.
+FULL_LISTING_MS = 10 * 60 * 1000
 
 
 def runs_scope(experiment_id: str) -> str:
@@ -103,6 +120,7 @@ class IndexSync:
         staleness: float,
         fetchers: ThreadPoolExecutor,
         listers: ThreadPoolExecutor | None = None,
+        on_listed: Callable[[str, SyncReport], None] | None = None,
     ) -> None:
         self._store = store
         self._database = database
@@ -110,6 +128,7 @@ class IndexSync:
         self._fetchers = fetchers
         # Not the fetchers: a listing task waits on fetch tasks, which must not queue behind it.
         self._listers = listers or ThreadPoolExecutor(_LISTERS, thread_name_prefix="index-list")
+        self._on_listed = on_listed
         self._synced_at: dict[str, float] = {}  # scope -> when its last listing began
         self._listed: dict[str, int] = {}  # scope -> documents its last listing found
         self._list_seconds: dict[str, float] = {}  # scope -> how long that listing took
@@ -118,8 +137,15 @@ class IndexSync:
         self._background: set[str] = set()
         self._lock = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
+        # The change journal is read for every scope at once, at most once per bound.
+        self._journal_lock = threading.Lock()
+        self._journal_read_at: float | None = None
+        # False after ``forget``: scopes the database lists as mirrored are listed again.
+        self._trust_database = True
         #: Scopes that listed more documents than this re-list in the background.
         self.inline_limit = _INLINE_LIMIT
+        #: How often such a scope is listed in full (see ``FULL_LISTING_MS``).
+        self.full_listing_ms = FULL_LISTING_MS
 
     # -- freshness ---------------------------------------------------------------------
 
@@ -140,42 +166,74 @@ class IndexSync:
         with self._lock:
             self._synced_at.clear()
             self._written.clear()
+            self._trust_database = False
+            self._journal_read_at = None
 
     def _scope_lock(self, scope: str) -> threading.Lock:
         with self._lock:
             return self._scope_locks.setdefault(scope, threading.Lock())
 
+    def _known_scopes(self) -> dict[str, IndexScope]:
+        """The scopes a full listing has mirrored into the database (by any process)."""
+        if not self._trust_database:
+            return {}
+        with self._database.read() as session:
+            return listed_scopes(session)
+
+    def _documents(self, scope: str, known: dict[str, IndexScope]) -> int:
+        if scope in self._listed:
+            return self._listed[scope]
+        row = known.get(scope)
+        return row.documents if row is not None else 0
+
     def _fresh(self, scope: str, kind: str, sync: Callable[[], SyncReport]) -> SyncReport:
         """Make ``scope`` fresh enough to answer from; return what it took.
 
-        Never synced, or a write of this process it cannot place: list and sync now.
-        Documents this process wrote: re-read just those, now. Older than the bound:
-        list again — inline for a scope of one listing page, in the background for a
-        bigger one, whose listing would hold the request up for seconds.
+        Never listed (by this process, nor by any process into this database), or a
+        write of this process it cannot place: list and sync now. Documents this
+        process wrote: re-read just those, now. Older than the bound: a scope of one
+        listing page is listed again, now; a bigger one, whose listing would hold the
+        request up for seconds, is brought up to date from the change journal (one
+        listing for every scope) and listed in full in the background now and then.
         """
         with self._lock:
             synced_at = self._synced_at.get(scope)
             written = self._written.pop(scope, set())
-            must_list = synced_at is None or scope in self._must_list
-            large = self._listed.get(scope, 0) > self.inline_limit
-            # A large scope's listing is costly (seconds of the process's CPU at 10,000
-            # runs): it is repeated at most every ten listing-durations, so re-listing in
-            # the background never takes more than a tenth of the process's time.
-            bound = max(self._staleness, 10 * self._list_seconds.get(scope, 0.0) if large else 0)
-            expired = synced_at is not None and time.monotonic() - synced_at > bound
+            flagged = scope in self._must_list
+        known = self._known_scopes() if synced_at is None and not flagged else {}
+        must_list = flagged or (synced_at is None and scope not in known)
+        large = self._documents(scope, known) > self.inline_limit
+        expired = synced_at is None or time.monotonic() - synced_at > self._staleness
         report = SyncReport()
         try:
             if must_list or (expired and not large):
                 report.add(self._list_and_sync(scope, sync, synced_at))
-            elif written:
-                report.add(self._reread(scope, kind, sorted(written)))
+            else:
+                if large:
+                    report.add(self._catch_up_journal())
+                if written:
+                    report.add(self._reread(scope, kind, sorted(written)))
         except BaseException:
             with self._lock:
                 self._written.setdefault(scope, set()).update(written)
             raise
-        if expired and large:
+        if large and not must_list and self._full_listing_due([scope]):
             self._sync_in_background(scope, sync)
         return report
+
+    def _full_listing_due(self, scopes: Sequence[str]) -> list[str]:
+        """Those of ``scopes`` whose last full listing (by any process) is older than
+        ``full_listing_ms``, or than ten times what it took this process."""
+        with self._database.read() as session:
+            known = listed_scopes(session)
+        now = change_journal.now_ms()
+        due = []
+        for scope in scopes:
+            row = known.get(scope)
+            every = max(self.full_listing_ms, 10_000 * self._list_seconds.get(scope, 0.0))
+            if row is None or now - row.listed_at_ms > every:
+                due.append(scope)
+        return due
 
     def _list_and_sync(
         self, scope: str, sync: Callable[[], SyncReport], seen_synced_at: float | None
@@ -185,19 +243,104 @@ class IndexSync:
                 if self._synced_at.get(scope) != seen_synced_at and scope not in self._must_list:
                     return SyncReport()  # a concurrent caller synced it meanwhile: share that
                 self._must_list.discard(scope)
-            started = time.monotonic()
+            started, started_ms = time.monotonic(), change_journal.now_ms()
             report = sync()
+            with self._database.write() as session:
+                record_listing(session, scope, started_ms, report.listed)
             with self._lock:
                 self._synced_at[scope] = started
                 self._listed[scope] = report.listed
                 self._list_seconds[scope] = time.monotonic() - started
-            return report
+        if self._on_listed is not None:
+            self._on_listed(scope, report)
+        return report
 
     def _reread(self, scope: str, kind: str, written: list[str]) -> SyncReport:
         # Under the scope's lock: a listing sync that fetched an older copy of one of these
         # documents before this process wrote it must not commit after this re-read.
         with self._scope_lock(scope):
             return self._fetch_and_mirror(kind, written)
+
+    # -- the change journal ------------------------------------------------------------
+
+    def _catch_up_journal(self) -> SyncReport:
+        """Apply the journal's entries since the cursor to every listed scope.
+
+        One listing for every scope, at most once per staleness bound (concurrent
+        callers share it). Only documents whose ETag differs from the indexed one are
+        read; an entry for a whole folder lists that scope again. A cursor older than
+        the journal's ``TRUST_MS`` (entries may have been collected): every scope is
+        listed again instead.
+        """
+        with self._journal_lock:
+            read_at = self._journal_read_at
+            if read_at is not None and time.monotonic() - read_at <= self._staleness:
+                return SyncReport()
+            started = time.monotonic()
+            with self._database.read() as session:
+                cursor = journal_cursor(session)
+                known = listed_scopes(session)
+            report = SyncReport()
+            if cursor is None:
+                pass  # nothing listed yet: every scope is listed when first read
+            elif change_journal.now_ms() - cursor > change_journal.TRUST_MS:
+                with self._lock:
+                    self._must_list.update(known)
+            else:
+                now = change_journal.now_ms()
+                changes = change_journal.changes_since(self._store, cursor)
+                report = self._apply_changes(changes, set(known))
+                # Up to the newest entry (never past this clock: a writer's clock may run
+                # ahead); with none, to a margin ago, so the next listing stays short.
+                newest = max([c.at_ms for c in changes], default=now - change_journal.MARGIN_MS)
+                with self._database.write() as session:
+                    move_journal_cursor(session, min(newest, now))
+            self._journal_read_at = started
+            return report
+
+    def _apply_changes(
+        self, changes: Sequence[change_journal.Change], known: set[str]
+    ) -> SyncReport:
+        wanted: dict[str, dict[str, str | None]] = {}  # scope -> document key -> digest
+        for change in changes:
+            scope = runs_scope(change.experiment_id)
+            if change.every_run:
+                if scope in known:
+                    with self._lock:
+                        self._must_list.add(scope)
+                scope, key = EXPERIMENTS_SCOPE, keys.experiment_key(change.experiment_id)
+                digest = None
+            else:
+                if change.run_id is None:
+                    scope = EXPERIMENTS_SCOPE
+                key, digest = str(change.document_key), change.digest
+            if scope in known:
+                # The newest entry of a document decides; an unknown outcome reads it.
+                wanted.setdefault(scope, {})[key] = digest
+        report = SyncReport()
+        for scope, documents in wanted.items():
+            indexed = self._indexed_etags(list(documents))
+            stale = [
+                key
+                for key, digest in documents.items()
+                if digest is None
+                or key not in indexed
+                or change_journal.etag_digest(indexed[key]) != digest
+            ]
+            if stale:
+                kind = "experiment" if scope == EXPERIMENTS_SCOPE else "run"
+                report.add(self._reread(scope, kind, sorted(stale)))
+        return report
+
+    def _indexed_etags(self, document_keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with self._database.read() as session:
+            for chunk in _chunks(document_keys, _IN_CHUNK):
+                query = select(IndexedDocument.key, IndexedDocument.etag).where(
+                    IndexedDocument.key.in_(chunk)
+                )
+                found.update({key: etag for key, etag in session.execute(query)})
+        return found
 
     def _sync_in_background(self, scope: str, sync: Callable[[], SyncReport]) -> None:
         with self._lock:
@@ -242,18 +385,23 @@ class IndexSync:
         with self._lock:
             seen = {e: self._synced_at.get(runs_scope(e)) for e in ids}
             written = {e: self._written.pop(runs_scope(e), set()) for e in ids}
-            must_list = [e for e in ids if seen[e] is None or runs_scope(e) in self._must_list]
-            expired = [
-                e for e in ids if e not in must_list and now - (seen[e] or now) > self._staleness
-            ]
-            large = sum(self._listed.get(runs_scope(e), 0) for e in expired) > self.inline_limit
-            if large:  # re-listed as a group at most every ten group-listing durations
-                took = max(self._list_seconds.get(runs_scope(e), 0.0) for e in expired)
-                expired = [e for e in expired if now - (seen[e] or now) > 10 * took]
+            flagged = {e for e in ids if runs_scope(e) in self._must_list}
+        known = self._known_scopes() if any(t is None for t in seen.values()) else {}
+        must_list = [
+            e for e in ids if e in flagged or (seen[e] is None and runs_scope(e) not in known)
+        ]
+        expired = [
+            e
+            for e in ids
+            if e not in must_list and (seen[e] is None or now - (seen[e] or now) > self._staleness)
+        ]
+        large = sum(self._documents(runs_scope(e), known) for e in expired) > self.inline_limit
         inline = must_list if large else must_list + expired
         report = SyncReport()
         try:
             report.add(self._list_many(inline, seen))
+            if large:
+                report.add(self._catch_up_journal())
             for e in ids:
                 if e not in inline and written[e]:
                     report.add(self._reread(runs_scope(e), "run", sorted(written[e])))
@@ -262,8 +410,9 @@ class IndexSync:
                 for e, keys_written in written.items():
                     self._written.setdefault(runs_scope(e), set()).update(keys_written)
             raise
-        if large and expired:
-            self._list_many_in_background(expired, seen)
+        if large:
+            due = set(self._full_listing_due([runs_scope(e) for e in expired]))
+            self._list_many_in_background([e for e in expired if runs_scope(e) in due], seen)
         return report
 
     def _list_many(self, ids: list[str], seen: dict[str, float | None]) -> SyncReport:

@@ -21,6 +21,7 @@ It also decides when compaction runs (after an upload leaves more than
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -36,7 +37,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_
 from mlflow.utils.time import get_current_time_millis
 
 from mlflow_plugin.cache.segment_files import local_caches
-from mlflow_plugin.format import keys
+from mlflow_plugin.format import change_journal, keys
 from mlflow_plugin.format.compaction import compact_segments
 from mlflow_plugin.format.documents import Document, read_document, update_document
 from mlflow_plugin.format.run_batches import newest_clock
@@ -137,8 +138,10 @@ class StoreContext:
         self.location = location
         self.store_uri = store_uri
         # Observed: a search right after this process's own write re-reads what it wrote.
+        # Journaled: other readers learn of each document write with one listing.
+        inner = open_object_store(location)
         self.objects: ObjectStore = ObservedObjectStore(
-            open_object_store(location), self._note_write
+            inner, self._note_write, functools.partial(change_journal.record, inner)
         )
         if location.is_s3:
             check_conditional_writes_once(self.objects)

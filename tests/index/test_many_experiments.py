@@ -9,6 +9,7 @@ reach the object store.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,16 +41,20 @@ def own_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class Listings:
-    """Counts ``list`` and ``list_dir`` calls on an object store instance."""
+    """Counts ``list``, ``list_after`` and ``list_dir`` calls on an object store instance."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.lists: list[str] = []
         self.dirs: list[str] = []
-        inner_list, inner_dir = store.list, store.list_dir
+        inner_list, inner_dir, inner_after = store.list, store.list_dir, store.list_after
 
         def counted_list(prefix: str = "") -> Iterator[Any]:
             self.lists.append(prefix)
             return inner_list(prefix)
+
+        def counted_after(prefix: str, start_after: str) -> Iterator[Any]:
+            self.lists.append(prefix)
+            return inner_after(prefix, start_after)
 
         def counted_dir(prefix: str = "") -> Any:
             self.dirs.append(prefix)
@@ -57,6 +62,7 @@ class Listings:
 
         store.list = counted_list  # type: ignore[method-assign]
         store.list_dir = counted_dir  # type: ignore[method-assign]
+        store.list_after = counted_after  # type: ignore[method-assign]
 
 
 def _with_option(uri: str, option: str) -> str:
@@ -112,7 +118,7 @@ def test_an_experiment_gone_from_the_bucket_leaves_a_many_id_search(root_uri: st
     assert _found(store, ids) == {run for run, e in runs.items() if e != ids[1]}
 
 
-def test_many_large_scopes_are_relisted_in_the_background(root_uri: str) -> None:
+def test_many_large_scopes_follow_the_change_journal(root_uri: str) -> None:
     ids, runs = _fill(root_uri, 3)
     store = BucketTrackingStore(_with_option(root_uri, "index_staleness=0.5"))
     assert _found(store, ids) == set(runs)
@@ -120,15 +126,39 @@ def test_many_large_scopes_are_relisted_in_the_background(root_uri: str) -> None
     listings = Listings(store.object_store)
 
     changed = next(iter(runs))
-    other = BucketTrackingStore(root_uri)  # another writer: reaches us by listing only
+    other = BucketTrackingStore(root_uri)  # another writer: its journal entry tells us
     other.set_tag(changed, RunTag("state", "after"))
-    other.close()  # uploaded now, not at its next flush
+    other.close()
+    time.sleep(0.6)
+    # The bound has passed: one listing of the journal, not of the three scopes.
+    assert _found(store, ids, "tags.state = 'after'") == {changed}
+    assert [p for p in listings.lists if p.endswith("/runs/")] == []
+    assert listings.lists == ["changes/"]
+
+
+def test_many_large_scopes_are_relisted_in_the_background(root_uri: str) -> None:
+    ids, runs = _fill(root_uri, 3)
+    store = BucketTrackingStore(_with_option(root_uri, "index_staleness=0.5"))
+    assert _found(store, ids) == set(runs)
+    sync = store._index()._sync
+    sync.inline_limit = 4  # 3 experiments of 2 runs: large together
+    sync.full_listing_ms = 0  # every look past the bound also lists in full
+    listings = Listings(store.object_store)
+
+    # A writer that leaves no journal entry (an older version): found by listing only.
+    changed_run = next(iter(runs))
+    raw: ObjectStore = open_object_store(parse(root_uri))
+    key = f"experiments/{runs[changed_run]}/runs/{changed_run}.json"
+    doc = json.loads(raw.get(key).data)
+    doc["tags"]["state"] = "after"
+    doc["tag_clocks"]["state"] = [2**50, "raw", 1]
+    raw.put(key, json.dumps(doc).encode())
     time.sleep(0.6)
     # The bound has passed: the answer comes from the index as it is ...
     assert _found(store, ids, "tags.state = 'after'") == set()
     # ... and the group listing it started brings the change shortly after.
     deadline = time.monotonic() + 60
-    while _found(store, ids, "tags.state = 'after'") != {changed}:
+    while _found(store, ids, "tags.state = 'after'") != {changed_run}:
         assert time.monotonic() < deadline, "the background sync never landed"
         time.sleep(0.1)
     assert len([p for p in listings.lists if p.endswith("/runs/")]) >= 3

@@ -7,6 +7,7 @@ deleted, outdated or damaged index is rebuilt without the user noticing.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -24,6 +25,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.index import sync
 from mlflow_plugin.index.schema import index_stamp
+from mlflow_plugin.objectstore import LocalObjectStore
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.servers import S3Endpoint
 
@@ -270,7 +272,7 @@ def test_processes_sharing_one_index_file_sync_side_by_side(tmp_path: Path) -> N
     assert len(store.search_runs([experiment_id], None, ViewType.ALL, max_results=1000)) == 25
 
 
-def test_a_large_scope_is_relisted_in_the_background(
+def test_a_large_scope_follows_the_change_journal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clock = _Clock()
@@ -281,9 +283,34 @@ def test_a_large_scope_is_relisted_in_the_background(
     assert _search_tags(store, experiment_id, "state") == ["before"] * 4
     store._index()._sync.inline_limit = 2  # this experiment now counts as large
 
-    other = BucketTrackingStore(uri)  # another writer: its writes reach us by listing only
+    other = BucketTrackingStore(uri)  # another writer: its journal entry tells us
     other.set_tag(run_ids[2], RunTag("state", "after"))
-    other.flush()  # in the bucket now, not in the other writer's buffer
+    other.flush()
+    clock.now += 0.6
+    # The bound has passed: the journal brings the change, with no listing of the runs.
+    assert _search_tags(store, experiment_id, "state") == ["before", "before", "after", "before"]
+
+
+def test_a_large_scope_is_relisted_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(sync, "time", clock)
+    uri = f"bucket+file:{tmp_path / 'root'}"
+    store = BucketTrackingStore(f"{uri}?index_staleness=0.5")
+    experiment_id, run_ids = _fill(store, 4)
+    assert _search_tags(store, experiment_id, "state") == ["before"] * 4
+    index_sync = store._index()._sync
+    index_sync.inline_limit = 2  # this experiment now counts as large
+    index_sync.full_listing_ms = 0  # every look past the bound also lists in full
+
+    # A writer that leaves no journal entry (an older version): found by listing only.
+    raw = LocalObjectStore(tmp_path / "root")
+    key = f"experiments/{experiment_id}/runs/{run_ids[2]}.json"
+    doc = json.loads(raw.get(key).data)
+    doc["tags"]["state"] = "after"
+    doc["tag_clocks"]["state"] = [2**50, "raw", 1]
+    raw.put(key, json.dumps(doc).encode())
     clock.now += 0.6
     # The bound has passed: the search answers at once from the index as it is ...
     assert _search_tags(store, experiment_id, "state") == ["before"] * 4

@@ -1,0 +1,87 @@
+"""What an index database knows of its own freshness, shared by every process using it.
+
+``bucket_index_scopes`` records, per scope, when its last full listing began (the
+writer's wall clock, milliseconds) and how many documents it found; ``bucket_index_state``
+holds the change journal's cursor: the time of the newest journal entry applied to
+every listed scope. Another process opening the same database (a restarted server
+worker, a replica on a shared PostgreSQL index, a machine that loaded a checkpoint)
+then knows which scopes it may bring up to date from the journal alone.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Integer, String, delete, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from mlflow_plugin.index.schema import IndexBase
+
+__all__ = [
+    "IndexScope",
+    "IndexState",
+    "forget_listings",
+    "journal_cursor",
+    "listed_scopes",
+    "move_journal_cursor",
+    "record_listing",
+]
+
+_JOURNAL_CURSOR = "journal_cursor_ms"
+
+
+class IndexScope(IndexBase):
+    """A scope (``experiments``, ``runs/<id>``) that a full listing has mirrored."""
+
+    __tablename__ = "bucket_index_scopes"
+
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    listed_at_ms: Mapped[int] = mapped_column(BigInteger)
+    documents: Mapped[int] = mapped_column(Integer)
+
+
+class IndexState(IndexBase):
+    """Named integers: the change journal's cursor."""
+
+    __tablename__ = "bucket_index_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
+def listed_scopes(session: Session) -> dict[str, IndexScope]:
+    return {row.scope: row for row in session.scalars(select(IndexScope))}
+
+
+def journal_cursor(session: Session) -> int | None:
+    row = session.get(IndexState, _JOURNAL_CURSOR)
+    return None if row is None else row.value
+
+
+def move_journal_cursor(session: Session, at_ms: int, *, back: bool = False) -> None:
+    """Move the cursor forward to ``at_ms`` (or back to it, with ``back``); never the
+    other way: concurrent processes may apply the journal in any order."""
+    row = session.get(IndexState, _JOURNAL_CURSOR, with_for_update=True)
+    if row is None:
+        session.add(IndexState(name=_JOURNAL_CURSOR, value=at_ms))
+    elif (at_ms < row.value) if back else (at_ms > row.value):
+        row.value = at_ms
+
+
+def record_listing(session: Session, scope: str, started_ms: int, documents: int) -> None:
+    """A full listing of ``scope`` that began at ``started_ms`` is mirrored.
+
+    The journal cursor moves back to its start: entries written while it ran may
+    name documents it read before they changed.
+    """
+    row = session.get(IndexScope, scope, with_for_update=True)
+    if row is None:
+        session.add(IndexScope(scope=scope, listed_at_ms=started_ms, documents=documents))
+    else:
+        row.listed_at_ms = max(row.listed_at_ms, started_ms)
+        row.documents = documents
+    move_journal_cursor(session, started_ms, back=True)
+
+
+def forget_listings(session: Session) -> None:
+    """No scope is mirrored any more (the index was emptied)."""
+    session.execute(delete(IndexScope))
+    session.execute(delete(IndexState))

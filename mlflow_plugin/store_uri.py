@@ -10,6 +10,9 @@ command line) refuses a name nobody reads instead of silently ignoring a typo.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from urllib.parse import unquote, unquote_plus, urlsplit
+
 from mlflow_plugin.objectstore.uri import ADDRESSING_OPTIONS, StoreLocation
 from mlflow_plugin.objectstore.uri import parse_store_uri as parse_location
 
@@ -42,4 +45,25 @@ def parse_store_uri(uri: str) -> StoreLocation:
     """
     location = parse_location(uri)
     location.check_option_names(STORE_URI_OPTIONS)
-    return location
+    index = _index_url_as_written(uri)
+    if index is None:
+        return location
+    options = tuple((k, index if k == "index" else v) for k, v in location.options)
+    return replace(location, options=options)
+
+
+def _index_url_as_written(uri: str) -> str | None:
+    """The ``index`` option percent-decoded only: a ``+`` in it stays a ``+``.
+
+    A query is decoded as a form, where ``+`` stands for a space; but a database URL's
+    ``+`` names its driver (``postgresql+psycopg://``), as the README writes it, and no
+    URL has a space there. A percent-encoded ``%2B`` decodes to ``+`` as well.
+
+    >>> _index_url_as_written("bucket+file:/r?index=postgresql+psycopg://db/index")
+    'postgresql+psycopg://db/index'
+    """
+    for pair in urlsplit(uri).query.split("&"):
+        name, _, value = pair.partition("=")
+        if unquote_plus(name) == "index":  # the name as the form decoding read it
+            return unquote(value)
+    return None

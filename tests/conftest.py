@@ -9,7 +9,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import TEST_CREDENTIALS, S3Endpoint, moto_endpoint, seaweedfs_endpoint
+from tests.servers import (
+    TEST_CREDENTIALS,
+    PostgresServer,
+    S3Endpoint,
+    moto_endpoint,
+    postgres_server,
+    seaweedfs_endpoint,
+)
 
 # boto3 reads credentials when a client is created; set them before any test runs,
 # and drop anything from the developer's own environment that could point elsewhere.
@@ -32,6 +39,22 @@ def moto_s3() -> Iterator[S3Endpoint]:
 def seaweedfs_s3() -> Iterator[S3Endpoint]:
     with seaweedfs_endpoint() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of Debian's package; ``postgres.create_database()`` per test."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_index(postgres: PostgresServer) -> Iterator[str]:
+    """The URL of an empty database of its own, for one test's index; dropped after it
+    (with the connections its stores left open: the server's are counted)."""
+    url = postgres.create_database()
+    yield url
+    postgres.drop_database(url)
 
 
 @pytest.fixture(params=["moto", "seaweedfs"])

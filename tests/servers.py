@@ -491,3 +491,134 @@ def mlflow_server(
         name=f"mlflow server on {backend_store_uri}",
     ) as server:
         yield server
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+POSTGRES_START_TIMEOUT = 60.0
+
+
+def postgres_binary(name: str) -> str:
+    """``initdb`` or ``postgres`` from Debian's ``postgresql`` package (newest major version)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0,
+    )
+    if found:
+        return str(found[-1])
+    on_path = shutil.which(name)
+    if on_path is None:
+        raise RuntimeError(
+            f"PostgreSQL's {name!r} was not found under /usr/lib/postgresql/*/bin or on PATH: "
+            "install Debian's postgresql package (apt-get install postgresql; .ci/run does)"
+        )
+    return on_path
+
+
+@dataclass(frozen=True)
+class PostgresServer:
+    """A running PostgreSQL server on 127.0.0.1 with trust authentication for ``postgres``."""
+
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def url(self, database: str = "postgres", driver: str = "postgresql+psycopg") -> str:
+        """The SQLAlchemy URL of ``database``, spelled as the README spells it."""
+        return f"{driver}://postgres@127.0.0.1:{self.port}/{database}"
+
+    def execute(self, statement: str, database: str = "postgres") -> list[tuple[object, ...]]:
+        """Run one SQL statement outside a transaction (CREATE DATABASE needs that)."""
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", dbname=database, autocommit=True
+        ) as connection:
+            cursor = connection.execute(statement.encode("utf-8"))
+            return list(cursor.fetchall()) if cursor.description else []
+
+    def query(self, url: str, statement: str) -> list[tuple[object, ...]]:
+        """Run one SQL statement in the database of ``url`` (one of ``create_database``'s)."""
+        return self.execute(statement, url.rsplit("/", 1)[1])
+
+    def create_database(self) -> str:
+        """A new, empty database; returns its SQLAlchemy URL."""
+        name = f"index_{uuid.uuid4().hex[:12]}"
+        self.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop the database of ``url``, closing the connections still open to it."""
+        name = url.rsplit("/", 1)[1]
+        self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _postgres_user() -> str | None:
+    # initdb and postgres refuse to run as root: as root, run them as Debian's postgres user.
+    return "postgres" if os.geteuid() == 0 else None
+
+
+@contextmanager
+def postgres_server(timeout: float = POSTGRES_START_TIMEOUT) -> Iterator[PostgresServer]:
+    """A fresh PostgreSQL cluster in a temporary folder, listening on 127.0.0.1 only.
+
+    Its databases collate text by ICU's en-US rules ("alpha" before "Beta"), as a
+    production server's often do, not by code point as SQLite does: an index must order
+    as the ``sqlite:///`` reference whatever its database's collation.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="postgres-"))
+    user = _postgres_user()
+    if user:
+        shutil.chown(workdir, user, user)
+    data, log_path = workdir / "data", workdir / "postgres.log"
+    initdb_command = [postgres_binary("initdb"), "-D", str(data), "-U", "postgres"]
+    initdb_command += ["--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"]
+    initdb_command += ["--locale-provider=icu", "--icu-locale=en-US"]
+    initdb = subprocess.run(initdb_command, capture_output=True, check=False, user=user, group=user)
+    if initdb.returncode != 0:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise RuntimeError(f"initdb failed:\n{initdb.stdout.decode()}{initdb.stderr.decode()}")
+    port = free_port()
+    command = [postgres_binary("postgres"), "-D", str(data), "-h", "127.0.0.1"]
+    command += ["-p", str(port), "-k", str(workdir), "-c", "max_connections=400"]
+    # A test server: durability is not what it tests, and fsync costs the shared machine.
+    command += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, user=user, group=user
+        )
+    server = PostgresServer(port, process, log_path)
+    try:
+        _wait_until_accepting(server, timeout)
+        yield server
+    finally:
+        # SIGINT is PostgreSQL's fast shutdown: it does not wait for clients to disconnect.
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _wait_until_accepting(server: PostgresServer, timeout: float) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"PostgreSQL exited with {server.process.returncode}:\n{_log_tail(server.log_path)}"
+            )
+        try:
+            server.execute("SELECT 1")
+            return
+        except psycopg.OperationalError as exc:  # not accepting connections yet
+            last_error = exc
+            time.sleep(0.1)
+    raise RuntimeError(
+        f"PostgreSQL did not accept connections in {timeout}s ({last_error}):\n"
+        f"{_log_tail(server.log_path)}"
+    )

@@ -12,12 +12,23 @@ malformed") or is not an index at all (someone else's tables, no version record)
 moved aside to ``<file>.damaged`` with one warning and rebuilt, under the same
 cross-process lock, so processes opening it at once replace it only once.
 ``repair_index_database`` does the same for damage met later, by a query.
+
+On PostgreSQL (a shared index for server replicas on several hosts) the same rules hold
+with the server's advisory locks in place of SQLite's: every write transaction takes one
+transaction-level lock first, so syncs of several processes queue instead of deleting
+and inserting the same rows at once (duplicate keys, deadlocks); table setup and a
+version rebuild hold it session-wide; readers see one snapshot per search (REPEATABLE
+READ), as SQLite's WAL readers do; LIKE patterns have no escape character, as on
+SQLite (PostgreSQL's default one is the backslash), so searches answer as MLflow's
+``sqlite:///`` store does. A server database that holds tables but no version record
+is someone else's: it is refused, never dropped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import sqlite3
@@ -28,11 +39,12 @@ from typing import Any
 
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, TEMPORARILY_UNAVAILABLE
-from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from mlflow_plugin.cache.paths import default_index_dir, root_digest
 from mlflow_plugin.index.schema import (
@@ -61,6 +73,10 @@ _log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_MS = 60_000
 _DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+# The advisory lock of an index's writers on PostgreSQL (a bigint; a lock is per database).
+_POSTGRES_LOCK = int.from_bytes(
+    hashlib.sha256(b"mlflow-bucket index writers").digest()[:8], "big", signed=True
+)
 
 
 def default_index_url(root: str, folder: str | os.PathLike[str] | None = None) -> str:
@@ -104,6 +120,8 @@ class IndexDatabase:
     def write(self) -> Iterator[Session]:
         """A transaction that holds the database's write lock from its first statement."""
         with Session(self.writer) as session, session.begin():
+            if _is_postgres(self.writer):  # SQLite's writer engine begins IMMEDIATE instead
+                session.execute(select(func.pg_advisory_xact_lock(_POSTGRES_LOCK)))
             yield session
 
     def dispose(self) -> None:
@@ -111,10 +129,20 @@ class IndexDatabase:
         self.writer.dispose()
 
 
+def _is_postgres(engine: Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
 def _engines(url: str) -> tuple[Engine, Engine]:
     path = sqlite_path(url)
     if path is None:
         engine = create_engine(url, pool_pre_ping=True)
+        if _is_postgres(engine):
+            engine.dialect.statement_compiler = _without_like_escape(
+                engine.dialect.statement_compiler
+            )
+            # One snapshot per search (a page and its documents agree), on the same pool.
+            return engine.execution_options(isolation_level="REPEATABLE READ"), engine
         return engine, engine
     if not path.exists():
         _create_file(path)
@@ -135,12 +163,48 @@ def _engines(url: str) -> tuple[Engine, Engine]:
     return reader, writer
 
 
+def _without_like_escape(compiler: type[SQLCompiler]) -> type[SQLCompiler]:
+    """``compiler`` rendering LIKE and ILIKE with ``ESCAPE ''`` unless one is given.
+
+    Set on this engine's dialect only: other engines of the process are left alone.
+    """
+
+    def unescaped(visit: Any) -> Any:
+        def visit_unescaped(self: SQLCompiler, binary: Any, operator: Any, **kw: Any) -> str:
+            if binary.modifiers.get("escape") is None:
+                binary = binary._clone()
+                binary.modifiers = {**binary.modifiers, "escape": ""}
+            return str(visit(self, binary, operator, **kw))
+
+        return visit_unescaped
+
+    names = ["visit_like_op_binary", "visit_not_like_op_binary"]
+    names += ["visit_ilike_op_binary", "visit_not_ilike_op_binary"]
+    methods = {name: unescaped(getattr(compiler, name)) for name in names}
+    return type(f"Unescaped{compiler.__name__}", (compiler,), methods)
+
+
 @contextlib.contextmanager
-def _setup_lock(url: str) -> Iterator[None]:
-    """Serialise creating, checking and rebuilding one SQLite file across processes."""
+def _setup_lock(url: str, writer: Engine) -> Iterator[None]:
+    """Serialise creating, checking and rebuilding one index across processes.
+
+    A lock file beside a SQLite file; on PostgreSQL, the writers' advisory lock held by
+    one connection for the whole setup (concurrent CREATE TABLEs of one name collide in
+    PostgreSQL's catalogue, and writers must not fill tables being rebuilt).
+    """
     path = sqlite_path(url)
     if path is None:
-        yield
+        if not _is_postgres(writer):
+            yield
+            return
+        with writer.connect() as connection:
+            _advisory(connection, func.pg_advisory_lock)
+            try:
+                yield
+            finally:
+                # A broken connection has lost the lock with its session already.
+                with contextlib.suppress(SQLAlchemyError):
+                    _advisory(connection, func.pg_advisory_unlock)
         return
     fd = os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
     try:
@@ -148,6 +212,13 @@ def _setup_lock(url: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def _advisory(connection: Connection, lock: Any) -> None:
+    # Session-level: it outlives this statement's transaction, which is ended at once so
+    # that the connection does not sit idle in a transaction while the setup runs.
+    connection.execute(select(lock(_POSTGRES_LOCK)))
+    connection.commit()
 
 
 def _meta(session: Session) -> dict[str, str]:
@@ -166,7 +237,7 @@ def is_damaged_database(exc: BaseException) -> bool:
 
 
 class _NotAnIndex(Exception):
-    """The SQLite file holds tables, but not an index's."""
+    """The database holds tables, but not an index's."""
 
 
 def _file_id(path: Path | None) -> tuple[int, int] | None:
@@ -205,7 +276,7 @@ def _move_aside(path: Path, reason: str) -> None:
 def _prepare(writer: Engine, wanted: dict[str, str], is_file: bool) -> None:
     """Create the tables, or drop and recreate them when the index is of another kind."""
     tables = set(inspect(writer).get_table_names())
-    if is_file and tables and IndexMeta.__tablename__ not in tables:
+    if tables and IndexMeta.__tablename__ not in tables:
         raise _NotAnIndex(f"tables {', '.join(sorted(tables)[:5])} but no version record")
     IndexBase.metadata.create_all(writer)
     try:
@@ -262,10 +333,17 @@ def _open(url: str, root: str) -> IndexDatabase:
     reader, writer = _engines(url)
     path = sqlite_path(url)
     wanted = {"version": index_stamp(), "root": root}
-    with _setup_lock(url):
+    with _setup_lock(url, writer):
         try:
             _prepare(writer, wanted, path is not None)
         except (SQLAlchemyError, _NotAnIndex) as exc:
+            if path is None and isinstance(exc, _NotAnIndex):
+                # A server database is not ours to move aside (it may be MLflow's own).
+                raise MlflowException(
+                    f"the search index database {make_url(url).render_as_string()} is not an "
+                    f"index ({exc}): give the index a database of its own",
+                    INVALID_PARAMETER_VALUE,
+                ) from None
             if path is None or not (isinstance(exc, _NotAnIndex) or is_damaged_database(exc)):
                 raise
             _move_aside(path, _reason(exc))
@@ -284,7 +362,7 @@ def repair_index_database(database: IndexDatabase, root: str, exc: BaseException
     if path is None:
         raise exc
     database.dispose()
-    with _setup_lock(database.url):
+    with _setup_lock(database.url, database.writer):
         if database.file_id is not None and _file_id(path) == database.file_id:
             _move_aside(path, _reason(exc))
     return open_index_database(database.url, root)

@@ -7,7 +7,13 @@ the index answers what MLflow's own SQL store answers for the same data. The ind
 creates copies of those tables without their foreign keys (``INDEX_MLFLOW_TABLES``):
 the bucket, not the index, owns integrity, and a sync mirrors documents in whatever
 order they come (a run before its experiment, an experiment re-mirrored under its
-indexed runs), which PostgreSQL, always enforcing foreign keys, would refuse. Two
+indexed runs), which PostgreSQL, always enforcing foreign keys, would refuse. The
+copies also hold each constraint once: MLflow's migrations append copies of the ``runs``
+table's named checks to its model when a process opens a ``sqlite:///`` store, which
+PostgreSQL would refuse (``check constraint "source_type" already exists``) and which
+would change the tables' digest from one process to another. On PostgreSQL their text
+columns collate as "C" (by code point, as SQLite compares), whatever the database's
+default: ordered searches and string comparisons then answer as on SQLite. Two
 tables of ours sit beside them: the stored text of every mirrored document with the ETag it
 was read at (what a sync compares and what a search returns), and the index's
 version and root.
@@ -18,7 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 
-from sqlalchemy import Index, MetaData, String, Table, Text
+from sqlalchemy import Enum, ForeignKeyConstraint, Index, MetaData, String, Table, Text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.schema import CreateIndex, CreateTable
@@ -72,10 +78,21 @@ MLFLOW_TABLES: list[Table] = [
 ]
 
 
-def _without_foreign_keys(table: Table, metadata: MetaData) -> Table:
+def _index_copy(table: Table, metadata: MetaData) -> Table:
+    """``table`` without foreign keys, and with each of its constraints once."""
     copy = table.to_metadata(metadata)
-    for constraint in list(copy.foreign_key_constraints):
-        copy.constraints.discard(constraint)
+    kept: set[tuple[str, str]] = set()
+    for constraint in list(copy.constraints):
+        # A check is the same constraint as another of its name, or of its text if unnamed.
+        text = constraint.name or getattr(constraint, "sqltext", "")
+        same = (type(constraint).__name__, str(text))
+        if isinstance(constraint, ForeignKeyConstraint) or same in kept:
+            copy.constraints.discard(constraint)
+        kept.add(same)
+    for column in copy.columns:
+        if isinstance(column.type, String) and not isinstance(column.type, Enum):
+            by_code_point = String(column.type.length, collation="C")
+            column.type = column.type.with_variant(by_code_point, "postgresql")
     copy.foreign_keys.clear()
     for column in copy.columns:
         column.foreign_keys.clear()
@@ -86,7 +103,7 @@ def _without_foreign_keys(table: Table, metadata: MetaData) -> Table:
 #: foreign keys. Only their DDL differs; queries go through MLflow's own models.
 INDEX_MLFLOW_METADATA = MetaData()
 INDEX_MLFLOW_TABLES: list[Table] = [
-    _without_foreign_keys(table, INDEX_MLFLOW_METADATA) for table in MLFLOW_TABLES
+    _index_copy(table, INDEX_MLFLOW_METADATA) for table in MLFLOW_TABLES
 ]
 
 
@@ -97,11 +114,14 @@ def mlflow_tables_digest() -> str:
     An MLflow upgrade that changes them (a new column, constraint or index) changes the
     digest, so an index file created under the old MLflow is rebuilt, never queried with
     the new models. Compiled for SQLite whatever the database: only a change counts.
+    The index's copies are compiled, their lines sorted: the same whatever MLflow appended
+    to its models, in whatever order the copies hold their constraints.
     """
     dialect = sqlite.dialect()
     parts = []
-    for table in MLFLOW_TABLES:
-        parts.append(str(CreateTable(table).compile(dialect=dialect)))
+    for table in INDEX_MLFLOW_TABLES:
+        lines = str(CreateTable(table).compile(dialect=dialect)).splitlines()
+        parts.append("\n".join(sorted(line.strip().rstrip(",") for line in lines)))
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             parts.append(str(CreateIndex(index).compile(dialect=dialect)))
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]

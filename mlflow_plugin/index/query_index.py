@@ -5,22 +5,27 @@ Each search first makes the scopes it reads fresh (see ``sync``), then answers f
 SQL and returns the indexed documents of the page. If the database file disappears
 (a user deleted the cache), it is recreated and filled again on the next search; if
 a query finds the file damaged, it is moved aside, rebuilt, and the call retried once.
+A SQLite index that does not exist yet starts from the bucket's newest index
+checkpoint, if there is a usable one (see ``checkpoints``).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from mlflow_plugin.format.documents import Document, decode
 from mlflow_plugin.format.run_stage import with_effective_stage
-from mlflow_plugin.index import queries
+from mlflow_plugin.index import checkpoints, queries
 from mlflow_plugin.index.database import (
     IndexDatabase,
     clear_index,
@@ -37,6 +42,7 @@ from mlflow_plugin.objectstore import ObjectStore
 
 __all__ = ["QueryIndex"]
 
+_log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _FETCHERS = 16
 _LISTERS = 16
@@ -57,14 +63,76 @@ class QueryIndex:
         self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="mlflow-bucket-index")
         self._listers = ThreadPoolExecutor(_LISTERS, thread_name_prefix="mlflow-bucket-list")
         self._open_lock = threading.Lock()
+        # Checkpoint writing (see ``_after_listing``), guarded by ``_open_lock``.
+        self._checkpointing = False
+        self._checkpoint_wanted = False
+        self._fetched_since_checkpoint = 0
         self._file = sqlite_path(url)
         self._database, self._sync = self._open()
 
     def _open(self, database: IndexDatabase | None = None) -> tuple[IndexDatabase, IndexSync]:
+        if database is None and self._file is not None and not self._file.exists():
+            # A new machine (or a deleted cache): start from the bucket's checkpoint.
+            self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            checkpoints.install_checkpoint(self._store, self._file, self._root)
         database = database or open_index_database(self._url, self._root)
         return database, IndexSync(
-            self._store, database, self._staleness, self._fetchers, self._listers
+            self._store,
+            database,
+            self._staleness,
+            self._fetchers,
+            self._listers,
+            on_listed=self._after_listing,
         )
+
+    def _after_listing(self, scope: str, report: SyncReport) -> None:
+        """Once listings fetched many documents, leave a checkpoint for other machines.
+
+        Written in the background, once the index holds every experiment (the scopes
+        not yet listed are listed first): a newer checkpoint never holds less than the
+        one it replaces.
+        """
+        if self._file is None:
+            return
+        with self._open_lock:
+            self._fetched_since_checkpoint += report.fetched
+            if self._fetched_since_checkpoint < checkpoints.AUTO_CHECKPOINT_FETCHES:
+                return
+            self._checkpoint_wanted = True
+            if self._checkpointing:
+                return  # the running writer looks again when it is done
+            self._checkpointing = True
+
+        def write() -> None:
+            try:
+                while True:
+                    with self._open_lock:
+                        if not self._checkpoint_wanted:
+                            return
+                        self._checkpoint_wanted = False
+                    _, sync = self._current()
+                    sync.mirror_every_scope()
+                    self.write_checkpoint()
+                    with self._open_lock:
+                        self._fetched_since_checkpoint = 0
+                        self._checkpoint_wanted = False
+            except Exception:
+                _log.warning("writing an index checkpoint failed", exc_info=True)
+            finally:
+                with self._open_lock:
+                    self._checkpointing = False
+
+        threading.Thread(target=write, name="mlflow-bucket-checkpoint", daemon=True).start()
+
+    def write_checkpoint(self) -> checkpoints.Checkpoint | None:
+        """Snapshot this index into the bucket (a SQLite index only)."""
+        if self._file is None:
+            raise MlflowException(
+                "index checkpoints are snapshots of a SQLite index; this index is "
+                f"{self.url_for_display}",
+                INVALID_PARAMETER_VALUE,
+            )
+        return checkpoints.write_checkpoint(self._store, self._file)
 
     @property
     def url(self) -> str:

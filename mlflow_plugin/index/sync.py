@@ -456,6 +456,16 @@ class IndexSync:
 
         threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True).start()
 
+    def mirror_every_scope(self) -> None:
+        """List every scope no full listing has mirrored yet (the experiments, and each
+        experiment's runs), so that the index holds the whole bucket."""
+        self.fresh_experiments()
+        with self._database.read() as session:
+            known = listed_scopes(session)
+        missing = [e for e in self.experiment_ids() if runs_scope(e) not in known]
+        if missing:
+            self.fresh_runs(missing)
+
     def experiment_ids(self) -> list[str]:
         ids = [
             folder.split("/")[1]

@@ -1,0 +1,326 @@
+"""Index checkpoints: a new machine opens a bucket from a snapshot, and its answers are
+always those of a checkpoint-free sync and of MLflow's ``sqlite:///`` store.
+
+Each "machine" is a store with an index file of its own. The same calls go to a
+``sqlite:///`` store; every search is compared by run name (ids differ between stores).
+A machine that starts from a checkpoint reads no run document that did not change
+after it: counted on the store's object store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import ViewType
+
+from mlflow_plugin.format import keys
+from mlflow_plugin.index import checkpoints
+from mlflow_plugin.objectstore import ObjectStore, StoredObject, open_object_store
+from mlflow_plugin.objectstore import parse_store_uri as parse
+from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.servers import S3Endpoint
+
+_SEARCHES: list[tuple[str | None, int, list[str]]] = [
+    (None, ViewType.ACTIVE_ONLY, []),
+    ("params.lr = '1'", ViewType.ACTIVE_ONLY, []),
+    ("metrics.acc > 0.3", ViewType.ALL, ["metrics.acc DESC"]),
+    ("tags.state = 'after'", ViewType.ALL, []),
+    (None, ViewType.DELETED_ONLY, []),
+]
+
+
+@pytest.fixture(params=["file", "moto"])
+def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "file":
+        return f"bucket+file:{tmp_path / 'root'}"
+    endpoint: S3Endpoint = request.getfixturevalue("moto_s3")
+    prefix = uuid.uuid4().hex[:8]
+    return f"bucket+s3://{endpoint.shared_bucket}/{prefix}?endpoint_url={endpoint.url}"
+
+
+class Machine:
+    """A store with an index file of its own, counting the run documents it reads."""
+
+    def __init__(self, root_uri: str, folder: Path) -> None:
+        index = f"sqlite:///{folder / uuid.uuid4().hex}.sqlite"
+        joiner = "&" if "?" in root_uri else "?"
+        self.store = BucketTrackingStore(f"{root_uri}{joiner}index={index}&index_staleness=0.2")
+        self.run_reads = 0
+        objects = self.store.context.objects
+        inner_get = objects.get
+
+        def counted_get(key: str) -> StoredObject:
+            document = keys.document_of_key(key)
+            if document is not None and document[0] == "run":
+                self.run_reads += 1
+            return inner_get(key)
+
+        objects.get = counted_get  # type: ignore[method-assign]
+
+    def answers(self, experiment_ids: list[str]) -> list[list[tuple[Any, ...]]]:
+        return [
+            _rows(self.store.search_runs(experiment_ids, f, view, 1000, order))
+            for f, view, order in _SEARCHES
+        ]
+
+
+def _rows(runs: Any) -> list[tuple[Any, ...]]:
+    rows = [
+        (
+            run.info.run_name,
+            run.info.lifecycle_stage,
+            run.info.status,
+            tuple(sorted(run.data.params.items())),
+            tuple(sorted((k, v) for k, v in run.data.tags.items() if not k.startswith("mlflow."))),
+            tuple(sorted(run.data.metrics.items())),
+        )
+        for run in runs
+    ]
+    return rows
+
+
+class Twin:
+    """The same calls on the bucket and on ``sqlite:///``; run ids kept by name."""
+
+    def __init__(self, root_uri: str, sqlite_path: Path) -> None:
+        self.clients = [MlflowClient(root_uri), MlflowClient(f"sqlite:///{sqlite_path}")]
+        self.experiments: list[list[str]] = [[], []]
+        self.runs: list[dict[str, str]] = [{}, {}]
+
+    def each(self, call: Callable[[int, MlflowClient], None]) -> None:
+        for side, client in enumerate(self.clients):
+            call(side, client)
+        # Buffered metrics reach the bucket now: other machines read them from there.
+        self.clients[0]._tracking_client.store.flush()
+
+    def experiment(self, name: str) -> None:
+        self.each(lambda s, c: self.experiments[s].append(c.create_experiment(name)))
+
+    def run(self, experiment: int, name: str, lr: str, acc: float, state: str) -> None:
+        def create(side: int, client: MlflowClient) -> None:
+            run = client.create_run(self.experiments[side][experiment], run_name=name)
+            run_id = run.info.run_id
+            client.log_param(run_id, "lr", lr)
+            client.log_metric(run_id, "acc", acc, step=1)
+            client.set_tag(run_id, "state", state)
+            client.set_terminated(run_id)
+            self.runs[side][name] = run_id
+
+        self.each(create)
+
+    def on_run(self, name: str, call: Callable[[MlflowClient, str], None]) -> None:
+        self.each(lambda s, c: call(c, self.runs[s][name]))
+
+    def reference(self) -> list[list[tuple[Any, ...]]]:
+        client, ids = self.clients[1], self.experiments[1]
+        return [
+            _rows(client.search_runs(ids, f or "", view, 1000, order))
+            for f, view, order in _SEARCHES
+        ]
+
+
+def _sorted(answers: list[list[tuple[Any, ...]]]) -> list[list[tuple[Any, ...]]]:
+    # Equal runs in MLflow's order tie on start time; compare as sets where the order is free.
+    return [sorted(a) for a in answers]
+
+
+@pytest.fixture
+def twin(root_uri: str, tmp_path: Path) -> Twin:
+    twin = Twin(root_uri, tmp_path / "reference.sqlite")
+    twin.experiment("first")
+    twin.experiment("second")
+    for number in range(6):
+        twin.run(number % 2, f"run-{number}", str(number % 2), number / 10, "before")
+    return twin
+
+
+def _objects(root_uri: str) -> ObjectStore:
+    return open_object_store(parse(root_uri))
+
+
+def _checkpoint_keys(root_uri: str) -> list[str]:
+    return [c.key for c in checkpoints.list_checkpoints(_objects(root_uri))]
+
+
+def _write_checkpoint(root_uri: str, twin: Twin, folder: Path) -> Machine:
+    first = Machine(root_uri, folder)
+    assert _sorted(first.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert first.store.context.index().write_checkpoint() is not None
+    return first
+
+
+def test_a_new_machine_starts_from_the_checkpoint(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    assert len(_checkpoint_keys(root_uri)) == 1
+
+    second = Machine(root_uri, tmp_path)
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert second.run_reads == 0  # every run came from the checkpoint
+
+
+def test_changes_after_the_checkpoint_are_read_and_nothing_else(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    # After the checkpoint: a run added, one changed, one deleted, one restored.
+    twin.run(0, "run-late", "1", 0.9, "after")
+    twin.on_run("run-2", lambda c, r: c.set_tag(r, "state", "after"))
+    twin.on_run("run-4", lambda c, r: c.delete_run(r))
+    twin.on_run("run-0", lambda c, r: c.log_metric(r, "acc", 0.75, step=2))
+
+    second = Machine(root_uri, tmp_path)
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert second.run_reads <= 4  # what changed, never every run
+
+
+def test_a_large_experiment_follows_the_journal_after_the_checkpoint(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    second = Machine(root_uri, tmp_path)
+    second.store.context.index()._sync.inline_limit = 1  # each experiment counts as large
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert second.run_reads == 0
+
+    twin.on_run("run-3", lambda c, r: c.set_tag(r, "state", "after"))
+    twin.run(1, "run-late", "0", 0.8, "after")
+    time.sleep(0.3)  # past the staleness bound
+    reads = second.run_reads
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert second.run_reads - reads == 2  # the two documents the journal named
+
+
+def test_a_damaged_checkpoint_is_skipped(
+    root_uri: str, twin: Twin, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    objects = _objects(root_uri)
+    good = checkpoints.list_checkpoints(objects)[-1]
+    newer = good.cursor_ms + 1
+    digest = checkpoints.stamp_digest()
+    # Newer than the good one: garbage, and a truncated copy of the good one.
+    objects.put(f"index-checkpoints/{newer:013d}.{digest}.garbage0.sqlite.zst", b"not zstd")
+    objects.put(
+        f"index-checkpoints/{newer + 1:013d}.{digest}.truncate.sqlite.zst",
+        objects.get(good.key).data[:200],
+    )
+    twin.on_run("run-1", lambda c, r: c.set_tag(r, "state", "after"))
+
+    with caplog.at_level(logging.WARNING):
+        second = Machine(root_uri, tmp_path)
+        answers = second.answers(twin.experiments[0])
+    assert _sorted(answers) == _sorted(twin.reference())
+    skipped = [r.getMessage() for r in caplog.records if "is skipped" in r.getMessage()]
+    assert len(skipped) == 2, skipped  # both newer ones named; then the good one served
+
+
+def _repacked(
+    objects: ObjectStore, key: str, change: Callable[[sqlite3.Connection], None]
+) -> bytes:
+    """The checkpoint at ``key`` with ``change`` applied to its database."""
+    with tempfile.TemporaryDirectory() as folder:
+        packed, database, repacked = (Path(folder) / n for n in ("a.zst", "b.sqlite", "c.zst"))
+        packed.write_bytes(objects.get(key).data)
+        checkpoints._decompress(packed, database)
+        with contextlib.closing(sqlite3.connect(database)) as connection:
+            change(connection)
+            connection.commit()
+        checkpoints._compress(database, repacked)
+        return repacked.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(
+            lambda c: c.execute(
+                "UPDATE bucket_index_meta SET value = '0.0.x' WHERE name = 'version'"
+            ),
+            id="another-version",
+        ),
+        pytest.param(
+            lambda c: c.execute(
+                "CREATE TRIGGER t AFTER INSERT ON bucket_documents BEGIN DELETE FROM runs; END"
+            ),
+            id="a-trigger",
+        ),
+        pytest.param(lambda c: c.execute("CREATE VIEW v AS SELECT 1"), id="a-view"),
+        pytest.param(lambda c: c.execute("DELETE FROM bucket_index_state"), id="no-cursor"),
+    ],
+)
+def test_a_checkpoint_not_shaped_like_this_versions_index_is_skipped(
+    root_uri: str,
+    twin: Twin,
+    tmp_path: Path,
+    change: Callable[[sqlite3.Connection], None],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    objects = _objects(root_uri)
+    good = checkpoints.list_checkpoints(objects)[-1]
+    objects.put(good.key, _repacked(objects, good.key, change))
+    with caplog.at_level(logging.WARNING):
+        second = Machine(root_uri, tmp_path)
+        answers = second.answers(twin.experiments[0])
+    assert _sorted(answers) == _sorted(twin.reference())
+    assert any("is skipped" in r.getMessage() for r in caplog.records)
+    assert second.run_reads == 6  # built from the bucket
+
+
+def test_a_checkpoint_of_another_index_version_is_not_read(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    objects = _objects(root_uri)
+    good = checkpoints.list_checkpoints(objects)[-1]
+    foreign = good.key.replace(good.stamp_digest, "0" * 16)
+    objects.put(foreign, objects.get(good.key).data)
+    objects.delete(good.key)
+    second = Machine(root_uri, tmp_path)
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert second.run_reads == 6  # built from the bucket
+
+
+def test_a_listing_that_fetched_many_documents_leaves_a_checkpoint(
+    root_uri: str, twin: Twin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "AUTO_CHECKPOINT_FETCHES", 3)
+    first = Machine(root_uri, tmp_path)
+    assert _sorted(first.answers(twin.experiments[0])) == _sorted(twin.reference())
+    # Written in the background once every experiment is listed (the answers list both).
+    deadline = time.monotonic() + 60
+    while not _checkpoint_keys(root_uri):
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.1)
+    second = Machine(root_uri, tmp_path)
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert second.run_reads == 0
+
+
+def test_older_checkpoints_are_collected(root_uri: str, twin: Twin, tmp_path: Path) -> None:
+    objects = _objects(root_uri)
+    digest = checkpoints.stamp_digest()
+    now = checkpoints.change_journal.now_ms()
+    for age_hours in (5, 4, 3):
+        at = now - age_hours * 3600 * 1000
+        objects.put(f"index-checkpoints/{at:013d}.{digest}.old00000.sqlite.zst", b"")
+    foreign_old = now - checkpoints.change_journal.RETENTION_MS - 1
+    objects.put(f"index-checkpoints/{foreign_old:013d}.{'0' * 16}.foreign0.sqlite.zst", b"")
+    objects.put(f"index-checkpoints/{now:013d}.{'0' * 16}.foreign1.sqlite.zst", b"")
+    _write_checkpoint(root_uri, twin, tmp_path)  # collects after writing
+    left = _checkpoint_keys(root_uri)
+    assert len(left) == 3  # the newest two of this version, the young foreign one
+    assert any("foreign1" in k for k in left) and not any("foreign0" in k for k in left)
+    assert sum(digest in k for k in left) == 2

@@ -18,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+import mlflow_plugin.cli.checkpoint as checkpoint
 import mlflow_plugin.cli.doctor as doctor
 import mlflow_plugin.cli.export as export
 import mlflow_plugin.cli.gc as gc
@@ -36,7 +37,7 @@ from mlflow_plugin.cli.common import (
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: tuple[Command, ...] = tuple(
-    module.COMMAND for module in (doctor, sync, reindex, gc, import_tensorboard, export)
+    module.COMMAND for module in (doctor, sync, reindex, checkpoint, gc, import_tensorboard, export)
 )
 
 

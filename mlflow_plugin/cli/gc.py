@@ -27,9 +27,10 @@ def _gc(args: argparse.Namespace, out: Output) -> int:
     from mlflow_plugin.objectstore import open_object_store, parse_store_uri
 
     location = parse_store_uri(args.uri)
+    store = open_object_store(location)
     with out.progress() as progress:
         report = collect_garbage(
-            open_object_store(location),
+            store,
             location,
             older_than_days=args.older_than,
             grace_hours=args.grace_hours,
@@ -48,6 +49,10 @@ def _gc(args: argparse.Namespace, out: Output) -> int:
     )
     for kind in KINDS:
         out.info(f"  {kind}: {report.counts[kind]}")
+    if not args.dry_run:
+        from mlflow_plugin.index.checkpoints import collect_checkpoints
+
+        out.info(f"  older index checkpoints: {len(collect_checkpoints(store))}")
     for line in report.damaged:
         out.error(f"kept, cannot be read: {line}")
     if report.damaged:
@@ -68,7 +73,8 @@ COMMAND = Command(
         "<root>/artifacts/), experiments (with all their runs, logged models and name "
         "claim) and logged models. Also delete metric segments no run manifest names "
         "and run pointers without a run, once older than --grace-hours (a writer "
-        "uploads a segment just before entering it in the manifest). Artifacts outside "
+        "uploads a segment just before entering it in the manifest), change-journal entries "
+        "older than 7 days and index checkpoints beyond the newest two. Artifacts outside "
         "the root are never touched; they are listed instead. A document that cannot be "
         "read is kept with what it names; gc then exits 1 naming it."
     ),

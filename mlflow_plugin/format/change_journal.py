@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mlflow_plugin.format import keys
-from mlflow_plugin.objectstore import ObjectStore, ObjectStoreError
+from mlflow_plugin.objectstore import ObjectInfo, ObjectStore, ObjectStoreError
 
 __all__ = [
     "JOURNAL_PREFIX",
@@ -156,12 +156,12 @@ def changes_since(store: ObjectStore, since_ms: int) -> list[Change]:
     return [change for change in found if change is not None]
 
 
-def expired_entries(store: ObjectStore, at_ms: int) -> Iterator[str]:
-    """Keys of entries older than ``RETENTION_MS`` at ``at_ms`` (and stray objects)."""
+def expired_entries(store: ObjectStore, at_ms: int) -> Iterator[ObjectInfo]:
+    """Entries older than ``RETENTION_MS`` at ``at_ms`` (and stray objects among them)."""
     limit = at_ms - RETENTION_MS
     for info in store.list(JOURNAL_PREFIX):
         change = parse(info.key)
         if change is None or change.at_ms < limit:
-            yield info.key
+            yield info
         else:
             return  # sorted by time: the rest are younger

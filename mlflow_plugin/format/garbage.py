@@ -57,7 +57,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from mlflow_plugin.format import keys
+from mlflow_plugin.format import change_journal, keys
 from mlflow_plugin.format.documents import Document, read_document, read_or_none
 from mlflow_plugin.format.run_stage import effective_deleted_time
 from mlflow_plugin.format.schema import DELETED, RUN
@@ -108,7 +108,8 @@ EXPERIMENTS = "deleted experiments"
 MODELS = "deleted logged models"
 POINTERS = "orphan run pointers"
 PROBES = "stale probe objects"
-KINDS = (ORPHAN_SEGMENTS, RUNS, EXPERIMENTS, MODELS, POINTERS, PROBES)
+JOURNAL = "expired change-journal entries"
+KINDS = (ORPHAN_SEGMENTS, RUNS, EXPERIMENTS, MODELS, POINTERS, PROBES, JOURNAL)
 _ITEM_NAMES = {
     ORPHAN_SEGMENTS: "orphan segment",
     RUNS: "run",
@@ -116,6 +117,7 @@ _ITEM_NAMES = {
     MODELS: "logged model",
     POINTERS: "orphan run pointer",
     PROBES: "probe object",
+    JOURNAL: "change-journal entries",
 }
 
 
@@ -353,6 +355,7 @@ class _Collector:
                         self._purge(MODELS, doc["model_id"], self._model_objects(doc))
             self._orphan_pointers()
             self._stale_probes()
+            self._expired_journal()
         finally:
             self._pool.shutdown()
         return self.report
@@ -533,6 +536,16 @@ class _Collector:
                 doomed = _Doomed()
                 doomed.add_ordered([info])
                 self._purge(PROBES, info.key, doomed)
+
+    def _expired_journal(self) -> None:
+        # Counted from the grace period's start, so entries outlive it by the retention.
+        since = int(self.written_before_s * 1000)
+        expired = list(change_journal.expired_entries(self.store, since))
+        if expired:
+            doomed = _Doomed()
+            doomed.add_bulk(expired)
+            description = f"older than {change_journal.RETENTION_MS // 86_400_000} days"
+            self._purge(JOURNAL, description, doomed)
 
     # -- helpers -----------------------------------------------------------------------
 

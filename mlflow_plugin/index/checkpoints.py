@@ -99,10 +99,20 @@ def list_checkpoints(store: ObjectStore) -> list[Checkpoint]:
 
 
 def _schema_of(connection: sqlite3.Connection) -> set[tuple[str, str, str]]:
+    """(type, name, columns) of every table and index: what a checkpoint must match.
+
+    Not the SQL text: MLflow's models may carry their check constraints once or twice
+    depending on what a process opened before, which changes the text, not the shape.
+    """
+    shape = set()
     rows = connection.execute(
-        "SELECT type, name, coalesce(sql, '') FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-    )
-    return {(str(t), str(n), str(s)) for t, n, s in rows}
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    for kind, name in rows:
+        info = "table_info" if kind == "table" else "index_info"
+        columns = connection.execute(f"SELECT name FROM pragma_{info}(?)", (name,)).fetchall()
+        shape.add((str(kind), str(name), ",".join(str(c[0]) for c in columns)))
+    return shape
 
 
 _expected: set[tuple[str, str, str]] | None = None

@@ -59,8 +59,9 @@ __all__ = [
 #: Bump when the tables or what is mirrored into them change: an index of another
 #: version is dropped and rebuilt from the bucket. 2: documents are checked against the
 #: format's schema before they are mirrored (an index of 1 may hold damaged ones).
-#: 3: MLflow's tables are created without foreign keys.
-INDEX_VERSION = 3
+#: 3: MLflow's tables are created without foreign keys. 4: the scopes' listing times and
+#: the change journal's cursor (``index.state``).
+INDEX_VERSION = 4
 
 MLFLOW_TABLES: list[Table] = [
     model.__table__

@@ -202,18 +202,21 @@ def search_experiment_ids(
     return ids[:max_results], token
 
 
-def document_bodies(session: Session, kind: str, entity_ids: Sequence[str]) -> dict[str, str]:
-    """The indexed text of the given runs or experiments, by id (unusable ones left out)."""
-    bodies: dict[str, str] = {}
+def document_bodies(
+    session: Session, kind: str, entity_ids: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """The key and indexed text of the given runs or experiments, by id (unusable ones
+    left out)."""
+    bodies: dict[str, tuple[str, str]] = {}
     for start in range(0, len(entity_ids), 500):
         rows = session.execute(
-            select(IndexedDocument.entity_id, IndexedDocument.body).where(
+            select(IndexedDocument.entity_id, IndexedDocument.key, IndexedDocument.body).where(
                 IndexedDocument.kind == kind,
                 IndexedDocument.entity_id.in_(entity_ids[start : start + 500]),
                 IndexedDocument.body != "",
             )
         )
-        bodies.update({entity_id: body for entity_id, body in rows})
+        bodies.update({entity_id: (key, body) for entity_id, key, body in rows})
     return bodies
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mlflow_plugin.format.documents import Document, decode
+from mlflow_plugin.format.documents import Document, decode_document
 from mlflow_plugin.format.run_stage import with_effective_stage
 from mlflow_plugin.index import checkpoints, queries
 from mlflow_plugin.index.database import (
@@ -39,6 +39,7 @@ from mlflow_plugin.index.mlflow_internals import _DatasetSummary
 from mlflow_plugin.index.state import forget_listings
 from mlflow_plugin.index.sync import IndexSync, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
+from mlflow_plugin.objectstore.errors import CorruptObject
 
 __all__ = ["QueryIndex"]
 
@@ -187,17 +188,20 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
+        damaged: list[str] = []
+
         def query(session: Session) -> tuple[list[Document], str | None]:
             run_ids, token = queries.search_run_ids(
                 session, experiment_ids, filter_string, view_type, max_results, order_by, page_token
             )
             bodies = queries.document_bodies(session, "run", run_ids)
-            runs = [decode(bodies[r].encode("utf-8")) for r in run_ids if r in bodies]
+            runs = _readable(bodies, run_ids, damaged)
             # Each run as its experiment's stage makes it (``format.run_stage``).
-            parents = queries.document_bodies(
-                session, "experiment", sorted({str(run["experiment_id"]) for run in runs})
-            )
-            experiments = {e: decode(body.encode("utf-8")) for e, body in parents.items()}
+            parent_ids = sorted({str(run["experiment_id"]) for run in runs})
+            parents = queries.document_bodies(session, "experiment", parent_ids)
+            experiments = {
+                str(e["experiment_id"]): e for e in _readable(parents, parent_ids, damaged)
+            }
             return [
                 with_effective_stage(run, experiments.get(str(run["experiment_id"])))
                 for run in runs
@@ -209,7 +213,7 @@ class QueryIndex:
             # only the experiment's document says so.
             sync.fresh_experiments()
             sync.fresh_runs(experiment_ids)
-            return self._read(query)
+            return self._answer(sync, query, damaged)
 
         return self._repairing(search)
 
@@ -221,17 +225,19 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
+        damaged: list[str] = []
+
         def query(session: Session) -> tuple[list[Document], str | None]:
             ids, token = queries.search_experiment_ids(
                 session, view_type, max_results, filter_string, order_by, page_token
             )
             bodies = queries.document_bodies(session, "experiment", ids)
-            return [decode(bodies[e].encode("utf-8")) for e in ids if e in bodies], token
+            return _readable(bodies, ids, damaged), token
 
         def search() -> tuple[list[Document], str | None]:
             _, sync = self._current()
             sync.fresh_experiments()
-            return self._read(query)
+            return self._answer(sync, query, damaged)
 
         return self._repairing(search)
 
@@ -242,6 +248,17 @@ class QueryIndex:
             return self._read(lambda session: queries.dataset_summaries(session, experiment_ids))
 
         return self._repairing(summaries)
+
+    def _answer(self, sync: IndexSync, query: Callable[[Session], _T], damaged: list[str]) -> _T:
+        """``query``'s answer; if it met damaged indexed copies (a checkpoint's rows come
+        unchecked), those documents are read from the bucket and the query asked again."""
+        damaged.clear()
+        answer = self._read(query)
+        if damaged:
+            sync.reread(list(damaged))
+            damaged.clear()
+            answer = self._read(query)
+        return answer
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -290,3 +307,25 @@ class QueryIndex:
         self._fetchers.shutdown(wait=False)
         self._listers.shutdown(wait=False)
         self._database.dispose()
+
+
+def _readable(
+    bodies: dict[str, tuple[str, str]], ids: Sequence[str], damaged: list[str]
+) -> list[Document]:
+    """The indexed documents of ``ids`` in that order, each checked against its schema.
+
+    Mirrored documents were checked when they were read from the bucket, but a
+    checkpoint's rows come as they are: one that is not a valid document is left out
+    (with a warning) and its key added to ``damaged``.
+    """
+    documents = []
+    for entity_id in ids:
+        if entity_id not in bodies:
+            continue
+        key, body = bodies[entity_id]
+        try:
+            documents.append(decode_document(key, body.encode("utf-8")))
+        except (CorruptObject, ValueError) as exc:
+            _log.warning("%s: its indexed copy is damaged, read again (%s)", key, exc)
+            damaged.append(key)
+    return documents

@@ -261,6 +261,20 @@ class IndexSync:
         with self._scope_lock(scope):
             return self._fetch_and_mirror(kind, written)
 
+    def reread(self, document_keys: Sequence[str]) -> SyncReport:
+        """Read these documents from the bucket now and mirror them (or their absence)."""
+        by_scope: dict[tuple[str, str], list[str]] = {}
+        for key in document_keys:
+            document = keys.document_of_key(key)
+            if document is not None:
+                kind, experiment_id, _ = document
+                scope = EXPERIMENTS_SCOPE if kind == "experiment" else runs_scope(experiment_id)
+                by_scope.setdefault((scope, kind), []).append(key)
+        report = SyncReport()
+        for (scope, kind), scope_keys in by_scope.items():
+            report.add(self._reread(scope, kind, sorted(scope_keys)))
+        return report
+
     # -- the change journal ------------------------------------------------------------
 
     def _catch_up_journal(self) -> SyncReport:

@@ -279,6 +279,38 @@ def test_a_checkpoint_not_shaped_like_this_versions_index_is_skipped(
     assert second.run_reads == 6  # built from the bucket
 
 
+def test_damaged_rows_in_a_checkpoint_are_read_again_from_the_bucket(
+    root_uri: str, twin: Twin, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    objects = _objects(root_uri)
+    good = checkpoints.list_checkpoints(objects)[-1]
+
+    def damage(connection: sqlite3.Connection) -> None:
+        keys_ = [
+            k
+            for (k,) in connection.execute(
+                "SELECT key FROM bucket_documents WHERE kind = 'run' ORDER BY key LIMIT 2"
+            )
+        ]
+        connection.execute("UPDATE bucket_documents SET body = 'not json' WHERE key = ?", keys_[:1])
+        connection.execute(
+            "UPDATE bucket_documents SET body = '{\"run_id\": 5}' WHERE key = ?", keys_[1:]
+        )
+        connection.execute("UPDATE bucket_documents SET body = '[]' WHERE kind = 'experiment'")
+
+    objects.put(good.key, _repacked(objects, good.key, damage))
+    with caplog.at_level(logging.WARNING):
+        second = Machine(root_uri, tmp_path)
+        answers = second.answers(twin.experiments[0])
+        experiments = second.store.search_experiments(ViewType.ALL, 100)
+    # The first answer is already right: the damaged copies were read from the bucket.
+    assert _sorted(answers) == _sorted(twin.reference())
+    assert sorted(e.name for e in experiments) == ["Default", "first", "second"]
+    assert second.run_reads == 2
+    assert sum("indexed copy is damaged" in r.getMessage() for r in caplog.records) >= 2
+
+
 def test_a_checkpoint_of_another_index_version_is_not_read(
     root_uri: str, twin: Twin, tmp_path: Path
 ) -> None:

@@ -82,6 +82,8 @@ _CHUNK = 400  # documents per transaction: bounds memory and the length of a wri
 _IN_CHUNK = 500  # ids per IN (...) clause, under every database's parameter limit
 _INLINE_LIMIT = 1000  # one listing page: cheap enough to re-list while a request waits
 _LISTERS = 16  # scopes listed at once for one search naming many experiments
+#: One listing page of run documents costs as many requests as this many experiments.
+_EXPERIMENT_HEADS_PER_LISTING_PAGE = 20
 #: How often a large scope, kept fresh by the change journal, is listed in full anyway
 #: (in the background): what a writer without journal entries changed is found then.
 FULL_LISTING_MS = 10 * 60 * 1000
@@ -140,6 +142,7 @@ class IndexSync:
         # The change journal is read for every scope at once, at most once per bound.
         self._journal_lock = threading.Lock()
         self._journal_read_at: float | None = None
+        self._experiment_folders: tuple[float, list[str]] | None = None  # (when, ids)
         # False after ``forget``: scopes the database lists as mirrored are listed again.
         self._trust_database = True
         #: Scopes that listed more documents than this re-list in the background.
@@ -180,6 +183,14 @@ class IndexSync:
         with self._database.read() as session:
             return listed_scopes(session)
 
+    def _inline_limit(self, scope: str) -> int:
+        # Listing the experiments costs one HEAD per experiment (their documents lie in
+        # folders of their own), and every run search keeps them fresh: past a few dozen,
+        # the journal keeps them fresh instead.
+        if scope == EXPERIMENTS_SCOPE:
+            return self.inline_limit // _EXPERIMENT_HEADS_PER_LISTING_PAGE
+        return self.inline_limit
+
     def _documents(self, scope: str, known: dict[str, IndexScope]) -> int:
         if scope in self._listed:
             return self._listed[scope]
@@ -202,7 +213,7 @@ class IndexSync:
             flagged = scope in self._must_list
         known = self._known_scopes() if synced_at is None and not flagged else {}
         must_list = flagged or (synced_at is None and scope not in known)
-        large = self._documents(scope, known) > self.inline_limit
+        large = self._documents(scope, known) > self._inline_limit(scope)
         expired = synced_at is None or time.monotonic() - synced_at > self._staleness
         report = SyncReport()
         try:
@@ -434,7 +445,7 @@ class IndexSync:
         report = SyncReport()
         if not ids:
             return report
-        present = set(self.experiment_ids()) if len(ids) > 1 else set(ids)
+        present = set(self.experiment_ids(max_age=self._staleness)) if len(ids) > 1 else set(ids)
         started = time.monotonic()
 
         def one(experiment_id: str) -> SyncReport:
@@ -480,12 +491,22 @@ class IndexSync:
         if missing:
             self.fresh_runs(missing)
 
-    def experiment_ids(self) -> list[str]:
+    def experiment_ids(self, max_age: float = 0.0) -> list[str]:
+        """The experiment folders; the last listing's if it is younger than ``max_age``
+        seconds (a search listing the experiments, then many scopes, lists them once)."""
+        with self._lock:
+            listed = self._experiment_folders
+        if listed is not None and time.monotonic() - listed[0] <= max_age:
+            return listed[1]
+        started = time.monotonic()
         ids = [
             folder.split("/")[1]
             for folder in self._store.list_dir(keys.experiments_prefix()).folders
         ]
-        return [e for e in ids if keys.is_valid_id(e)]
+        ids = [e for e in ids if keys.is_valid_id(e)]
+        with self._lock:
+            self._experiment_folders = (started, ids)
+        return ids
 
     # -- syncing -----------------------------------------------------------------------
 

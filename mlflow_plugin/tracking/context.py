@@ -34,7 +34,6 @@ import pyarrow as pa
 from mlflow.entities import LifecycleStage
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
-from mlflow.utils.time import get_current_time_millis
 
 from mlflow_plugin.cache.segment_files import local_caches
 from mlflow_plugin.format import change_journal, keys
@@ -271,21 +270,6 @@ class StoreContext:
             # A deleted run is reported by the buffer; the caller's own check answers the caller.
             with contextlib.suppress(RunNotWritable):
                 self.buffer.flush(run_id)
-
-    def set_run_stage(self, run_id: str, stage: str, check: bool = True) -> None:
-        """Soft-delete or restore a run (``check``: read it first, as MLflow's stores do)."""
-        self.forget_writable(check_run_id(run_id))
-
-        def mutate(doc: Document) -> Document:
-            doc["lifecycle_stage"] = stage
-            doc["deleted_time"] = (
-                get_current_time_millis() if stage == LifecycleStage.DELETED else None
-            )
-            return doc
-
-        if check:
-            self.run_doc(run_id)
-        self.update_run(run_id, mutate)
 
     def forget_writable(self, run_id: str) -> None:
         """The run was deleted or is gone: its next logging call checks it again."""

@@ -6,6 +6,7 @@ The logic lives in ``mlflow_plugin.format.garbage``; this module parses and prin
 from __future__ import annotations
 
 import argparse
+from functools import partial
 
 from mlflow_plugin.cli.common import (
     EXIT_OK,
@@ -23,11 +24,15 @@ __all__ = ["COMMAND"]
 
 
 def _gc(args: argparse.Namespace, out: Output) -> int:
+    from mlflow_plugin.format import change_journal
     from mlflow_plugin.format.garbage import KINDS, collect_garbage
     from mlflow_plugin.objectstore import open_object_store, parse_store_uri
+    from mlflow_plugin.objectstore.observed import ObservedObjectStore
 
     location = parse_store_uri(args.uri)
-    store = open_object_store(location)
+    bucket = open_object_store(location)
+    # Journaled, as a tracking store's writes: searches elsewhere learn of each purge.
+    store = ObservedObjectStore(bucket, lambda key: None, partial(change_journal.record, bucket))
     with out.progress() as progress:
         report = collect_garbage(
             store,

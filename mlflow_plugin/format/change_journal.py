@@ -134,7 +134,9 @@ def parse(key: str) -> Change | None:
     """The entry a journal key names; None for any other object under the prefix."""
     name = key[len(JOURNAL_PREFIX) :] if key.startswith(JOURNAL_PREFIX) else ""
     parts = name.split(".")
-    if len(parts) != 4 or not parts[0].isdigit() or not keys.is_valid_id(parts[1]):
+    if len(parts) != 4 or not parts[0].isascii() or not parts[0].isdigit():
+        return None
+    if not keys.is_valid_id(parts[1]):
         return None
     at, experiment_id, document, digest = parts
     if document not in (_EXPERIMENT, _EVERY_RUN) and not keys.is_valid_id(document):
@@ -149,9 +151,9 @@ def parse(key: str) -> Change | None:
     )
 
 
-def changes_since(store: ObjectStore, since_ms: int) -> list[Change]:
-    """Every entry from ``MARGIN_MS`` before ``since_ms`` on, oldest first (one listing)."""
-    start = _time_key(since_ms - MARGIN_MS)
+def changes_since(store: ObjectStore, since_ms: int, margin_ms: int = MARGIN_MS) -> list[Change]:
+    """Every entry from ``margin_ms`` before ``since_ms`` on, oldest first (one listing)."""
+    start = _time_key(since_ms - margin_ms)
     found = (parse(info.key) for info in store.list_after(JOURNAL_PREFIX, start))
     return [change for change in found if change is not None]
 

@@ -84,7 +84,7 @@ def _parse(key: str) -> Checkpoint | None:
     if not key.startswith(CHECKPOINT_PREFIX) or not name.endswith(_SUFFIX):
         return None
     parts = name[: -len(_SUFFIX)].split(".")
-    if len(parts) != 3 or not parts[0].isdigit():
+    if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit()):
         return None
     return Checkpoint(key=key, cursor_ms=int(parts[0]), stamp_digest=parts[1])
 
@@ -98,28 +98,30 @@ def list_checkpoints(store: ObjectStore) -> list[Checkpoint]:
 # -- the expected shape ----------------------------------------------------------------
 
 
-def _schema_of(connection: sqlite3.Connection) -> set[tuple[str, str, str]]:
-    """(type, name, columns) of every table and index: what a checkpoint must match.
+_Shape = set[tuple[str, str, frozenset[str]]]
 
-    Not the SQL text: MLflow's models may carry their check constraints once or twice
-    depending on what a process opened before, which changes the text, not the shape.
+
+def _schema_of(connection: sqlite3.Connection) -> _Shape:
+    """(type, name, clauses) of every object in the schema, SQLite's own included.
+
+    The clauses of each CREATE statement as a set: MLflow's models list their
+    constraints in an order that depends on what a process opened before, so only
+    the order may differ. A constraint, column, index, trigger or view more or less
+    is a different shape.
     """
     shape = set()
-    rows = connection.execute(
-        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-    ).fetchall()
-    for kind, name in rows:
-        info = "table_info" if kind == "table" else "index_info"
-        columns = connection.execute(f"SELECT name FROM pragma_{info}(?)", (name,)).fetchall()
-        shape.add((str(kind), str(name), ",".join(str(c[0]) for c in columns)))
+    rows = connection.execute("SELECT type, name, coalesce(sql, '') FROM sqlite_master")
+    for kind, name, sql in rows.fetchall():
+        clauses = frozenset(part.strip().rstrip(",") for part in str(sql).split("\n"))
+        shape.add((str(kind), str(name), clauses))
     return shape
 
 
-_expected: set[tuple[str, str, str]] | None = None
+_expected: _Shape | None = None
 
 
-def _expected_schema() -> set[tuple[str, str, str]]:
-    """The tables and indexes of an index of this version, exactly as SQLite records them."""
+def _expected_schema() -> _Shape:
+    """The schema of an index of this version, as SQLite records it."""
     global _expected
     if _expected is None:
         with tempfile.TemporaryDirectory() as folder:
@@ -136,11 +138,68 @@ class _Unusable(Exception):
     """A checkpoint that cannot serve as this machine's index."""
 
 
-def _check_and_adopt(path: Path, root: str) -> int:
-    """Check the downloaded database is an index of this version; make it ``root``'s.
+def _root_id(root: str) -> str:
+    return root.rpartition(" #")[2]
 
-    Returns its journal cursor. Nothing in the file runs: its schema must be exactly
-    an index's (no views, no triggers), checked before any table is read.
+
+#: Rows that no mirrored document vouches for, deleted before a checkpoint is used: a
+#: document row must sit under its own key, a run or experiment row needs its document
+#: row, the rows of a run or experiment need their run or experiment, and a mirrored
+#: document needs its row (else the bucket's listing would never read it again).
+_UNVOUCHED = (
+    """DELETE FROM bucket_documents WHERE NOT (
+        (kind = 'run' AND key = 'experiments/' || experiment_id || '/runs/' || entity_id
+            || '.json')
+        OR (kind = 'experiment' AND entity_id = experiment_id
+            AND key = 'experiments/' || experiment_id || '/experiment.json'))""",
+    """DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM bucket_documents AS d
+        WHERE d.kind = 'run' AND d.entity_id = runs.run_uuid
+        AND d.experiment_id = CAST(runs.experiment_id AS TEXT))""",
+    """DELETE FROM experiments WHERE NOT EXISTS (SELECT 1 FROM bucket_documents AS d
+        WHERE d.kind = 'experiment' AND d.entity_id = CAST(experiments.experiment_id AS TEXT))""",
+    "DELETE FROM tags WHERE run_uuid NOT IN (SELECT run_uuid FROM runs)",
+    "DELETE FROM params WHERE run_uuid NOT IN (SELECT run_uuid FROM runs)",
+    "DELETE FROM latest_metrics WHERE run_uuid NOT IN (SELECT run_uuid FROM runs)",
+    "DELETE FROM inputs WHERE destination_id NOT IN (SELECT run_uuid FROM runs)",
+    "DELETE FROM input_tags WHERE input_uuid NOT IN (SELECT input_uuid FROM inputs)",
+    """DELETE FROM experiment_tags
+        WHERE experiment_id NOT IN (SELECT experiment_id FROM experiments)""",
+    # A mirrored document whose rows went (above, or unreadable) is read again.
+    """DELETE FROM bucket_documents WHERE body != '' AND (
+        (kind = 'run' AND entity_id NOT IN (SELECT run_uuid FROM runs))
+        OR (kind = 'experiment'
+            AND entity_id NOT IN (SELECT CAST(experiment_id AS TEXT) FROM experiments)))""",
+)
+#: Tables whose text a search hands back to Python (the rest is only compared in SQL).
+_RETURNED_TEXT = ("bucket_documents", "runs", "experiments", "datasets", "input_tags")
+
+
+def _drop_undecodable(connection: sqlite3.Connection) -> None:
+    """Delete rows holding text that is not UTF-8: reading them would fail every search."""
+    tables = {
+        table: [str(c[1]) for c in connection.execute(f"PRAGMA table_info({table})")]
+        for table in _RETURNED_TEXT
+    }
+    connection.text_factory = bytes
+    for table, columns in tables.items():
+        bad = []
+        for row in connection.execute(f"SELECT rowid, {', '.join(columns)} FROM {table}"):
+            try:
+                for value in row[1:]:
+                    if isinstance(value, bytes):
+                        value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad.append((row[0],))
+        connection.executemany(f"DELETE FROM {table} WHERE rowid = ?", bad)
+    connection.text_factory = str
+
+
+def _check_and_adopt(path: Path, root: str) -> int:
+    """Check the downloaded database is an index of this version and of ``root``; drop
+    what no document vouches for; make it ``root``'s. Returns its journal cursor.
+
+    Its schema must be exactly an index's (no view, trigger or constraint more), checked
+    before any table is read, and nothing in it runs.
     """
     try:
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
@@ -150,14 +209,23 @@ def _check_and_adopt(path: Path, root: str) -> int:
             meta = dict(connection.execute(f"SELECT name, value FROM {IndexMeta.__tablename__}"))
             if meta.get("version") != index_stamp():
                 raise _Unusable(f"it is an index of version {meta.get('version')!r}")
+            if _root_id(str(meta.get("root"))) != _root_id(root):
+                raise _Unusable("it is the index of another root (its root id differs)")
             cursor = connection.execute(
                 f"SELECT value FROM {IndexState.__tablename__} WHERE name = 'journal_cursor_ms'"
             ).fetchone()
             if cursor is None or not isinstance(cursor[0], int):
                 raise _Unusable("it has no change-journal cursor")
+            if cursor[0] > change_journal.now_ms() + change_journal.MARGIN_MS:
+                raise _Unusable("its journal cursor is in the future (its writer's clock)")
+            connection.execute("BEGIN")
+            _drop_undecodable(connection)
+            for statement in _UNVOUCHED:
+                connection.execute(statement)
             connection.execute(
                 f"UPDATE {IndexMeta.__tablename__} SET value = ? WHERE name = 'root'", (root,)
             )
+            connection.execute("COMMIT")
             connection.execute("PRAGMA journal_mode=WAL")
             return int(cursor[0])
     except sqlite3.DatabaseError as exc:
@@ -191,35 +259,47 @@ def install_checkpoint(store: ObjectStore, path: Path, root: str) -> Checkpoint 
     """Put the newest usable checkpoint at ``path`` (which must not exist yet).
 
     Returns the checkpoint installed, or None (no usable one: the index is built from
-    the bucket). Never raises for a bad checkpoint or an unreachable bucket.
+    the bucket). Never raises: a bad checkpoint, an unreachable bucket or a folder
+    that cannot be written only costs speed.
     """
     trusted_since = change_journal.now_ms() - change_journal.TRUST_MS
     try:
-        candidates = [
-            c
-            for c in list_checkpoints(store)
-            if c.stamp_digest == stamp_digest() and c.cursor_ms > trusted_since
-        ]
+        ours = [c for c in list_checkpoints(store) if c.stamp_digest == stamp_digest()]
     except ObjectStoreError as exc:
         _log.warning("index checkpoints could not be listed (%s): building the index", exc)
         return None
+    candidates = [c for c in ours if c.cursor_ms > trusted_since]
+    if ours and not candidates:
+        _log.warning(
+            "index checkpoint %s is skipped: older than the change journal's trust of %d days",
+            ours[-1].key,
+            change_journal.TRUST_MS // 86_400_000,
+        )
     for checkpoint in reversed(candidates[-KEEP:]):  # the newest first
-        with _scratch(path.parent) as packed, _scratch(path.parent) as unpacked:
-            try:
+        try:
+            with _scratch(path.parent) as packed, _scratch(path.parent) as unpacked:
                 store.get_file(checkpoint.key, packed)
                 _decompress(packed, unpacked)
                 _check_and_adopt(unpacked, root)
-            except (NotFound, _Unusable, OSError, pa.ArrowException, ObjectStoreError) as exc:
-                _log.warning("index checkpoint %s is skipped: %s", checkpoint.key, exc)
-                continue
-            os.chmod(unpacked, 0o600)
-            try:
-                # Only where no index exists: a process that got there first keeps its own.
-                os.link(unpacked, path)
-            except FileExistsError:
-                return None
-            return checkpoint
+                os.chmod(unpacked, 0o600)
+                return checkpoint if _place(unpacked, path) else None
+        except (NotFound, _Unusable, OSError, pa.ArrowException, ObjectStoreError) as exc:
+            _log.warning("index checkpoint %s is skipped: %s", checkpoint.key, exc)
     return None
+
+
+def _place(unpacked: Path, path: Path) -> bool:
+    """Move the checked database to ``path`` unless an index appeared there meanwhile."""
+    try:
+        # Only where no index exists: a process that got there first keeps its own.
+        os.link(unpacked, path)
+    except FileExistsError:
+        return False
+    except OSError:  # a file system without hard links
+        if path.exists():
+            return False
+        os.replace(unpacked, path)
+    return True
 
 
 def write_checkpoint(store: ObjectStore, database_path: Path) -> Checkpoint | None:

@@ -325,7 +325,8 @@ def open_index_database(url: str, root: str) -> IndexDatabase:
     """
     try:
         return _open(url, root)
-    except (ImportError, SQLAlchemyError) as exc:
+    except (ImportError, SQLAlchemyError, OSError) as exc:
+        # OSError: an index folder or file that cannot be created or locked.
         raise unusable_index(exc) from exc
 
 

@@ -74,7 +74,10 @@ class QueryIndex:
     def _open(self, database: IndexDatabase | None = None) -> tuple[IndexDatabase, IndexSync]:
         if database is None and self._file is not None and not self._file.exists():
             # A new machine (or a deleted cache): start from the bucket's checkpoint.
-            self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise unusable_index(exc) from exc
             checkpoints.install_checkpoint(self._store, self._file, self._root)
         database = database or open_index_database(self._url, self._root)
         return database, IndexSync(

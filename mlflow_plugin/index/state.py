@@ -10,7 +10,9 @@ then knows which scopes it may bring up to date from the journal alone.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Integer, String, delete, select
+from typing import NamedTuple
+
+from sqlalchemy import BigInteger, Integer, String, delete, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlflow_plugin.index.schema import IndexBase
@@ -18,6 +20,7 @@ from mlflow_plugin.index.schema import IndexBase
 __all__ = [
     "IndexScope",
     "IndexState",
+    "ScopeListing",
     "forget_listings",
     "journal_cursor",
     "listed_scopes",
@@ -47,8 +50,15 @@ class IndexState(IndexBase):
     value: Mapped[int] = mapped_column(BigInteger)
 
 
-def listed_scopes(session: Session) -> dict[str, IndexScope]:
-    return {row.scope: row for row in session.scalars(select(IndexScope))}
+class ScopeListing(NamedTuple):
+    listed_at_ms: int
+    documents: int
+
+
+def listed_scopes(session: Session) -> dict[str, ScopeListing]:
+    """Every listed scope (plain tuples: thousands are read before many searches)."""
+    query = select(IndexScope.scope, IndexScope.listed_at_ms, IndexScope.documents)
+    return {scope: ScopeListing(at, documents) for scope, at, documents in session.execute(query)}
 
 
 def journal_cursor(session: Session) -> int | None:
@@ -69,8 +79,9 @@ def move_journal_cursor(session: Session, at_ms: int, *, back: bool = False) -> 
 def record_listing(session: Session, scope: str, started_ms: int, documents: int) -> None:
     """A full listing of ``scope`` that began at ``started_ms`` is mirrored.
 
-    The journal cursor moves back to its start: entries written while it ran may
-    name documents it read before they changed.
+    The journal cursor moves back to its start (entries written while it ran may name
+    documents it read before they changed), and forward to the oldest listing of any
+    scope (every scope has been listed in full since).
     """
     row = session.get(IndexScope, scope, with_for_update=True)
     if row is None:
@@ -79,6 +90,12 @@ def record_listing(session: Session, scope: str, started_ms: int, documents: int
         row.listed_at_ms = max(row.listed_at_ms, started_ms)
         row.documents = documents
     move_journal_cursor(session, started_ms, back=True)
+    session.flush()
+    # Every scope listed in full since the oldest of their listings: no entry before it
+    # is still needed, so the cursor stays young while listings alone keep the index.
+    oldest = session.scalar(select(func.min(IndexScope.listed_at_ms)))
+    if oldest is not None:
+        move_journal_cursor(session, oldest)
 
 
 def forget_listings(session: Session) -> None:

@@ -64,7 +64,7 @@ from mlflow_plugin.index.rows import (
 )
 from mlflow_plugin.index.schema import IndexedDocument
 from mlflow_plugin.index.state import (
-    IndexScope,
+    ScopeListing,
     journal_cursor,
     listed_scopes,
     move_journal_cursor,
@@ -87,6 +87,10 @@ _EXPERIMENT_HEADS_PER_LISTING_PAGE = 20
 #: How often a large scope, kept fresh by the change journal, is listed in full anyway
 #: (in the background): what a writer without journal entries changed is found then.
 FULL_LISTING_MS = 10 * 60 * 1000
+#: Between rescans of the journal's whole margin, a look lists from this long before
+#: the newest entry seen: writers a few seconds apart in clock or in latency.
+TAIL_MS = 10_000
+WINDOW_RESCAN_S = 60.0
 
 
 def runs_scope(experiment_id: str) -> str:
@@ -142,6 +146,8 @@ class IndexSync:
         # The change journal is read for every scope at once, at most once per bound.
         self._journal_lock = threading.Lock()
         self._journal_read_at: float | None = None
+        self._journal_tail: int | None = None  # the newest entry this process saw
+        self._window_scanned_at = 0.0
         self._experiment_folders: tuple[float, list[str]] | None = None  # (when, ids)
         # False after ``forget``: scopes the database lists as mirrored are listed again.
         self._trust_database = True
@@ -176,7 +182,7 @@ class IndexSync:
         with self._lock:
             return self._scope_locks.setdefault(scope, threading.Lock())
 
-    def _known_scopes(self) -> dict[str, IndexScope]:
+    def _known_scopes(self) -> dict[str, ScopeListing]:
         """The scopes a full listing has mirrored into the database (by any process)."""
         if not self._trust_database:
             return {}
@@ -191,7 +197,7 @@ class IndexSync:
             return self.inline_limit // _EXPERIMENT_HEADS_PER_LISTING_PAGE
         return self.inline_limit
 
-    def _documents(self, scope: str, known: dict[str, IndexScope]) -> int:
+    def _documents(self, scope: str, known: dict[str, ScopeListing]) -> int:
         if scope in self._listed:
             return self._listed[scope]
         row = known.get(scope)
@@ -242,7 +248,9 @@ class IndexSync:
         for scope in scopes:
             row = known.get(scope)
             every = max(self.full_listing_ms, 10_000 * self._list_seconds.get(scope, 0.0))
-            if row is None or now - row.listed_at_ms > every:
+            # A listing time in the future is another machine's clock: list again.
+            future = row is not None and row.listed_at_ms > now + change_journal.MARGIN_MS
+            if row is None or future or now - row.listed_at_ms > every:
                 due.append(scope)
         return due
 
@@ -293,9 +301,12 @@ class IndexSync:
 
         One listing for every scope, at most once per staleness bound (concurrent
         callers share it). Only documents whose ETag differs from the indexed one are
-        read; an entry for a whole folder lists that scope again. A cursor older than
-        the journal's ``TRUST_MS`` (entries may have been collected): every scope is
-        listed again instead.
+        read; an entry for a whole folder lists that scope again. The listing starts
+        ``TAIL_MS`` before the newest entry this process saw, and every
+        ``WINDOW_RESCAN_S`` from the margin before the database's cursor (entries that
+        land late, or from a writer whose clock lags, are found then): a look costs
+        O(changes), not O(entries in the margin). A cursor older than the journal's
+        ``TRUST_MS`` (entries may have been collected): every scope is listed again.
         """
         with self._journal_lock:
             read_at = self._journal_read_at
@@ -306,22 +317,40 @@ class IndexSync:
                 cursor = journal_cursor(session)
                 known = listed_scopes(session)
             report = SyncReport()
+            now = change_journal.now_ms()
             if cursor is None:
                 pass  # nothing listed yet: every scope is listed when first read
-            elif change_journal.now_ms() - cursor > change_journal.TRUST_MS:
+            elif now - cursor > change_journal.TRUST_MS:
                 with self._lock:
                     self._must_list.update(known)
+                with self._database.write() as session:  # the listings move it back
+                    move_journal_cursor(session, now - change_journal.MARGIN_MS)
+                self._journal_tail = None
             else:
-                now = change_journal.now_ms()
-                changes = change_journal.changes_since(self._store, cursor)
+                tail = self._journal_tail
+                if tail is None or started - self._window_scanned_at > WINDOW_RESCAN_S:
+                    changes = change_journal.changes_since(self._store, cursor)
+                    self._window_scanned_at = started
+                else:
+                    changes = change_journal.changes_since(self._store, tail, TAIL_MS)
                 report = self._apply_changes(changes, set(known))
-                # Up to the newest entry (never past this clock: a writer's clock may run
-                # ahead); with none, to a margin ago, so the next listing stays short.
-                newest = max([c.at_ms for c in changes], default=now - change_journal.MARGIN_MS)
-                with self._database.write() as session:
-                    move_journal_cursor(session, min(newest, now))
+                if changes:
+                    newest = max(c.at_ms for c in changes)
+                    self._journal_tail = max(tail or 0, newest)
+                    self._advance_cursor(min(newest, now), known)
             self._journal_read_at = started
             return report
+
+    def _advance_cursor(self, to_ms: int, known: dict[str, ScopeListing]) -> None:
+        """Move the database's cursor forward to ``to_ms``, but never past the start of a
+        listing recorded since ``known`` was read: its scope's entries were not applied."""
+        with self._database.write() as session:
+            relisted = [
+                row.listed_at_ms
+                for scope, row in listed_scopes(session).items()
+                if scope not in known or row.listed_at_ms != known[scope].listed_at_ms
+            ]
+            move_journal_cursor(session, min([to_ms, *relisted]))
 
     def _apply_changes(
         self, changes: Sequence[change_journal.Change], known: set[str]
@@ -343,8 +372,8 @@ class IndexSync:
                 # The newest entry of a document decides; an unknown outcome reads it.
                 wanted.setdefault(scope, {})[key] = digest
         report = SyncReport()
+        indexed = self._indexed_etags([key for documents in wanted.values() for key in documents])
         for scope, documents in wanted.items():
-            indexed = self._indexed_etags(list(documents))
             stale = [
                 key
                 for key, digest in documents.items()

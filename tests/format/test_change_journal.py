@@ -49,7 +49,8 @@ def test_entry_keys_name_the_document_and_its_etag() -> None:
     # Anything else needs no entry; odd names under the prefix are not entries.
     assert change_journal.entry_key("experiments/7/metrics/abc/s.parquet", "x") is None
     assert change_journal.entry_key("models/m.json", "x") is None
-    for odd in ["changes/x.7.abc._", "changes/1.7.abc", "changes/1.../._", "changes/1.7.a b._"]:
+    odd_names = ["changes/x.7.abc._", "changes/1.7.abc", "changes/1.../._", "changes/1.7.a b._"]
+    for odd in [*odd_names, "changes/\u00b2.0._._"]:  # '²' is a digit to str.isdigit
         assert change_journal.parse(odd) is None
 
 
@@ -102,3 +103,26 @@ def test_gc_deletes_entries_older_than_the_retention(tmp_path: Path) -> None:
     assert report.counts[JOURNAL] == 1  # one item: the expired entries
     left = [info.key for info in objects.list(change_journal.JOURNAL_PREFIX)]
     assert left == young
+
+
+def test_gc_leaves_entries_for_what_it_purges(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    uri = f"bucket+file:{tmp_path / 'root'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment("purged")
+    run_id = client.create_run(experiment_id).info.run_id
+    client.delete_run(run_id)
+    objects = open_object_store(parse(uri))
+    before = {c.key for c in change_journal.changes_since(objects, change_journal.now_ms())}
+    result = subprocess.run(
+        [sys.executable, "-m", "mlflow_plugin", "gc", uri, "--older-than", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    after = change_journal.changes_since(objects, change_journal.now_ms())
+    purged = [c for c in after if c.key not in before and c.run_id == run_id]
+    assert purged and purged[-1].digest is None  # a delete: readers read it again

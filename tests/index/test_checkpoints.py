@@ -241,6 +241,25 @@ def _repacked(
         return repacked.read_bytes()
 
 
+def _hidden_trigger(connection: sqlite3.Connection) -> None:
+    """A trigger whose name hides among SQLite's own objects."""
+    connection.execute("CREATE TRIGGER t AFTER INSERT ON runs BEGIN DELETE FROM runs; END")
+    connection.execute("PRAGMA writable_schema=ON")
+    connection.execute("UPDATE sqlite_master SET name = 'sqlite_hidden' WHERE name = 't'")
+    connection.execute("PRAGMA writable_schema=OFF")
+
+
+def _check_constraint(connection: sqlite3.Connection) -> None:
+    """``runs`` re-created with one CHECK more: later runs would be refused."""
+    sql = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+    connection.execute("PRAGMA writable_schema=ON")
+    connection.execute(
+        "UPDATE sqlite_master SET sql = ? WHERE name = 'runs'",
+        (sql.rstrip(")") + ", CHECK (start_time < 0))",),
+    )
+    connection.execute("PRAGMA writable_schema=OFF")
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -258,6 +277,19 @@ def _repacked(
         ),
         pytest.param(lambda c: c.execute("CREATE VIEW v AS SELECT 1"), id="a-view"),
         pytest.param(lambda c: c.execute("DELETE FROM bucket_index_state"), id="no-cursor"),
+        pytest.param(_hidden_trigger, id="a-trigger-named-like-sqlites-own"),
+        pytest.param(_check_constraint, id="a-check-constraint"),
+        pytest.param(
+            lambda c: c.execute("UPDATE bucket_index_state SET value = value + 3600000"),
+            id="a-cursor-in-the-future",
+        ),
+        pytest.param(
+            lambda c: c.execute(
+                "UPDATE bucket_index_meta SET value = 'bucket+file:/elsewhere #another-root'"
+                " WHERE name = 'root'"
+            ),
+            id="another-root",
+        ),
     ],
 )
 def test_a_checkpoint_not_shaped_like_this_versions_index_is_skipped(
@@ -309,6 +341,49 @@ def test_damaged_rows_in_a_checkpoint_are_read_again_from_the_bucket(
     assert sorted(e.name for e in experiments) == ["Default", "first", "second"]
     assert second.run_reads == 2
     assert sum("indexed copy is damaged" in r.getMessage() for r in caplog.records) >= 2
+
+
+def _rows_of_another_experiment(connection: sqlite3.Connection) -> None:
+    (run,) = connection.execute("SELECT run_uuid FROM runs ORDER BY run_uuid LIMIT 1").fetchone()
+    (other,) = connection.execute(
+        "SELECT experiment_id FROM runs WHERE experiment_id != "
+        "(SELECT experiment_id FROM runs WHERE run_uuid = ?) LIMIT 1",
+        (run,),
+    ).fetchone()
+    connection.execute("UPDATE runs SET experiment_id = ? WHERE run_uuid = ?", (other, run))
+    connection.execute(
+        "UPDATE bucket_documents SET experiment_id = ? WHERE entity_id = ?", (str(other), run)
+    )
+
+
+def _bytes_that_are_not_utf8(connection: sqlite3.Connection) -> None:
+    connection.execute(
+        "UPDATE runs SET name = CAST(X'61FF' AS TEXT) WHERE run_uuid = "
+        "(SELECT run_uuid FROM runs ORDER BY run_uuid LIMIT 1)"
+    )
+    connection.execute(
+        "UPDATE bucket_documents SET body = CAST(X'7BFF7D' AS TEXT) WHERE key = "
+        "(SELECT key FROM bucket_documents WHERE kind = 'run' ORDER BY key DESC LIMIT 1)"
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(_rows_of_another_experiment, id="rows-under-another-experiment"),
+        pytest.param(_bytes_that_are_not_utf8, id="text-that-is-not-utf8"),
+    ],
+)
+def test_rows_no_document_vouches_for_are_dropped_and_read_again(
+    root_uri: str, twin: Twin, tmp_path: Path, change: Callable[[sqlite3.Connection], None]
+) -> None:
+    _write_checkpoint(root_uri, twin, tmp_path)
+    objects = _objects(root_uri)
+    good = checkpoints.list_checkpoints(objects)[-1]
+    objects.put(good.key, _repacked(objects, good.key, change))
+    second = Machine(root_uri, tmp_path)
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert 1 <= second.run_reads <= 2  # the dropped ones, read from the bucket
 
 
 def test_a_checkpoint_of_another_index_version_is_not_read(

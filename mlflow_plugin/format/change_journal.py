@@ -41,6 +41,7 @@ __all__ = [
     "etag_digest",
     "expired_entries",
     "now_ms",
+    "parse",
     "record",
 ]
 

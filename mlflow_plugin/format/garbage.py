@@ -78,6 +78,7 @@ __all__ = [
     "DEFAULT_GRACE_HOURS",
     "DEFAULT_OLDER_THAN_DAYS",
     "EXPERIMENTS",
+    "JOURNAL",
     "KINDS",
     "MODELS",
     "ORPHAN_SEGMENTS",

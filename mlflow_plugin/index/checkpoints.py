@@ -56,6 +56,7 @@ __all__ = [
     "collect_checkpoints",
     "install_checkpoint",
     "list_checkpoints",
+    "stamp_digest",
     "write_checkpoint",
 ]
 

@@ -73,7 +73,15 @@ from mlflow_plugin.index.state import (
 from mlflow_plugin.objectstore import NotFound, ObjectStore, StoredObject
 from mlflow_plugin.objectstore.errors import CorruptObject
 
-__all__ = ["EXPERIMENTS_SCOPE", "IndexSync", "SyncReport", "runs_scope"]
+__all__ = [
+    "EXPERIMENTS_SCOPE",
+    "FULL_LISTING_MS",
+    "TAIL_MS",
+    "WINDOW_RESCAN_S",
+    "IndexSync",
+    "SyncReport",
+    "runs_scope",
+]
 
 _log = logging.getLogger(__name__)
 

@@ -87,7 +87,7 @@ class RunLifecycle:
         """Soft-delete the run (MLflow's SQL store stamps its deletion time anew each time)."""
         self._context.forget_writable(check_run_id(run_id))
         self._context.run_doc(run_id)  # read first, as MLflow's stores do
-        self._context.update_run(run_id, lambda doc: mark_run_deleted(doc, now()))
+        self._context.update_run(run_id, lambda doc: mark_run_deleted(doc, _now()))
 
     def restore_run(self, run_id: str) -> None:
         """Make the run active, even while its experiment stays deleted (as MLflow's SQL
@@ -124,5 +124,5 @@ class RunLifecycle:
         return found
 
 
-def now() -> int:
+def _now() -> int:
     return int(get_current_time_millis())

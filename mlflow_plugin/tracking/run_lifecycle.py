@@ -55,7 +55,17 @@ class RunLifecycle:
     def _experiment_of(self, run_id: str) -> Future[Document | None]:
         """The run's experiment document, read in the background."""
         experiment_id = self._context.run_experiment(check_run_id(run_id))
-        return self._context.readers.submit(read_experiment, self._context, experiment_id)
+        try:
+            return self._context.readers.submit(read_experiment, self._context, experiment_id)
+        except RuntimeError:
+            # The interpreter is exiting (a run ended by an exit hook): its thread pools take
+            # no new work, so read it here.
+            read: Future[Document | None] = Future()
+            try:
+                read.set_result(read_experiment(self._context, experiment_id))
+            except Exception as exc:
+                read.set_exception(exc)
+            return read
 
     def run_doc(self, run_id: str) -> Document:
         """The run document (after this process's buffered writes), with its effective stage."""

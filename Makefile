@@ -27,8 +27,12 @@ lint: $(STAMP)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
+# The suite mostly waits (servers starting, subprocesses importing MLflow), so it runs in
+# TEST_WORKERS processes; the browser tests share one (one Chromium, one UI server each).
+TEST_WORKERS ?= 3
+
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The torture tests at their long sizes (make test runs them short): 16 processes, long outages.
 torture: $(STAMP)

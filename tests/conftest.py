@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -64,16 +67,70 @@ def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
     return endpoint
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Print the differential suites' scenario counts and the torture tests' figures."""
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Spread over workers, the browser tests still share one Chromium and one UI server
+    # per backend (session fixtures): one worker runs them all.
+    for item in items:
+        if item.nodeid.startswith("tests/browser/"):
+            item.add_marker(pytest.mark.xdist_group("browser"))
+
+
+# -- the closing summary ---------------------------------------------------------------
+# What the run covered (scenario counts, torture figures, the hostile and generated-damage
+# case counts, the pages the browser walked) is gathered in each test process: in this
+# one, and, when make test spreads the suite over workers (pytest-xdist), in each worker,
+# which hands it to this process when it finishes.
+
+_WORKER_SUMMARIES: list[dict[str, Any]] = []
+
+
+def _process_summary() -> dict[str, Any]:
+    """What this process's tests covered, as plain JSON."""
     from tests.differential.suite import SCENARIO_COUNTS
+    from tests.torture.figures import session_entries
+
+    hostile = sys.modules.get("tests.hostile.corpus")  # set when the tests were collected
+    damage = sys.modules.get("tests.hostile.damage")
+    sidebar = sys.modules.get("tests.browser.sidebar")
+    return {
+        "scenario_counts": list(SCENARIO_COUNTS),
+        "torture": session_entries(),
+        "hostile": hostile.summary() if hostile is not None else None,
+        "damage": dict(damage.RUN_COUNTS) if damage is not None else None,
+        "visited": dict(sidebar.VISITED) if sidebar is not None else {},
+    }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # a worker: its summary goes to the controlling process
+        workeroutput["summary"] = json.dumps(_process_summary())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    summary = getattr(node, "workeroutput", {}).get("summary")
+    if summary:
+        _WORKER_SUMMARIES.append(json.loads(summary))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print what the run covered, merged over every test process."""
+    summaries = [_process_summary(), *_WORKER_SUMMARIES]  # before the imports below
+    from tests.hostile.damage import summary as damage_summary
     from tests.torture.figures import session_table
 
-    for line in [*SCENARIO_COUNTS, *session_table()]:
+    lines = list(dict.fromkeys(line for s in summaries for line in s["scenario_counts"]))
+    lines += session_table([entry for s in summaries for entry in s["torture"]])
+    lines += list(dict.fromkeys(s["hostile"] for s in summaries if s["hostile"]))
+    damage: Counter[str] = Counter()
+    for s in summaries:
+        damage.update(s["damage"] or {})
+    if any(s["damage"] is not None for s in summaries):
+        lines.append(damage_summary(dict(damage)))
+    for s in summaries:
+        for walk, pages in s["visited"].items():
+            lines.append(f"sidebar pages visited, {walk}: {len(pages)}")
+            lines += [f"    {page}" for page in pages]
+    for line in lines:
         terminalreporter.write_line(line)
-    hostile = sys.modules.get("tests.hostile.corpus")
-    if hostile is not None:  # the hostile-input tests were collected
-        terminalreporter.write_line(hostile.summary())
-    damage = sys.modules.get("tests.hostile.damage")
-    if damage is not None:  # the generated-damage suite was collected
-        terminalreporter.write_line(damage.summary())

@@ -19,7 +19,6 @@ from playwright.sync_api import Browser, ViewportSize, sync_playwright
 
 from tests.browser.page import UiPage
 from tests.browser.server import UiServer, mlflow_server
-from tests.browser.sidebar import VISITED
 from tests.browser.store import DemoStore, fill_with_demo
 from tests.servers import S3Endpoint
 
@@ -143,11 +142,3 @@ def ui(
             assert page.checked, "the test never looked for errors (ui.finish or ui.problems)"
     finally:
         context.close()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """List the pages the sidebar walks visited, so a run shows what it covered."""
-    for walk, pages in VISITED.items():
-        terminalreporter.write_line(f"sidebar pages visited, {walk}: {len(pages)}")
-        for line in pages:
-            terminalreporter.write_line(f"    {line}")

@@ -49,9 +49,10 @@ class DamageCase:
     make: Callable[[bytes], bytes] = field(compare=False)
 
 
-def summary() -> str:
-    where = ", ".join(f"{count} on {name}" for name, count in sorted(RUN_COUNTS.items()))
-    return f"generated-damage suite: {sum(RUN_COUNTS.values())} cases ({where})"
+def summary(counts: dict[str, int]) -> str:
+    """The closing line for ``counts`` (``RUN_COUNTS`` of every test process, summed)."""
+    where = ", ".join(f"{count} on {name}" for name, count in sorted(counts.items()))
+    return f"generated-damage suite: {sum(counts.values())} cases ({where})"
 
 
 def _json_type(value: Any) -> str:

@@ -31,6 +31,7 @@ __all__ = [
     "compare_points",
     "where_duplicated",
     "record",
+    "session_entries",
     "session_table",
     "size",
     "stored_points",
@@ -110,7 +111,8 @@ def record(figures: Figures, started: float) -> None:
         results.write(json.dumps(entry) + "\n")
 
 
-def _session_entries() -> list[dict[str, Any]]:
+def session_entries() -> list[dict[str, Any]]:
+    """The figures this process recorded in this pytest run (each an entry of the file)."""
     if not RESULTS_FILE.exists():
         return []
     entries = []
@@ -124,9 +126,9 @@ def _session_entries() -> list[dict[str, Any]]:
     return entries
 
 
-def session_table() -> list[str]:
-    """This session's figures as a Markdown table (empty when no torture test ran)."""
-    entries = _session_entries()
+def session_table(entries: list[dict[str, Any]]) -> list[str]:
+    """Figures (``session_entries`` of every test process) as a Markdown table (empty
+    when no torture test ran)."""
     if not entries:
         return []
     header = (

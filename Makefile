@@ -28,11 +28,12 @@ lint: $(STAMP)
 	$(PY) -m mypy
 
 # The suite mostly waits (servers starting, subprocesses importing MLflow), so it runs in
-# TEST_WORKERS processes; the browser tests share one (one Chromium, one UI server each).
+# TEST_WORKERS processes (0: in this one), each file whole and in order on one of them and
+# the browser files together (tests/scheduling.py).
 TEST_WORKERS ?= 3
 
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 # The torture tests at their long sizes (make test runs them short): 16 processes, long outages.
 torture: $(STAMP)

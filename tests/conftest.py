@@ -67,12 +67,14 @@ def s3_endpoint(request: pytest.FixtureRequest) -> S3Endpoint:
     return endpoint
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # Spread over workers, the browser tests still share one Chromium and one UI server
-    # per backend (session fixtures): one worker runs them all.
-    for item in items:
-        if item.nodeid.startswith("tests/browser/"):
-            item.add_marker(pytest.mark.xdist_group("browser"))
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # before xdist's own answer
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` (make test): whole files in order, the browser files as one."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from tests.scheduling import FileScheduling
+
+    return FileScheduling(config, log)
 
 
 # -- the closing summary ---------------------------------------------------------------

@@ -34,6 +34,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Dataset as DatasetEntity
 from mlflow.entities import DatasetInput, InputTag, Param, RunTag, ViewType
 from mlflow.entities.model_registry import RegisteredModelTag
+from mlflow.environment_variables import MLFLOW_EXPERIMENT_ID
 from mlflow.exceptions import MlflowException
 
 import mlflow_plugin.registry.store as registry_store_module
@@ -198,6 +199,11 @@ def test_a_non_utf8_script_name_is_refused_at_start_run_and_searches_keep_workin
         assert runs[0].data.tags["mlflow.source.name"] == "train.py"
     finally:
         mlflow.set_tracking_uri(None)
+        # set_experiment made "scripts" this process's experiment (and, through the
+        # environment, its subprocesses'): a later test's start_run on a root without
+        # it would fail.
+        mlflow.tracking.fluent._active_experiment_id = None
+        MLFLOW_EXPERIMENT_ID.unset()
 
 
 # -- two documents of one name ---------------------------------------------------------------

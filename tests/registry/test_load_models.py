@@ -49,9 +49,12 @@ def bucket_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         moto: S3Endpoint = request.getfixturevalue("moto_s3")
         uri = f"bucket+s3://{moto.shared_bucket}/load/{uuid4().hex}?endpoint_url={moto.url}"
+    # Both: the process-wide registry URI may hold what a test before this one set.
     mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
     yield uri
     mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
 
 
 def test_register_alias_and_load_in_fresh_process(bucket_uri: str, tmp_path: Path) -> None:

@@ -32,6 +32,25 @@ os.environ["MLFLOW_BUCKET_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-t
 os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-index-")
 
 
+@pytest.fixture(scope="module", autouse=True)
+def mlflow_defaults_after_each_file() -> Iterator[None]:
+    """Each test file leaves MLflow's process-wide state as it found it: make test runs the
+    files on several workers, so which file ran before another on a worker varies."""
+    yield
+    import mlflow
+    from mlflow.tracking import fluent
+
+    while mlflow.active_run() is not None:
+        try:
+            mlflow.end_run()
+        except Exception:  # the run's store may be gone with its test
+            fluent._active_run_stack.set([])
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+    fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+
+
 @pytest.fixture(scope="session")
 def moto_s3() -> Iterator[S3Endpoint]:
     with moto_endpoint() as endpoint:

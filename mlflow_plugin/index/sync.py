@@ -379,20 +379,18 @@ class IndexSync:
             if scope in known:
                 # The newest entry of a document decides; an unknown outcome reads it.
                 wanted.setdefault(scope, {})[key] = digest
-        report = SyncReport()
-        indexed = self._indexed_etags([key for documents in wanted.values() for key in documents])
-        for scope, documents in wanted.items():
-            stale = [
-                key
-                for key, digest in documents.items()
-                if digest is None
-                or key not in indexed
-                or change_journal.etag_digest(indexed[key]) != digest
-            ]
-            if stale:
-                kind = "experiment" if scope == EXPERIMENTS_SCOPE else "run"
-                report.add(self._reread(scope, kind, sorted(stale)))
-        return report
+        digests = {
+            key: digest for documents in wanted.values() for key, digest in documents.items()
+        }
+        indexed = self._indexed_etags(list(digests))
+        stale = [
+            key
+            for key, digest in digests.items()
+            if digest is None
+            or key not in indexed
+            or change_journal.etag_digest(indexed[key]) != digest
+        ]
+        return self.reread(stale)
 
     def _indexed_etags(self, document_keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}

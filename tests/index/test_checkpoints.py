@@ -28,7 +28,6 @@ from mlflow_plugin.index import checkpoints
 from mlflow_plugin.objectstore import ObjectStore, StoredObject, open_object_store
 from mlflow_plugin.objectstore import parse_store_uri as parse
 from mlflow_plugin.tracking.store import BucketTrackingStore
-from tests.servers import S3Endpoint
 
 _SEARCHES: list[tuple[str | None, int, list[str]]] = [
     (None, ViewType.ACTIVE_ONLY, []),
@@ -39,13 +38,9 @@ _SEARCHES: list[tuple[str | None, int, list[str]]] = [
 ]
 
 
-@pytest.fixture(params=["file", "moto"])
-def root_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "file":
-        return f"bucket+file:{tmp_path / 'root'}"
-    endpoint: S3Endpoint = request.getfixturevalue("moto_s3")
-    prefix = uuid.uuid4().hex[:8]
-    return f"bucket+s3://{endpoint.shared_bucket}/{prefix}?endpoint_url={endpoint.url}"
+@pytest.fixture
+def root_uri(bucket_root: str) -> str:
+    return bucket_root
 
 
 class Machine:

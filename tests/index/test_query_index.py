@@ -272,9 +272,10 @@ def test_processes_sharing_one_index_file_sync_side_by_side(tmp_path: Path) -> N
     assert len(store.search_runs([experiment_id], None, ViewType.ALL, max_results=1000)) == 25
 
 
-def test_a_large_scope_follows_the_change_journal(
+def _large_scope(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> tuple[_Clock, str, BucketTrackingStore, str, list[str]]:
+    """A searched experiment of 4 runs that the store's index treats as large."""
     clock = _Clock()
     monkeypatch.setattr(sync, "time", clock)
     uri = f"bucket+file:{tmp_path / 'root'}"
@@ -282,6 +283,13 @@ def test_a_large_scope_follows_the_change_journal(
     experiment_id, run_ids = _fill(store, 4)
     assert _search_tags(store, experiment_id, "state") == ["before"] * 4
     store._index()._sync.inline_limit = 2  # this experiment now counts as large
+    return clock, uri, store, experiment_id, run_ids
+
+
+def test_a_large_scope_follows_the_change_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock, uri, store, experiment_id, run_ids = _large_scope(tmp_path, monkeypatch)
 
     other = BucketTrackingStore(uri)  # another writer: its journal entry tells us
     other.set_tag(run_ids[2], RunTag("state", "after"))
@@ -294,15 +302,8 @@ def test_a_large_scope_follows_the_change_journal(
 def test_a_large_scope_is_relisted_in_the_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = _Clock()
-    monkeypatch.setattr(sync, "time", clock)
-    uri = f"bucket+file:{tmp_path / 'root'}"
-    store = BucketTrackingStore(f"{uri}?index_staleness=0.5")
-    experiment_id, run_ids = _fill(store, 4)
-    assert _search_tags(store, experiment_id, "state") == ["before"] * 4
-    index_sync = store._index()._sync
-    index_sync.inline_limit = 2  # this experiment now counts as large
-    index_sync.full_listing_ms = 0  # every look past the bound also lists in full
+    clock, _, store, experiment_id, run_ids = _large_scope(tmp_path, monkeypatch)
+    store._index()._sync.full_listing_ms = 0  # every look past the bound also lists in full
 
     # A writer that leaves no journal entry (an older version): found by listing only.
     raw = LocalObjectStore(tmp_path / "root")

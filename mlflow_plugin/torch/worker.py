@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from mlflow.tracking import MlflowClient
 
+from mlflow_plugin.torch.dashboard import after_flush
 from mlflow_plugin.torch.errors import background_failure
 from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
 
@@ -93,6 +94,7 @@ class BackgroundWorker:
                 except Exception as exc:
                     self._record_error(exc)
             self._drain()
+        after_flush(self)  # rebuilds dashboard.html from what is stored now; never raises
         self.raise_pending()
 
     def _drain(self) -> None:

@@ -1,0 +1,123 @@
+"""Writing each run's ``dashboard.html``: when the helpers flush, and on a slow timer.
+
+The page is derived from what the run already stores (``summaries.dashboard``), so a
+failure to build or upload it is a warning, never an error of the training loop's
+flush: the data the user logged is stored either way, and ``mlflow-bucket dashboard``
+rebuilds the page later. Rebuilding reads the run back, so it happens only at a flush
+(``flush()``, ``SummaryWriter.close``, leaving ``autolog``, interpreter exit) and, in a
+long run, at most every ``INTERVAL_S`` seconds on the helpers' worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+from mlflow_plugin.summaries.dashboard import ARTIFACT_FILE, collect, has_views, render
+from mlflow_plugin.torch.scalars import RunTarget
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from mlflow_plugin.torch.worker import BackgroundWorker
+
+__all__ = ["INTERVAL_S", "after_flush", "track", "write_dashboard"]
+
+INTERVAL_S = 300.0
+
+_live: dict[RunTarget, float] = {}  # runs flushed lately -> when their page was last written
+_pending: set[RunTarget] = set()  # runs to rebuild at the next flush besides the active one
+_lock = threading.Lock()
+_timer: threading.Thread | None = None
+
+
+def write_dashboard(target: RunTarget, client: MlflowClient | None = None) -> bool:
+    """Build and upload ``dashboard.html`` for ``target``; False (with a warning on failure)
+    when nothing was written. A run with nothing the page shows (only scalars) gets none."""
+    from mlflow.tracking import MlflowClient
+
+    try:
+        mlflow_client = client or MlflowClient(target.tracking_uri)
+        data = collect(mlflow_client, target.run_id)
+        if not has_views(data):
+            return False
+        mlflow_client.log_text(target.run_id, render(data), ARTIFACT_FILE)
+    except Exception as exc:  # derived data: the run's own records are stored already
+        warnings.warn(
+            f"mlflow_plugin.torch: could not write {ARTIFACT_FILE} for run {target.run_id} "
+            f"({type(exc).__name__}: {exc}); rebuild it with `mlflow-bucket dashboard`",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    with _lock:
+        _live[target] = time.monotonic()
+    return True
+
+
+def track(target: RunTarget) -> None:
+    """Rebuild ``target``'s page at the next flush even if it is not the active run."""
+    with _lock:
+        _pending.add(target)
+
+
+def after_flush(worker: BackgroundWorker) -> None:
+    """Rebuild the pages of the active run and of the tracked runs.
+
+    Called by ``BackgroundWorker.flush`` once everything is stored, in the flushing
+    (caller's) thread, where MLflow's active run is visible.
+    """
+    import mlflow
+
+    if worker._errors:  # the flush will raise: the record is incomplete, keep the last page
+        return
+    active = mlflow.active_run()
+    with _lock:
+        targets = set(_pending)
+        _pending.clear()
+    if active is not None:
+        targets.add(RunTarget(active.info.run_id, mlflow.get_tracking_uri()))
+    for target in sorted(targets, key=lambda t: t.run_id):
+        write_dashboard(target, worker.client(target.tracking_uri))
+    _start_timer(worker)
+
+
+def _start_timer(worker: BackgroundWorker) -> None:
+    global _timer
+    with _lock:
+        if _timer is not None:
+            return
+        _timer = threading.Thread(
+            target=_every_interval, args=(worker,), name="mlflow-torch-dashboard", daemon=True
+        )
+    _timer.start()
+
+
+def _every_interval(worker: BackgroundWorker) -> None:
+    # Only queues: the build runs on the worker thread, after the uploads queued before it.
+    while True:
+        time.sleep(INTERVAL_S / 10)
+        now = time.monotonic()
+        with _lock:
+            due = [t for t, at in _live.items() if now - at >= INTERVAL_S]
+            for target in due:
+                _live[target] = now
+        for target in due:
+            worker.enqueue(functools.partial(_rebuild_running, worker, target))
+
+
+def _rebuild_running(worker: BackgroundWorker, target: RunTarget) -> None:
+    """Rebuild a page on the timer while its run is RUNNING; forget the run after that."""
+    client = worker.client(target.tracking_uri)
+    try:
+        running = client.get_run(target.run_id).info.status == "RUNNING"
+    except Exception:  # the run or its store is gone: nothing left to keep up to date
+        running = False
+    if not running:
+        with _lock:
+            _live.pop(target, None)
+        return
+    write_dashboard(target, client)

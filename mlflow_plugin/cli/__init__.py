@@ -19,6 +19,7 @@ import sys
 from collections.abc import Sequence
 
 import mlflow_plugin.cli.checkpoint as checkpoint
+import mlflow_plugin.cli.dashboard as dashboard
 import mlflow_plugin.cli.doctor as doctor
 import mlflow_plugin.cli.export as export
 import mlflow_plugin.cli.gc as gc
@@ -37,7 +38,8 @@ from mlflow_plugin.cli.common import (
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 COMMANDS: tuple[Command, ...] = tuple(
-    module.COMMAND for module in (doctor, sync, reindex, checkpoint, gc, import_tensorboard, export)
+    module.COMMAND
+    for module in (doctor, sync, reindex, checkpoint, gc, import_tensorboard, export, dashboard)
 )
 
 

@@ -12,7 +12,12 @@ background upload and take other points with it. The rule (``mlflow_key``):
    ``__``; an empty name is ``_``;
 4. a name still too long keeps its head and ends in ``-`` plus 10 hex digits of the
    SHA-256 of the original name, so two long tags stay distinct and a tag always maps
-   to the same key.
+   to the same key;
+5. two different names never share a key within a ``scope`` (the helpers pass the run,
+   so metrics, params and artifact folders of one run): the first name mapped to a key
+   keeps it, and a later name that would map to it gets ``-`` plus 10 hex digits of the
+   SHA-256 of its own name (``acc@1`` then ``acc_1`` in one run: ``acc_1`` and
+   ``acc_1-<digest>``), with a warning. Without a scope the mapping is pure.
 
 ``image_key`` applies the same rule with MLflow's image-key characters and a shorter
 limit (the key becomes part of a file name); artifact folders use it too. Whether a
@@ -27,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 from collections.abc import Hashable
 from typing import TypeVar
 
@@ -53,38 +59,44 @@ _DIGEST_CHARS = 10
 
 _K = TypeVar("_K", bound=Hashable)
 # Mapped names, so the training loop pays one dict lookup per call (a race only repeats work).
-_mapped: dict[tuple[str, int], str] = {}
-_mapped_images: dict[str, str] = {}
+_mapped: dict[tuple[str, int, Hashable], str] = {}
+_mapped_images: dict[tuple[str, Hashable], str] = {}
 _warned: set[str] = set()
+# Per key space (kind, room, scope): which name holds each key, so two names never merge.
+_holders: dict[tuple[str, int, Hashable], dict[str, str]] = {}
+_holders_lock = threading.Lock()
 
 
-def mlflow_key(name: str, room: int = 0) -> str:
+def mlflow_key(name: str, room: int = 0, scope: Hashable = None) -> str:
     """A metric, param or tag key MLflow accepts for ``name``, at most 250 - ``room`` long.
 
+    ``scope`` is where two names must not share a key (e.g. a run id); None: no check.
     Raises MlflowException (INVALID_PARAMETER_VALUE) for a name that is not a string.
     """
-    cached = _mapped.get((name, room)) if isinstance(name, str) else None
+    cached = _mapped.get((name, room, scope)) if isinstance(name, str) else None
     if cached is not None:
         return cached
     _require_string(name)
     limit = MAX_ENTITY_KEY_LENGTH - room
     key = name if _is_valid_key(name, limit) else _map_key(name, limit)
-    _remember(_mapped, (name, room), name, key)
+    key = _claim(("key", room, scope), name, key, limit)
+    _remember(_mapped, (name, room, scope), name, key)
     return key
 
 
-def image_key(name: str) -> str:
+def image_key(name: str, scope: Hashable = None) -> str:
     """An image key (and artifact folder name) MLflow accepts for ``name``.
 
     >>> image_key("samples/ü@1"), image_key("../x")
     ('samples/__1', '__/x')
     """
-    cached = _mapped_images.get(name) if isinstance(name, str) else None
+    cached = _mapped_images.get((name, scope)) if isinstance(name, str) else None
     if cached is not None:
         return cached
     _require_string(name)
     key = _shorten(_clean_path(_IMAGE_KEY_REFUSED.sub("_", name)), name, IMAGE_KEY_LENGTH)
-    _remember(_mapped_images, name, name, key)
+    key = _claim(("image", 0, scope), name, key, IMAGE_KEY_LENGTH)
+    _remember(_mapped_images, (name, scope), name, key)
     return key
 
 
@@ -129,10 +141,34 @@ def _clean_path(name: str) -> str:
 
 
 def _shorten(key: str, original: str, limit: int) -> str:
-    if len(key) <= limit:
-        return key
+    return key if len(key) <= limit else _with_digest(key, original, limit)
+
+
+def _with_digest(key: str, original: str, limit: int) -> str:
     digest = hashlib.sha256(original.encode("utf-8", "surrogatepass")).hexdigest()
     return f"{key[: limit - _DIGEST_CHARS - 1]}-{digest[:_DIGEST_CHARS]}"
+
+
+def _claim(space: tuple[str, int, Hashable], name: str, key: str, limit: int) -> str:
+    """``key`` if no other name of ``space`` holds it, else ``key`` plus a digest of ``name``."""
+    if space[2] is None:
+        return key
+    with _holders_lock:
+        holders = _holders.setdefault(space, {})
+        holder = holders.setdefault(key, name)
+        if holder == name:
+            return key
+        distinct = _with_digest(key, name, limit)
+        holders.setdefault(distinct, name)
+    _logger.warning(
+        "%s would be logged as %s, which already holds %s; it is logged as %s",
+        _preview(name),
+        _preview(key),
+        _preview(holder),
+        _preview(distinct),
+    )
+    _warned.add(name)
+    return distinct
 
 
 def _remember(cache: dict[_K, str], slot: _K, name: str, key: str) -> None:

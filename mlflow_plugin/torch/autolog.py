@@ -59,6 +59,7 @@ class AutologRun(RunContext):
         self._watch: Watch | None = None
         self._last_lrs: list[float] = []
         self._window_start: float | None = None
+        self._window_step = 0
         self._target: RunTarget | None = None
         self._first_forward: Any = None
 
@@ -107,6 +108,7 @@ class AutologRun(RunContext):
             self._watch.remove()
         # A failed flush (background logging) ends the run FAILED and is raised here.
         with ending_run(self.run_id if self._owns_run else None, status):
+            self._log_rate()  # the last steps' rate: a run under timing_every steps has one too
             get_worker().flush()
             if status == FINISHED and self.log_model:
                 self._log_final_model()
@@ -138,14 +140,24 @@ class AutologRun(RunContext):
             log_model_graph(module, self.example_input, run_id=self.run_id)
 
     def _log_optimizer_params(self, optimizer: torch.optim.Optimizer) -> None:
-        params = {"optimizer": type(optimizer).__name__}
-        for key, value in optimizer.defaults.items():
+        """``optimizer`` (its class) and ``optimizer.<setting>``: the config's dotted names.
+
+        A setting the run already has (the config's ``optimizer.lr``) is logged once, as
+        the config gave it.
+        """
+        scope = (self.run_id, "params")
+        settings: dict[str, Any] = {"optimizer": type(optimizer).__name__}
+        settings.update({f"optimizer.{key}": v for key, v in optimizer.defaults.items()})
+        params = {}
+        for name, value in settings.items():
             if isinstance(value, bool | int | float | str) or value is None:
-                params[mlflow_key(f"optimizer/{key}")] = str(value)
+                params[mlflow_key(name, scope=scope)] = str(value)
             elif isinstance(value, tuple | list):
-                params[mlflow_key(f"optimizer/{key}")] = str(list(value))
+                params[mlflow_key(name, scope=scope)] = str(list(value))
         client = get_worker().client(self.target.tracking_uri)
-        client.log_batch(self.run_id, params=[Param(k, v) for k, v in params.items()])
+        logged = client.get_run(self.run_id).data.params
+        fresh = [Param(k, v) for k, v in params.items() if k not in logged]
+        client.log_batch(self.run_id, params=fresh)
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         worker, stamp, target, at = get_worker(), now_ms(), self.target, self.step + 1
@@ -167,14 +179,19 @@ class AutologRun(RunContext):
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.step += 1
-        if self.step % self.timing_every == 0:
-            now = time.perf_counter()
-            if self._window_start is not None:
-                rate = self.timing_every / (now - self._window_start)
-                get_worker().log_scalar(
-                    self.target, "perf/steps_per_sec", rate, self.step, now_ms()
-                )
-            self._window_start = now
+        if self._window_start is None:  # timing starts after the first (warm-up) step
+            self._window_start, self._window_step = time.perf_counter(), self.step
+        elif self.step % self.timing_every == 0:
+            self._log_rate()
+
+    def _log_rate(self) -> None:
+        """``perf/steps_per_sec`` over the steps since the last rate (or the first step)."""
+        if self._window_start is None or self.step <= self._window_step:
+            return
+        now = time.perf_counter()
+        rate = (self.step - self._window_step) / max(now - self._window_start, 1e-9)
+        get_worker().log_scalar(self.target, "perf/steps_per_sec", rate, self.step, now_ms())
+        self._window_start, self._window_step = now, self.step
 
     def _log_final_model(self) -> None:
         import mlflow.pytorch
@@ -226,9 +243,11 @@ def autolog(
     ...         run.log({"train/loss": loss})
 
     Logs the config (params + ``config.yaml``), the model graph on the first forward
-    pass (``model_graph/``), the optimizer's hyper-parameters as params, the learning
-    rate of each param group whenever it changes (``optimizer/lr``), the gradient norm
-    (``train/grad_norm``) and ``perf/steps_per_sec`` every ``timing_every`` steps;
+    pass (``model_graph/``), the optimizer's class and settings as params (``optimizer``,
+    ``optimizer.lr``...: the config's names, each logged once), the learning rate of each
+    param group whenever it changes (metric ``optimizer/lr``), the gradient norm
+    (``train/grad_norm``) and ``perf/steps_per_sec`` every ``timing_every`` steps and at
+    the end;
     ``watch=`` adds histograms; ``log_system_metrics=True`` starts MLflow's system
     monitor. On exit: the model with ``mlflow.pytorch.log_model`` (``log_model=False``
     to skip), and, for a run it started, status FAILED on an exception, KILLED on

@@ -19,10 +19,11 @@ import itertools
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import PurePath
 from typing import Any
 
+import numpy as np
 from mlflow.entities import Param
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
@@ -79,11 +80,29 @@ def to_plain(config: Any) -> Any:
     if isinstance(config, float):
         return config if math.isfinite(config) else str(config)
     if hasattr(config, "item") and getattr(config, "ndim", 1) == 0:
-        return to_plain(config.item())  # numpy/torch scalars
+        return to_plain(_scalar_item(config))  # numpy/torch scalars
     return str(config)
 
 
-def flatten_config(config: Any, separator: str = ".") -> dict[str, str]:
+def _scalar_item(value: Any) -> Any:
+    """A numpy/torch scalar's value; a float printed at its dtype's precision.
+
+    ``torch.tensor(0.3)`` holds the float32 nearest 0.3, whose ``.item()`` is
+    0.30000001192092896: the shortest float32 text ("0.3") is what the user wrote.
+
+    >>> _scalar_item(np.float32(0.3)), _scalar_item(np.float64(0.1))
+    (0.3, 0.1)
+    """
+    item = value.item()
+    dtype = str(getattr(value, "dtype", ""))
+    if not isinstance(item, float) or "64" in dtype:
+        return item
+    if dtype.endswith("float16") and "bfloat" not in dtype:
+        return float(str(np.float16(item)))
+    return float(str(np.float32(item)))  # float32, and bfloat16 (exact in float32)
+
+
+def flatten_config(config: Any, separator: str = ".", scope: Hashable = None) -> dict[str, str]:
     """Param-ready ``{dotted.key: value}``; lists stay one JSON value, like W&B shows them.
 
     >>> flatten_config({"optimizer": {"lr": 0.1, "betas": [0.9, 0.99]}, "api_key": "x"})
@@ -102,7 +121,7 @@ def flatten_config(config: Any, separator: str = ".") -> dict[str, str]:
             text = str(value)
         else:
             text = json.dumps(value)
-        flat[mlflow_key(prefix)] = text
+        flat[mlflow_key(prefix, scope=scope)] = text
 
     visit("", to_plain(config))
     return flat
@@ -132,7 +151,8 @@ def log_config(
     worker.raise_pending()  # what background logging failed to do, before anything else
     target = current_target(run_id)
     plain = to_plain(config)
-    params = {k: _fit_value(v, artifact_file) for k, v in flatten_config(plain).items()}
+    flat = flatten_config(plain, scope=(target.run_id, "params"))
+    params = {k: _fit_value(v, artifact_file) for k, v in flat.items()}
     client = worker.client(target.tracking_uri)
     items = [Param(k, v) for k, v in params.items()]
     for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):

@@ -14,6 +14,7 @@ The drawings are pure builders over the recorded ``ModelGraph``
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -29,6 +30,7 @@ from mlflow_plugin.summaries.graphs import (
     render_svg,
     render_text,
 )
+from mlflow_plugin.summaries.names import image_key
 
 __all__ = [
     "GraphNode",
@@ -160,8 +162,13 @@ def log_model_graph(
     artifact_path: str = "model_graph",
     *,
     run_id: str | None = None,
+    keep_each: bool = False,
 ) -> ModelGraph:
     """Log ``graph.svg``, ``graph.txt`` and ``summary.txt`` under ``artifact_path``.
+
+    ``keep_each`` also logs them under ``artifact_path/<n>-<ModelClass>/`` (n counts the
+    run's graphs from 0), so a second graph does not replace the first
+    (``SummaryWriter.add_graph``); ``artifact_path`` itself holds the latest.
 
     >>> from mlflow_plugin.torch import log_model_graph
     >>> log_model_graph(model, torch.zeros(1, 1, 8, 8))  # doctest: +SKIP
@@ -174,7 +181,23 @@ def log_model_graph(
     target = current_target(run_id)
     client = worker.client(target.tracking_uri)
     folder = artifact_path.rstrip("/")
-    client.log_text(target.run_id, render_svg(graph), f"{folder}/graph.svg")
-    client.log_text(target.run_id, render_text(graph), f"{folder}/graph.txt")
-    client.log_text(target.run_id, render_summary(graph), f"{folder}/summary.txt")
+    folders = [folder]
+    if keep_each:
+        with _graphs_lock:
+            number = _graphs_logged.get((target.run_id, folder), 0)
+            _graphs_logged[(target.run_id, folder)] = number + 1
+        folders.insert(0, f"{folder}/{number}-{image_key(graph.model_type)}")
+    files = {
+        "graph.svg": render_svg(graph),
+        "graph.txt": render_text(graph),
+        "summary.txt": render_summary(graph),
+    }
+    for place in folders:
+        for name, text in files.items():
+            client.log_text(target.run_id, text, f"{place}/{name}")
     return graph
+
+
+# How many graphs each (run, folder) has kept, so the next one gets the next number.
+_graphs_logged: dict[tuple[str, str], int] = {}
+_graphs_lock = threading.Lock()

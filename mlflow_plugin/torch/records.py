@@ -10,7 +10,9 @@ module decides where they are stored and hands the uploads to the background wor
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,7 +30,7 @@ from mlflow_plugin.summaries.records import (
     render_mesh,
     render_pr_curve,
 )
-from mlflow_plugin.torch.config import flatten_config
+from mlflow_plugin.torch.config import flatten_config, to_plain
 from mlflow_plugin.torch.graph import log_model_graph, render_text
 from mlflow_plugin.torch.histogram_log import queue_histogram
 from mlflow_plugin.torch.histograms import device_histogram
@@ -38,6 +40,7 @@ from mlflow_plugin.torch.worker import get_worker
 
 __all__ = [
     "as_numpy",
+    "image_tag",
     "log_embedding",
     "log_figure",
     "log_graph",
@@ -46,6 +49,7 @@ __all__ = [
     "log_pr_curve",
     "log_raw_histogram",
     "log_scalars",
+    "log_tensor",
     "log_text",
     "log_values_histogram",
     "millis",
@@ -72,9 +76,19 @@ def _bin_count(values: Any, bins: Any) -> int:
     return len(np.histogram_bin_edges(as_numpy(values), bins=bins)) - 1
 
 
-def _step_file(kind: str, tag: str, step: int, suffix: str) -> str:
+def _step_file(target: RunTarget, kind: str, tag: str, step: int, suffix: str) -> str:
     """``<kind>/<tag>/step-<n><suffix>``: the artifact of one step of one tag."""
-    return f"{kind}/{image_key(tag)}/step-{step:09d}{suffix}"
+    return f"{kind}/{_folder(target, kind, tag)}/step-{step:09d}{suffix}"
+
+
+def image_tag(target: RunTarget, tag: str) -> str:
+    """The step-image key of ``tag`` in its run: two tags of a run never share one."""
+    return image_key(tag, scope=(target.run_id, "images"))
+
+
+def _folder(target: RunTarget, kind: str, tag: str) -> str:
+    """The folder name of ``tag`` under ``<kind>/``: two tags of a run never share one."""
+    return image_key(tag, scope=(target.run_id, kind))
 
 
 def _submit_text(target: RunTarget, text: str, path: str) -> None:
@@ -140,19 +154,19 @@ def log_figure(
     """A matplotlib figure (or a list of them, side by side) as a step image."""
     figures = figure if isinstance(figure, list) else [figure]
     picture = side_by_side([figure_to_array(f, close) for f in figures])
-    submit_image(target, tag, picture, step, millis(walltime))
+    submit_image(target, image_tag(target, tag), picture, step, millis(walltime))
 
 
 def log_text(target: RunTarget, tag: str, text: str, step: int | None) -> None:
     """Markdown text saved as ``text/<tag>/step-<n>.md``."""
-    _submit_text(target, text, _step_file("text", tag, int(step or 0), ".md"))
+    _submit_text(target, text, _step_file(target, "text", tag, int(step or 0), ".md"))
 
 
 def log_graph(target: RunTarget, model: torch.nn.Module, example: Any, verbose: bool) -> None:
-    """The model graph (SVG, text, layer summary) under ``model_graph/``."""
+    """The model graph under ``model_graph/`` (the latest) and ``model_graph/<n>-<Model>/``."""
     if example is None:
         raise ValueError("add_graph needs input_to_model: the graph is recorded by running it")
-    graph = log_model_graph(model, example, run_id=target.run_id)
+    graph = log_model_graph(model, example, run_id=target.run_id, keep_each=True)
     if verbose:
         print(render_text(graph))
 
@@ -168,17 +182,44 @@ def log_hparams(
     worker = get_worker()
     worker.raise_pending()
     client = worker.client(target.tracking_uri)
-    values = [(mlflow_key(k), float(as_numpy(v))) for k, v in metrics.items()]
-    params = [Param(k, v) for k, v in flatten_config(hparams).items()]
     parent = client.get_run(target.run_id)
     name = run_name or datetime.now().strftime("%Y%m%d-%H%M%S.%f")
     child = client.create_run(
         parent.info.experiment_id, tags={MLFLOW_PARENT_RUN_ID: target.run_id}, run_name=name
     )
+    scope = child.info.run_id
+    # to_plain prints a float32 tensor at its own precision: 0.3, not 0.30000001192092896.
+    values = [(mlflow_key(k, scope=scope), float(to_plain(v))) for k, v in metrics.items()]
+    params = [Param(k, v) for k, v in flatten_config(hparams, scope=(scope, "params")).items()]
     stamp, at = now_ms(), int(step or 0)
     points = [Metric(k, v, stamp, at) for k, v in values]
     client.log_batch(child.info.run_id, metrics=points, params=params)
     client.set_terminated(child.info.run_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def log_tensor(
+    target: RunTarget, tag: str, tensor: Any, step: int | None, walltime: float | None
+) -> None:
+    """A one-element tensor as metric ``tag``; any other as ``tensors/<tag>/step-<n>.npy``."""
+    worker, at = get_worker(), int(step or 0)
+    if isinstance(tensor, torch.Tensor) and tensor.numel() == 1:
+        worker.log_scalar(target, tag, tensor, at, millis(walltime))
+        return
+    if not isinstance(tensor, torch.Tensor) and np.asarray(tensor).size == 1:
+        worker.log_scalar(target, tag, float(np.asarray(tensor).reshape(())), at, millis(walltime))
+        return
+    # A copy on the tensor's device (no host sync); the worker copies it to the host.
+    data = tensor.detach().clone() if isinstance(tensor, torch.Tensor) else np.array(tensor)
+    path = _step_file(target, "tensors", tag, at, ".npy")
+    worker.submit(lambda: _upload_npy(worker.client(target.tracking_uri), target, data, path))
+
+
+def _upload_npy(client: Any, target: RunTarget, data: Any, path: str) -> None:
+    folder, name = path.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as scratch:
+        local = Path(scratch) / name
+        np.save(local, as_numpy(data))
+        client.log_artifact(target.run_id, str(local), folder)
 
 
 def log_mesh(
@@ -197,10 +238,10 @@ def log_mesh(
         face = None if faces is None else as_numpy(faces)[i].astype(np.int64)
         color = None if colors is None else as_numpy(colors)[i]
         suffix = "" if batch.shape[0] == 1 else f"-{i}"
-        path = _step_file("meshes", tag, at, f"{suffix}.ply")
+        path = _step_file(target, "meshes", tag, at, f"{suffix}.ply")
         _submit_text(target, ply_text(batch[i], face, color), path)
         picture = figure_to_array(render_mesh(batch[i], face, color), close=False)
-        submit_image(target, f"meshes/{tag}", picture, at, millis(walltime))
+        submit_image(target, image_tag(target, f"meshes/{tag}"), picture, at, millis(walltime))
 
 
 def log_pr_curve(
@@ -216,9 +257,10 @@ def log_pr_curve(
     """Counts and precision/recall per threshold (JSON) plus a plotted step image."""
     curve = pr_curve(as_numpy(labels), as_numpy(predictions), num_thresholds, weights)
     at = int(step or 0)
-    _submit_text(target, json.dumps(curve), _step_file("pr_curves", tag, at, ".json"))
+    _submit_text(target, json.dumps(curve), _step_file(target, "pr_curves", tag, at, ".json"))
     picture = figure_to_array(render_pr_curve(curve, f"{tag} (step {at})"), close=False)
-    submit_image(target, f"pr_curves/{tag}", picture, at, millis(walltime))
+    key = image_tag(target, f"pr_curves/{tag}")
+    submit_image(target, key, picture, at, millis(walltime))
 
 
 def log_embedding(
@@ -232,7 +274,7 @@ def log_embedding(
 ) -> None:
     """``embeddings/<tag>/<step>/``: TSV files the Embedding Projector loads, a sprite."""
     matrix = as_numpy(mat).reshape(len(mat), -1)
-    folder = f"embeddings/{image_key(tag)}/{int(step or 0):09d}"
+    folder = f"embeddings/{_folder(target, 'embeddings', tag)}/{int(step or 0):09d}"
     for name, text in embedding_files(matrix, metadata, metadata_header).items():
         _submit_text(target, text, f"{folder}/{name}")
     if label_img is not None:

@@ -63,7 +63,8 @@ class ScalarBuffer:
     def __init__(self, client_for: Callable[[str], MlflowClient], high_water: int = 20_000):
         self._client_for = client_for
         self._pending: deque[tuple[RunTarget, str, Any, int, int]] = deque()
-        self._keys: dict[str, str] = {}  # name -> MLflow key: one lookup per call
+        # (run id, name) -> MLflow key: one lookup per call; two names never share a key in a run.
+        self._keys: dict[tuple[str, str], str] = {}
         self.high_water = high_water
 
     def __len__(self) -> int:
@@ -77,9 +78,10 @@ class ScalarBuffer:
         ``key`` is mapped to a key MLflow accepts; a value or time MLflow would refuse is
         refused here, so nothing pending can fail the upload on its own.
         """
-        mapped = self._keys.get(key)
+        slot = (target.run_id, key)
+        mapped = self._keys.get(slot)
         if mapped is None:
-            mapped = self._keys[key] = mlflow_key(key)
+            mapped = self._keys[slot] = mlflow_key(key, scope=target.run_id)
         key, step = mapped, int(step)
         if not (_INT64_MIN <= step <= _INT64_MAX and 0 <= timestamp_ms <= _INT64_MAX):
             raise MlflowException(

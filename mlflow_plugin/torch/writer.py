@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import socket
 import warnings
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -39,24 +38,20 @@ import torch
 from mlflow_plugin.torch import records
 from mlflow_plugin.torch.images import submit_image, to_hwc_uint8
 from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
-from mlflow_plugin.torch.records import millis
+from mlflow_plugin.torch.logdir_runs import LogDirRun, closing_log_dir_run, open_log_dir_run
+from mlflow_plugin.torch.records import image_tag, millis
 from mlflow_plugin.torch.scalars import RunTarget
 from mlflow_plugin.torch.worker import get_worker
 
 __all__ = ["SummaryWriter"]
 
 
-def _unsupported(name: str) -> Callable[..., None]:
-    """A method TensorBoard has and MLflow has no equivalent for: it raises, never drops."""
-
-    def method(self: SummaryWriter, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError(
-            f"SummaryWriter.{name} has no MLflow equivalent in mlflow_plugin.torch; "
-            "log the data as an artifact with mlflow.log_artifact instead"
-        )
-
-    method.__name__ = method.__qualname__ = name
-    return method
+def _unsupported(name: str, what: str) -> NotImplementedError:
+    """The error of a method TensorBoard has and MLflow has no view for: it raises, never drops."""
+    return NotImplementedError(
+        f"SummaryWriter.{name} is not supported by mlflow_plugin.torch ({what}); "
+        "log the data as a file with mlflow.log_artifact instead"
+    )
 
 
 class SummaryWriter(RunContext):
@@ -90,9 +85,14 @@ class SummaryWriter(RunContext):
                 UserWarning,
                 stacklevel=2,
             )
+        # A log directory given is a run of its own (logdir_runs); none keeps one run.
+        self._log_dir_run: LogDirRun | None = None
         if log_dir is None:
             stamp = datetime.now().strftime("%b%d_%H-%M-%S")
             log_dir = str(Path("runs") / f"{stamp}_{socket.gethostname()}{comment}")
+        elif run_id is None:
+            self._log_dir_run = open_log_dir_run(log_dir)
+            run_id = self._log_dir_run.run_id
         self.log_dir = log_dir
         self._owns_run = False
         if run_id is None:
@@ -191,8 +191,9 @@ class SummaryWriter(RunContext):
         dataformats: str = "CHW",
     ) -> None:
         """An image in CHW/HWC/HW layout, float in [0, 1] or uint8, as a step image."""
+        picture = to_hwc_uint8(img_tensor, dataformats)
         submit_image(
-            self.target, tag, to_hwc_uint8(img_tensor, dataformats), global_step, millis(walltime)
+            self.target, image_tag(self.target, tag), picture, global_step, millis(walltime)
         )
 
     def add_images(
@@ -294,16 +295,92 @@ class SummaryWriter(RunContext):
             self.target, mat, metadata, label_img, global_step, tag, metadata_header
         )
 
-    # -- unsupported -------------------------------------------------------------------
+    # -- tensors -----------------------------------------------------------------------
 
-    add_audio = _unsupported("add_audio")
-    add_video = _unsupported("add_video")
-    add_onnx_graph = _unsupported("add_onnx_graph")
-    add_custom_scalars = _unsupported("add_custom_scalars")
-    add_custom_scalars_multilinechart = _unsupported("add_custom_scalars_multilinechart")
-    add_custom_scalars_marginchart = _unsupported("add_custom_scalars_marginchart")
-    add_pr_curve_raw = _unsupported("add_pr_curve_raw")
-    add_image_with_boxes = _unsupported("add_image_with_boxes")
+    def add_tensor(
+        self,
+        tag: str,
+        tensor: Any,
+        global_step: int | None = None,
+        walltime: float | None = None,
+    ) -> None:
+        """A one-element tensor as a metric; any other as ``tensors/<tag>/step-<n>.npy``."""
+        records.log_tensor(self.target, tag, tensor, global_step, walltime)
+
+    # -- unsupported: TensorBoard's signatures, each raises NotImplementedError -----------
+
+    def add_audio(
+        self,
+        tag: Any,
+        snd_tensor: Any,
+        global_step: Any = None,
+        sample_rate: Any = 44100,
+        walltime: Any = None,
+    ) -> None:
+        """Not supported: raises NotImplementedError (MLflow has no audio view)."""
+        raise _unsupported("add_audio", "MLflow has no audio view")
+
+    def add_video(
+        self,
+        tag: Any,
+        vid_tensor: Any,
+        global_step: Any = None,
+        fps: Any = 4,
+        walltime: Any = None,
+    ) -> None:
+        """Not supported: raises NotImplementedError (MLflow has no video view)."""
+        raise _unsupported("add_video", "MLflow has no video view")
+
+    def add_onnx_graph(self, prototxt: Any) -> None:
+        """Not supported: raises NotImplementedError; ``add_graph`` records a torch model."""
+        raise _unsupported("add_onnx_graph", "use add_graph with the torch model")
+
+    def add_custom_scalars(self, layout: Any) -> None:
+        """Not supported: raises NotImplementedError (MLflow charts have no layout file)."""
+        raise _unsupported("add_custom_scalars", "MLflow's charts have no layout file")
+
+    def add_custom_scalars_multilinechart(
+        self, tags: Any, category: Any = "default", title: Any = "untitled"
+    ) -> None:
+        """Not supported: raises NotImplementedError (MLflow charts have no layout file)."""
+        raise _unsupported("add_custom_scalars_multilinechart", "MLflow has no layout file")
+
+    def add_custom_scalars_marginchart(
+        self, tags: Any, category: Any = "default", title: Any = "untitled"
+    ) -> None:
+        """Not supported: raises NotImplementedError (MLflow charts have no layout file)."""
+        raise _unsupported("add_custom_scalars_marginchart", "MLflow has no layout file")
+
+    def add_pr_curve_raw(
+        self,
+        tag: Any,
+        true_positive_counts: Any,
+        false_positive_counts: Any,
+        true_negative_counts: Any,
+        false_negative_counts: Any,
+        precision: Any,
+        recall: Any,
+        global_step: Any = None,
+        num_thresholds: Any = 127,
+        weights: Any = None,
+        walltime: Any = None,
+    ) -> None:
+        """Not supported: raises NotImplementedError; ``add_pr_curve`` takes the labels."""
+        raise _unsupported("add_pr_curve_raw", "use add_pr_curve with labels and predictions")
+
+    def add_image_with_boxes(
+        self,
+        tag: Any,
+        img_tensor: Any,
+        box_tensor: Any,
+        global_step: Any = None,
+        walltime: Any = None,
+        rescale: Any = 1,
+        dataformats: Any = "CHW",
+        labels: Any = None,
+    ) -> None:
+        """Not supported: raises NotImplementedError; draw the boxes, then ``add_image``."""
+        raise _unsupported("add_image_with_boxes", "draw the boxes and use add_image")
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -323,6 +400,10 @@ class SummaryWriter(RunContext):
         if self._closed:
             return
         self._closed = True
+        if self._log_dir_run is not None:
+            with closing_log_dir_run(self._log_dir_run, status):
+                self.flush()
+            return
         with ending_run(self.run_id if self._owns_run else None, status):
             self.flush()
 

@@ -119,8 +119,15 @@ def test_text_hparams_mesh_pr_curve_and_embedding(client: MlflowClient) -> None:
 def test_unsupported_calls_raise_and_purge_step_warns(client: MlflowClient) -> None:
     with pytest.warns(UserWarning, match="purge_step"):
         writer = SummaryWriter(purge_step=10)
-    for name in ("add_audio", "add_video", "add_onnx_graph", "add_custom_scalars"):
+    calls = {
+        "add_audio": lambda: writer.add_audio("tag", torch.zeros(1, 100)),
+        "add_video": lambda: writer.add_video("tag", torch.zeros(1, 2, 3, 4, 4)),
+        "add_onnx_graph": lambda: writer.add_onnx_graph("model.onnx"),
+        "add_custom_scalars": lambda: writer.add_custom_scalars({}),
+        "add_pr_curve_raw": lambda: writer.add_pr_curve_raw("t", *[[1.0]] * 6),
+    }
+    for name, call in calls.items():
         with pytest.raises(NotImplementedError, match=name):
-            getattr(writer, name)("tag", None)
+            call()
     writer.close()
     assert artifact_paths(client, writer.run_id) == []

@@ -317,3 +317,41 @@ def test_a_writer_block_that_raises_ends_its_run_failed(any_client: MlflowClient
         raise KeyError("the training loop failed")
     assert status(any_client, writer.run_id) == "FAILED"
     assert history(any_client, writer.run_id, "loss") == [(0, 1.0)]
+
+
+# -- two names, one key -------------------------------------------------------------------
+
+
+def test_two_tags_that_map_to_one_key_stay_two_metrics_and_say_so(
+    any_client: MlflowClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    digest = hashlib.sha256(b"hit@1").hexdigest()[:10]
+    with SummaryWriter() as writer:
+        for step in STEPS:
+            writer.add_scalar("hit_1", step, step)  # valid as it is: it keeps its name
+            writer.add_scalar("hit@1", -step, step)  # would be hit_1 too
+            writer.add_scalar("/hit", 2 * step, step)  # would be hit
+            writer.add_scalar("hit", 3 * step, step)
+        writer.add_image("温度", torch.zeros(3, 2, 2), 0)  # both become "__" as image keys
+        writer.add_image("精度", torch.ones(3, 2, 2), 0)
+    run_id = writer.run_id
+    assert history(any_client, run_id, "hit_1") == [(s, s) for s in STEPS]
+    assert history(any_client, run_id, f"hit_1-{digest}") == [(s, -s) for s in STEPS]
+    assert history(any_client, run_id, "hit") == [(s, 2 * s) for s in STEPS]
+    hit_digest = hashlib.sha256(b"hit").hexdigest()[:10]
+    assert history(any_client, run_id, f"hit-{hit_digest}") == [(s, 3 * s) for s in STEPS]
+    second = f"__-{hashlib.sha256('精度'.encode()).hexdigest()[:10]}"
+    assert image_steps(any_client, run_id, "__") == [0]
+    assert image_steps(any_client, run_id, second) == [0]
+    said = [r.getMessage() for r in caplog.records if "already holds" in r.getMessage()]
+    assert said == [
+        f"'hit@1' would be logged as 'hit_1', which already holds 'hit_1'; "
+        f"it is logged as 'hit_1-{digest}'",
+        f"'hit' would be logged as 'hit', which already holds '/hit'; "
+        f"it is logged as 'hit-{hit_digest}'",
+        f"'精度' would be logged as '__', which already holds '温度'; it is logged as '{second}'",
+    ]
+    # Another run starts afresh: there, "hit@1" alone is plain hit_1.
+    with SummaryWriter() as other:
+        other.add_scalar("hit@1", 1.0, 0)
+    assert history(any_client, other.run_id, "hit_1") == [(0, 1.0)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 
 import mlflow
@@ -131,3 +132,103 @@ def test_unsupported_calls_raise_and_purge_step_warns(client: MlflowClient) -> N
             call()
     writer.close()
     assert artifact_paths(client, writer.run_id) == []
+
+
+# -- each log directory is its own run --------------------------------------------------
+
+
+def run_of(client: MlflowClient, run_id: str) -> tuple[str, str, str | None]:
+    """(name, status, parent run id) of a run."""
+    run = client.get_run(run_id)
+    return str(run.info.run_name), str(run.info.status), run.data.tags.get("mlflow.parentRunId")
+
+
+def test_two_log_directories_are_two_runs(any_client: MlflowClient) -> None:
+    train, val = SummaryWriter("runs/exp/train"), SummaryWriter("runs/exp/val")
+    assert train.run_id != val.run_id
+    # The first is the active run (mlflow.log_* go to it, as before); the second beside it.
+    assert mlflow.active_run().info.run_id == train.run_id  # type: ignore[union-attr]
+    for step in range(5):
+        train.add_scalar("loss", step, step)
+        val.add_scalar("loss", -step, step)
+    val.close()
+    assert run_of(any_client, val.run_id) == ("val", "FINISHED", None)
+    assert run_of(any_client, train.run_id) == ("train", "RUNNING", None)  # not ended by val
+    train.close()
+    assert mlflow.active_run() is None
+    assert run_of(any_client, train.run_id) == ("train", "FINISHED", None)
+    assert history(any_client, train.run_id, "loss") == [(s, s) for s in range(5)]
+    assert history(any_client, val.run_id, "loss") == [(s, -s) for s in range(5)]
+    tags = any_client.get_run(val.run_id).data.tags
+    assert tags["tensorboard.log_dir"] == "runs/exp/val"
+
+
+def test_log_directories_under_an_active_run_are_its_children(any_client: MlflowClient) -> None:
+    with mlflow.start_run(run_name="sweep") as parent:
+        train, val = SummaryWriter("runs/exp/train"), SummaryWriter("runs/exp/val")
+        again = SummaryWriter("runs/exp/train")  # TensorBoard appends to the same folder
+        assert again.run_id == train.run_id
+        for step in range(3):
+            train.add_scalar("loss", step, step)
+            val.add_scalar("loss", 10 + step, step)
+            again.add_scalar("acc", step, step)
+        for writer in (train, val):
+            writer.close()
+        assert mlflow.active_run().info.run_id == parent.info.run_id  # type: ignore[union-attr]
+        assert run_of(any_client, train.run_id)[1] == "RUNNING"  # `again` is still open
+        again.close()
+        assert run_of(any_client, parent.info.run_id)[1] == "RUNNING"
+    parent_id = parent.info.run_id
+    assert run_of(any_client, train.run_id) == ("train", "FINISHED", parent_id)
+    assert run_of(any_client, val.run_id) == ("val", "FINISHED", parent_id)
+    assert history(any_client, train.run_id, "loss") == [(s, s) for s in range(3)]
+    assert history(any_client, train.run_id, "acc") == [(s, s) for s in range(3)]
+    assert history(any_client, val.run_id, "loss") == [(s, 10 + s) for s in range(3)]
+    assert any_client.get_run(parent_id).data.metrics == {}
+
+
+def test_a_failed_flush_ends_only_that_writers_run(client: MlflowClient) -> None:
+    train, val = SummaryWriter("runs/exp/train"), SummaryWriter("runs/exp/val")
+    val.add_scalar("unreadable", torch.tensor(1.0, device="meta"), 0)
+    with pytest.raises(MlflowException, match="unreadable"):
+        val.close()
+    assert run_of(client, val.run_id)[1] == "FAILED"
+    train.add_scalar("loss", 1.0, 0)
+    train.close()
+    assert run_of(client, train.run_id)[1] == "FINISHED"
+
+
+# -- TensorBoard's methods and signatures -------------------------------------------------
+
+
+def test_every_public_method_has_tensorboards_signature() -> None:
+    from torch.utils.tensorboard import SummaryWriter as TensorBoardWriter
+
+    def shape(method: object) -> list[tuple[str, object, object]]:
+        # Names, kinds and defaults: what an editor and a caller see (annotations aside).
+        parameters = inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+        return [(p.name, p.kind, p.default) for p in parameters]
+
+    public = [n for n in vars(TensorBoardWriter) if not n.startswith("_")]
+    assert "add_tensor" in public and "add_video" in public
+    for name in public:
+        ours = getattr(SummaryWriter, name, None)
+        assert ours is not None, name
+        assert shape(ours) == shape(getattr(TensorBoardWriter, name)), name
+    # The constructor takes TensorBoard's arguments in order, plus run_id by keyword.
+    theirs = shape(TensorBoardWriter.__init__)
+    assert shape(SummaryWriter.__init__)[: len(theirs)] == theirs
+
+
+def test_add_tensor_stores_scalars_as_metrics_and_others_as_npy(any_client: MlflowClient) -> None:
+    matrix = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+    with SummaryWriter() as writer:
+        for step in range(3):
+            writer.add_tensor("scale", torch.tensor(0.5 * step), step)
+            writer.add_tensor("weights@1", matrix + step, step)
+    run_id = writer.run_id
+    assert history(any_client, run_id, "scale") == [(s, 0.5 * s) for s in range(3)]
+    paths = artifact_paths(any_client, run_id, "tensors")
+    assert paths == [f"tensors/weights_1/step-{s:09d}.npy" for s in range(3)]
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=paths[2])
+    assert np.array_equal(np.load(local), (matrix + 2).numpy())

@@ -19,6 +19,7 @@ from mlflow.entities import Param
 
 from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch.config import log_config
+from mlflow_plugin.torch.dashboard import track as track_dashboard
 from mlflow_plugin.torch.graph import log_model_graph
 from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
 from mlflow_plugin.torch.scalars import ScalarValue, now_ms
@@ -83,6 +84,7 @@ class AutologRun(RunContext):
             )
             self._owns_run = True
         self._target = RunTarget(run.info.run_id, mlflow.get_tracking_uri())
+        track_dashboard(self._target)  # dashboard.html on the slow timer while it runs
         if self.config is not None:
             log_config(self.config, run_id=self.run_id)
         self._first_forward = self.model.register_forward_pre_hook(self._on_first_forward)

@@ -32,6 +32,7 @@ _live: dict[RunTarget, float] = {}  # runs flushed lately -> when their page was
 _pending: set[RunTarget] = set()  # runs to rebuild at the next flush besides the active one
 _lock = threading.Lock()
 _timer: threading.Thread | None = None
+_tick = threading.Event()  # wakes the timer early: a newly tracked run, a changed interval
 
 
 def write_dashboard(target: RunTarget, client: MlflowClient | None = None) -> bool:
@@ -59,9 +60,16 @@ def write_dashboard(target: RunTarget, client: MlflowClient | None = None) -> bo
 
 
 def track(target: RunTarget) -> None:
-    """Rebuild ``target``'s page at the next flush even if it is not the active run."""
+    """Keep ``target``'s page up to date: rebuilt at the next flush even when it is not the
+    active run, and every ``INTERVAL_S`` seconds while the run is RUNNING.
+
+    ``autolog`` and ``SummaryWriter`` call it for their run when they start.
+    """
     with _lock:
         _pending.add(target)
+        _live.setdefault(target, time.monotonic())
+    _start_timer()
+    _tick.set()
 
 
 def after_flush(worker: BackgroundWorker) -> None:
@@ -82,24 +90,28 @@ def after_flush(worker: BackgroundWorker) -> None:
         targets.add(RunTarget(active.info.run_id, mlflow.get_tracking_uri()))
     for target in sorted(targets, key=lambda t: t.run_id):
         write_dashboard(target, worker.client(target.tracking_uri))
-    _start_timer(worker)
+    _start_timer()
 
 
-def _start_timer(worker: BackgroundWorker) -> None:
+def _start_timer() -> None:
     global _timer
     with _lock:
         if _timer is not None:
             return
         _timer = threading.Thread(
-            target=_every_interval, args=(worker,), name="mlflow-torch-dashboard", daemon=True
+            target=_every_interval, name="mlflow-torch-dashboard", daemon=True
         )
     _timer.start()
 
 
-def _every_interval(worker: BackgroundWorker) -> None:
+def _every_interval() -> None:
     # Only queues: the build runs on the worker thread, after the uploads queued before it.
+    from mlflow_plugin.torch.worker import get_worker
+
+    worker = get_worker()
     while True:
-        time.sleep(INTERVAL_S / 10)
+        _tick.wait(INTERVAL_S / 10)
+        _tick.clear()
         now = time.monotonic()
         with _lock:
             due = [t for t, at in _live.items() if now - at >= INTERVAL_S]
@@ -120,4 +132,7 @@ def _rebuild_running(worker: BackgroundWorker, target: RunTarget) -> None:
         with _lock:
             _live.pop(target, None)
         return
-    write_dashboard(target, client)
+    try:
+        write_dashboard(target, client)
+    except Exception:  # a warning turned into an error: the timer has nobody to tell
+        return

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 
 import mlflow
@@ -23,7 +24,14 @@ from mlflow_plugin.summaries.dashboard.series import (
     reservoir,
 )
 from mlflow_plugin.summaries.histograms import HistogramStats
-from mlflow_plugin.torch import SummaryWriter, flush, log_histogram, read_histograms
+from mlflow_plugin.torch import (
+    SummaryWriter,
+    autolog,
+    dashboard,
+    flush,
+    log_histogram,
+    read_histograms,
+)
 from mlflow_plugin.torch.dashboard import write_dashboard
 from mlflow_plugin.torch.scalars import RunTarget
 from tests.summaries.golden import expected_text
@@ -222,3 +230,20 @@ def test_render_escapes_the_end_of_its_script() -> None:
     data = page_data(page)
     assert data["run"]["name"] == "</script>"
     assert page.count("</script>") == 2  # the data's and the script's own
+
+
+def test_a_long_run_gets_its_page_on_the_timer_without_a_flush(
+    any_client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dashboard, "INTERVAL_S", 0.3)
+    model = torch.nn.Linear(2, 1)
+    with autolog(model, log_graph=False, log_model=False) as run:
+        writer = SummaryWriter()  # joins the run; its text reaches the store on the timer
+        writer.add_text("notes", "still training", 1)
+        deadline = time.monotonic() + 60
+        while "dashboard.html" not in artifact_paths(any_client, run.run_id):
+            assert time.monotonic() < deadline, "no dashboard.html while the run was running"
+            time.sleep(0.1)
+        assert any_client.get_run(run.run_id).info.status == "RUNNING"
+        writer.close()
+    assert page_data(_page(run.run_id))["text"][0]["steps"][0]["text"] == "still training"

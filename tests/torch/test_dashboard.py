@@ -247,3 +247,71 @@ def test_a_long_run_gets_its_page_on_the_timer_without_a_flush(
         assert any_client.get_run(run.run_id).info.status == "RUNNING"
         writer.close()
     assert page_data(_page(run.run_id))["text"][0]["steps"][0]["text"] == "still training"
+
+
+class _Bottleneck(torch.nn.Module):
+    def __init__(self, inside: int, width: int, stride: int) -> None:
+        super().__init__()
+        out = width * 4
+        self.conv1 = torch.nn.Conv2d(inside, width, 1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(width)
+        self.conv2 = torch.nn.Conv2d(width, width, 3, stride, 1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(width)
+        self.conv3 = torch.nn.Conv2d(width, out, 1, bias=False)
+        self.bn3 = torch.nn.BatchNorm2d(out)
+        self.relu = torch.nn.ReLU()
+        self.downsample = (
+            torch.nn.Sequential(torch.nn.Conv2d(inside, out, 1, stride, bias=False),
+                                torch.nn.BatchNorm2d(out))
+            if stride != 1 or inside != out else None
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.bn1(self.conv1(x)))
+        y = self.relu(self.bn2(self.conv2(y)))
+        y = self.bn3(self.conv3(y))
+        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class _ResNet50(torch.nn.Module):
+    """torchvision's ResNet-50 layout (3, 4, 6, 3 bottlenecks), without torchvision."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(64)
+        self.relu = torch.nn.ReLU()
+        self.maxpool = torch.nn.MaxPool2d(3, 2, 1)
+        inside, layers = 64, []
+        for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+            layer = []
+            for b in range(blocks):
+                layer.append(_Bottleneck(inside, width, stride if b == 0 else 1))
+                inside = width * 4
+            layers.append(torch.nn.Sequential(*layer))
+        self.layer1, self.layer2, self.layer3, self.layer4 = layers
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(2048, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def test_a_resnet50_graph_folds_to_its_top_level_modules() -> None:
+    from mlflow_plugin.torch.graph import record_graph, render_summary, render_text
+
+    model = _ResNet50()
+    recorded = record_graph(model, torch.zeros(1, 3, 32, 32))
+    graph = graph_from_text(render_text(recorded), render_summary(recorded))
+    nodes = graph["nodes"]
+    assert len(nodes) > 150
+    # Folded as the page opens: a box per top-level module path or top-level node.
+    folded = {n["group"].split(".")[0] or n["name"] for n in nodes}
+    assert folded == {"input", "conv1", "bn1", "relu", "maxpool", "layer1", "layer2",
+                      "layer3", "layer4", "avgpool", "flatten", "fc", "output"}  # fmt: skip
+    # Each residual add sits in its own block, so expanding layer3 shows six blocks.
+    adds = [n["group"] for n in nodes if n["op"] == "add"]
+    assert adds == [f"layer{i}.{b}" for i, n in enumerate((3, 4, 6, 3), 1) for b in range(n)]
+    assert sum(n["params"] for n in nodes) == sum(p.numel() for p in model.parameters())

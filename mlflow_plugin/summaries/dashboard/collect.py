@@ -44,6 +44,7 @@ LIMITS = {
 }
 _FOLDERS = ("histograms", "model_graph", "pr_curves", "embeddings", "text")
 _STEP_FILE = re.compile(r"^step-(\d+)")
+_STEP_AND_TIME = re.compile(r'"step": (-?\d+), "timestamp": (-?\d+)')
 # images/<key with / as ~>+step+<n>+timestamp+<ms>+<uuid>.png (MlflowClient.log_image)
 _IMAGE = re.compile(r"^(.+)\+step\+(-?\d+)\+timestamp\+\d+\+[^+]+\.png$")
 
@@ -81,21 +82,30 @@ def _by_tag(folder: Path, pattern: str) -> Iterator[tuple[str, list[Path]]]:
 def _histograms(folder: Path) -> list[dict[str, Any]]:
     result = []
     for tag, files in _by_tag(folder, "*.jsonl"):
-        records = [
-            stats_from_json(line) for f in files for line in f.read_text().splitlines() if line
-        ]
-        records.sort(key=lambda r: (r.step, r.timestamp))
-        kept = reservoir(records, LIMITS["histogram_steps"])
+        lines = [line for f in files for line in f.read_text().splitlines() if line]
+        # Order by (step, timestamp) read cheaply; only the kept lines are decoded.
+        lines.sort(key=_step_and_time)
+        records = [stats_from_json(line) for line in reservoir(lines, LIMITS["histogram_steps"])]
         result.append(
             {
                 "key": records[0].key,
                 "folder": f"histograms/{tag}",
-                "total_steps": len(records),
-                "steps": [encode_histogram(r) for r in kept],
-                "bands": histogram_bands(kept),
+                "total_steps": len(lines),
+                "steps": [encode_histogram(r) for r in records],
+                "bands": histogram_bands(records),
             }
         )
     return result
+
+
+def _step_and_time(line: str) -> tuple[int, int]:
+    """A raw-bin record's (step, timestamp), by pattern: decoding every line of a long run
+    costs seconds (``HistogramStats.to_json`` writes them in this order)."""
+    match = _STEP_AND_TIME.search(line)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    record = json.loads(line)
+    return int(record["step"]), int(record["timestamp"])
 
 
 def _graph(folder: Path) -> dict[str, Any] | None:

@@ -153,7 +153,8 @@ def graph_from_text(text: str, summary: str = "") -> dict[str, Any]:
     with a module path each, so the page can fold them by module.
 
     A function call (``add``, ``flatten``) records no module: it is placed in the deepest
-    module that holds all its neighbours (a residual ``add`` lands in its block).
+    module holding the module calls just before and after it (a residual ``add`` lands in
+    its block).
     """
     nodes: list[dict[str, Any]] = []
     head = [line[2:] for line in text.splitlines() if line.startswith("# ")]
@@ -185,23 +186,23 @@ def graph_from_text(text: str, summary: str = "") -> dict[str, Any]:
 
 
 def _place_functions(nodes: list[dict[str, Any]]) -> None:
-    by_index = {n["index"]: n for n in nodes}
-    consumers: dict[int, list[int]] = {}
-    for n in nodes:
-        for i in n["inputs"]:
-            consumers.setdefault(i, []).append(n["index"])
+    # Nodes are in execution order, so a function call runs inside the forward() of the
+    # modules called just before and just after it: it goes in the deepest one holding both.
+    paths: list[list[str] | None] = []
     for n in nodes:
         if n["kind"] == "module":
             n["group"] = n["name"].rsplit(".", 1)[0] if "." in n["name"] else ""
-    for n in nodes:
-        if n["kind"] == "module":
-            continue
-        if n["kind"] != "function":
+            paths.append(n["name"].split(".")[:-1])
+        else:
             n["group"] = ""
+            paths.append(None)
+    for i, n in enumerate(nodes):
+        if n["kind"] != "function":
             continue
-        around = [by_index[i] for i in (*n["inputs"], *consumers.get(n["index"], []))]
-        paths = [a["group"].split(".") if a["group"] else [] for a in around if "group" in a]
-        n["group"] = ".".join(_common_prefix(paths))
+        before = next((p for p in reversed(paths[:i]) if p is not None), None)
+        after = next((p for p in paths[i + 1 :] if p is not None), None)
+        around = [p for p in (before, after) if p is not None]
+        n["group"] = ".".join(_common_prefix(around)) if len(around) == 2 else ""
 
 
 def _common_prefix(paths: list[list[str]]) -> list[str]:

@@ -16,9 +16,26 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["decode_picture", "figure_to_array", "make_grid", "side_by_side", "to_hwc_uint8"]
+__all__ = [
+    "THUMBNAIL_LONGEST",
+    "TINY_LONGEST",
+    "decode_picture",
+    "figure_to_array",
+    "make_grid",
+    "side_by_side",
+    "step_image_files",
+    "step_image_names",
+    "thumbnail_size",
+    "to_hwc_uint8",
+]
 
 _LAYOUTS = ("CHW", "HWC", "HW", "WH", "NCHW", "NHWC")
+# The thumbnail MLflow's Model metrics cards show: MLflowClient.log_image fits every picture
+# in 256 px (a 1200 x 4800 figure became a 64 x 256 sliver, a 28 x 28 digit a blur). Ours
+# keeps the aspect ratio, shrinks only past 1024 px, and enlarges a tiny picture by whole
+# pixels (nearest neighbour, so it stays sharp) up to 256 px.
+THUMBNAIL_LONGEST = 1024
+TINY_LONGEST = 256
 
 
 def make_grid(batch: np.ndarray, ncols: int = 8) -> np.ndarray:
@@ -95,3 +112,44 @@ def decode_picture(encoded: bytes) -> Any:
 
     with Image.open(io.BytesIO(encoded)) as opened:
         return opened.convert("RGBA" if opened.mode in ("RGBA", "LA", "P") else "RGB")
+
+
+def thumbnail_size(width: int, height: int) -> tuple[int, int]:
+    """The card thumbnail's size for a ``width`` x ``height`` picture (aspect ratio kept).
+
+    >>> thumbnail_size(1200, 4800), thumbnail_size(640, 480), thumbnail_size(28, 28)
+    ((256, 1024), (640, 480), (252, 252))
+    """
+    longest = max(width, height)
+    if longest < TINY_LONGEST:
+        factor = float(TINY_LONGEST // longest)
+    else:
+        factor = min(1.0, THUMBNAIL_LONGEST / longest)
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def step_image_files(picture: np.ndarray) -> tuple[bytes, bytes]:
+    """The PNG (the picture as it is) and the WebP card thumbnail of an HWC uint8 picture."""
+    from PIL import Image
+
+    full = Image.fromarray(np.ascontiguousarray(picture))
+    size = thumbnail_size(*full.size)
+    sharp = size[0] > full.size[0]  # enlarged: whole pixels; shrunk: a smooth filter
+    resample = Image.Resampling.NEAREST if sharp else Image.Resampling.LANCZOS
+    png, webp = io.BytesIO(), io.BytesIO()
+    full.save(png, format="PNG")
+    # An enlarged tiny picture is small: lossless keeps its pixels exact.
+    full.resize(size, resample).save(webp, format="WEBP", lossless=sharp)
+    return png.getvalue(), webp.getvalue()
+
+
+def step_image_names(key: str, step: int, timestamp: int, unique: str) -> tuple[str, str]:
+    """The names MLflowClient.log_image gives a step image and its thumbnail under ``images/``.
+
+    The UI finds a run's step images by these names (``/`` in the key becomes ``~``).
+
+    >>> step_image_names("a/b", 3, 7, "u")
+    ('a~b+step+3+timestamp+7+u.png', 'a~b+step+3+timestamp+7+u+compressed.webp')
+    """
+    base = f"{key.replace('/', '~')}+step+{step}+timestamp+{timestamp}+{unique}"
+    return f"{base}.png", f"{base}+compressed.webp"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,15 @@ from typing import Any
 import numpy as np
 import torch
 from mlflow.entities import Metric, Param, RunStatus
-from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES, MLFLOW_PARENT_RUN_ID
 
 from mlflow_plugin.summaries.histograms import HistogramStats
-from mlflow_plugin.summaries.images import figure_to_array, side_by_side
+from mlflow_plugin.summaries.images import (
+    figure_to_array,
+    side_by_side,
+    step_image_files,
+    step_image_names,
+)
 from mlflow_plugin.summaries.names import image_key, mlflow_key
 from mlflow_plugin.summaries.records import (
     embedding_files,
@@ -34,13 +40,12 @@ from mlflow_plugin.torch.config import flatten_config, to_plain
 from mlflow_plugin.torch.graph import log_model_graph, render_text
 from mlflow_plugin.torch.histogram_log import queue_histogram
 from mlflow_plugin.torch.histograms import device_histogram
-from mlflow_plugin.torch.images import submit_image, to_hwc_uint8
+from mlflow_plugin.torch.images import to_hwc_uint8
 from mlflow_plugin.torch.scalars import RunTarget, now_ms
 from mlflow_plugin.torch.worker import get_worker
 
 __all__ = [
     "as_numpy",
-    "image_tag",
     "log_embedding",
     "log_figure",
     "log_graph",
@@ -53,6 +58,7 @@ __all__ = [
     "log_text",
     "log_values_histogram",
     "millis",
+    "submit_step_image",
 ]
 
 
@@ -81,9 +87,40 @@ def _step_file(target: RunTarget, kind: str, tag: str, step: int, suffix: str) -
     return f"{kind}/{_folder(target, kind, tag)}/step-{step:09d}{suffix}"
 
 
-def image_tag(target: RunTarget, tag: str) -> str:
+def _image_tag(target: RunTarget, tag: str) -> str:
     """The step-image key of ``tag`` in its run: two tags of a run never share one."""
     return image_key(tag, scope=(target.run_id, "images"))
+
+
+def submit_step_image(
+    target: RunTarget, tag: str, picture: np.ndarray, step: int | None, walltime: float | None
+) -> None:
+    """Queue an HWC uint8 picture as step image ``tag``, with a readable card thumbnail.
+
+    Stored under the names ``MlflowClient.log_image`` uses (the UI's image cards and step
+    slider find it), with ``summaries.images``'s thumbnail instead of MLflow's 256-px one.
+    """
+    key, at, stamp = _image_tag(target, tag), int(step or 0), millis(walltime)
+    worker = get_worker()
+    client = worker.client(target.tracking_uri)
+    worker.submit(lambda: _upload_step_image(client, target.run_id, picture, key, at, stamp))
+
+
+# Runs whose image tag is set, so each run gets one set_tag, not one per picture.
+_runs_with_images: set[str] = set()
+
+
+def _upload_step_image(
+    client: Any, run_id: str, picture: np.ndarray, key: str, step: int, stamp: int
+) -> None:
+    names = step_image_names(key, step, stamp, str(uuid.uuid4()))
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, data in zip(names, step_image_files(picture), strict=True):
+            (Path(scratch) / name).write_bytes(data)
+        client.log_artifacts(run_id, scratch, "images")
+    if run_id not in _runs_with_images:
+        client.set_tag(run_id, MLFLOW_LOGGED_IMAGES, True)
+        _runs_with_images.add(run_id)
 
 
 def _folder(target: RunTarget, kind: str, tag: str) -> str:
@@ -154,7 +191,7 @@ def log_figure(
     """A matplotlib figure (or a list of them, side by side) as a step image."""
     figures = figure if isinstance(figure, list) else [figure]
     picture = side_by_side([figure_to_array(f, close) for f in figures])
-    submit_image(target, image_tag(target, tag), picture, step, millis(walltime))
+    submit_step_image(target, tag, picture, step, walltime)
 
 
 def log_text(target: RunTarget, tag: str, text: str, step: int | None) -> None:
@@ -241,7 +278,7 @@ def log_mesh(
         path = _step_file(target, "meshes", tag, at, f"{suffix}.ply")
         _submit_text(target, ply_text(batch[i], face, color), path)
         picture = figure_to_array(render_mesh(batch[i], face, color), close=False)
-        submit_image(target, image_tag(target, f"meshes/{tag}"), picture, at, millis(walltime))
+        submit_step_image(target, f"meshes/{tag}", picture, at, walltime)
 
 
 def log_pr_curve(
@@ -259,8 +296,7 @@ def log_pr_curve(
     at = int(step or 0)
     _submit_text(target, json.dumps(curve), _step_file(target, "pr_curves", tag, at, ".json"))
     picture = figure_to_array(render_pr_curve(curve, f"{tag} (step {at})"), close=False)
-    key = image_tag(target, f"pr_curves/{tag}")
-    submit_image(target, key, picture, at, millis(walltime))
+    submit_step_image(target, f"pr_curves/{tag}", picture, at, walltime)
 
 
 def log_embedding(

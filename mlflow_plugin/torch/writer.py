@@ -7,7 +7,7 @@ kind stores, one function per kind), ``images`` or an unsupported stub:
 ==================  ============================================================
 add_scalar(s)       buffered metrics (``main/tag`` for add_scalars)
 add_histogram(_raw) percentile metrics, a step image, raw bins (histogram_log)
-add_image(s)        ``mlflow.log_image(key=tag, step=...)``
+add_image(s)        a step image ``tag`` (MLflow's names, a readable card thumbnail)
 add_figure          the figure rendered, then as add_image
 add_text            ``text/<tag>/step-<n>.md``
 add_graph           ``model_graph/`` (graph.svg, graph.txt, summary.txt)
@@ -36,10 +36,10 @@ import mlflow
 import torch
 
 from mlflow_plugin.torch import records
-from mlflow_plugin.torch.images import submit_image, to_hwc_uint8
+from mlflow_plugin.torch.images import to_hwc_uint8
 from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
 from mlflow_plugin.torch.logdir_runs import LogDirRun, closing_log_dir_run, open_log_dir_run
-from mlflow_plugin.torch.records import image_tag, millis
+from mlflow_plugin.torch.records import millis
 from mlflow_plugin.torch.scalars import RunTarget
 from mlflow_plugin.torch.worker import get_worker
 
@@ -192,9 +192,7 @@ class SummaryWriter(RunContext):
     ) -> None:
         """An image in CHW/HWC/HW layout, float in [0, 1] or uint8, as a step image."""
         picture = to_hwc_uint8(img_tensor, dataformats)
-        submit_image(
-            self.target, image_tag(self.target, tag), picture, global_step, millis(walltime)
-        )
+        records.submit_step_image(self.target, tag, picture, global_step, walltime)
 
     def add_images(
         self,

@@ -169,3 +169,36 @@ def test_flatten_keeps_empty_dicts_and_none() -> None:
         "b": "None",
         "c.d": "True",
     }
+
+
+def stored_sizes(client: MlflowClient, run_id: str, key: str) -> tuple[Image.Image, Image.Image]:
+    """The full picture and the card thumbnail MLflow's UI shows for ``key`` (one step)."""
+    (png,) = [p for p in artifact_paths(client, run_id, "images") if p.startswith(f"images/{key}+")
+              and p.endswith(".png")]  # fmt: skip
+    pictures = []
+    for path in (png, png[: -len(".png")] + "+compressed.webp"):
+        with Image.open(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{path}")) as image:
+            pictures.append(image.convert("RGB"))
+    return pictures[0], pictures[1]
+
+
+def test_card_thumbnails_keep_the_aspect_ratio_and_stay_readable(
+    any_client: MlflowClient,
+) -> None:
+    tall = Figure(figsize=(12, 48), dpi=100)  # 1200 x 4800 pixels
+    for i in range(4):
+        tall.add_subplot(4, 1, i + 1).set_title(f"panel {i}")
+    checks = np.indices((28, 28)).sum(axis=0) % 2 * 255  # a 28 x 28 checkerboard
+    with SummaryWriter() as writer:
+        writer.add_figure("tall", tall, 0)
+        writer.add_image("digit", checks.astype(np.uint8), 0, dataformats="HW")
+        writer.add_image("photo", torch.rand(3, 480, 640), 0)
+    run_id = writer.run_id
+    full, card = stored_sizes(any_client, run_id, "tall")
+    assert (full.size, card.size) == ((1200, 4800), (256, 1024))  # not a 64 x 256 sliver
+    full, card = stored_sizes(any_client, run_id, "digit")
+    assert (full.size, card.size) == ((28, 28), (252, 252))  # 9 x 9 pixels each, sharp
+    assert set(np.asarray(card).reshape(-1).tolist()) == {0, 255}  # no blur
+    full, card = stored_sizes(any_client, run_id, "photo")
+    assert (full.size, card.size) == ((640, 480), (640, 480))
+    assert any_client.get_run(run_id).data.tags["mlflow.loggedImages"] == "True"

@@ -1,20 +1,29 @@
 """Per-step cost of logging a small training loop: mlflow_plugin.torch vs TensorBoard vs none.
 
-    .venv/bin/python benchmarks/torch_overhead.py [--steps 2000] [--rounds 3]
+    .venv/bin/python benchmarks/torch_overhead.py [--steps 2000] [--rounds 3] [--profile]
 
-The model is the demo's digits CNN (batch 32, CPU, one intra-op thread as in the demo).
-Each logging mode does the same
-work per step: 10 scalars (the loss tensor, as a training loop has it) and, every
-100 steps, histograms of two tensors (a weight and its gradient):
+Two models, batch 32 of 8x8 inputs, CPU, one intra-op thread (as in the demo):
 
-- ours:        autolog(model, optimizer) (grad norm, lr, steps/s, graph) + run.log of
-               10 scalars + log_histogram x2 every 100 steps, to a bucket+file: store
-- tensorboard: torch.utils.tensorboard.SummaryWriter: add_scalar x10 + add_histogram x2
+- demo:  the demo's digits CNN (channels 16, 32; hidden 64)
+- small: the same CNN at half width (channels 8, 16; hidden 32): steps of a few ms,
+         where per-step costs show most
+
+Each logging mode does the same work per step: 10 scalars (the loss tensor, as a
+training loop has it) and, every 100 steps, histograms of two tensors (a weight and
+its gradient) plus W&B's ``watch(model, log="all", log_freq=100)``: a histogram of
+every parameter and of every gradient:
+
+- ours:        autolog(model, optimizer, watch="all") (grad norm, lr, steps/s, graph,
+               watch) + run.log of 10 scalars + log_histogram x2 every 100 steps, to a
+               bucket+file: store
+- tensorboard: torch.utils.tensorboard.SummaryWriter: add_scalar x10 + add_histogram x2,
+               and add_histogram of each parameter and gradient, every 100 steps
 - none:        the bare loop
 
 Modes run interleaved, ``--rounds`` times; the table shows medians. A second table
 times one scalar call in isolation (float and tensor values). The final flush / close
-is timed separately: it runs once per run, not per step.
+is timed separately: it runs once per run, not per step. ``--profile`` prints where
+the training thread spends its time in ours (cProfile, small model) instead.
 """
 
 from __future__ import annotations
@@ -41,12 +50,17 @@ SCALARS = 10
 HISTOGRAM_EVERY = 100
 
 
-def demo_model() -> nn.Module:
+# name -> (conv channels, hidden units) of the demo's DigitsCNN
+MODELS: dict[str, tuple[list[int], int]] = {"demo": ([16, 32], 64), "small": ([8, 16], 32)}
+
+
+def make_model(case: str) -> nn.Module:
     spec = importlib.util.spec_from_file_location("demo", DEMO)
     assert spec is not None and spec.loader is not None
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    model: nn.Module = demo.DigitsCNN([16, 32], 64, 0.2)
+    channels, hidden = MODELS[case]
+    model: nn.Module = demo.DigitsCNN(channels, hidden, 0.2)
     return model
 
 
@@ -65,9 +79,9 @@ def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[]
     return step
 
 
-def run_none(steps: int) -> tuple[float, float]:
+def run_none(case: str, steps: int) -> tuple[float, float]:
     torch.manual_seed(0)
-    model = demo_model()
+    model = make_model(case)
     step = make_step(model, torch.optim.Adam(model.parameters()))
     for _ in range(20):
         step()
@@ -77,11 +91,12 @@ def run_none(steps: int) -> tuple[float, float]:
     return time.perf_counter() - start, 0.0
 
 
-def run_tensorboard(steps: int, folder: str) -> tuple[float, float]:
+def run_tensorboard(case: str, steps: int, folder: str) -> tuple[float, float]:
     from torch.utils.tensorboard import SummaryWriter
 
     torch.manual_seed(0)
-    model = demo_model()
+    model = make_model(case)
+    named = list(model.named_parameters())
     step = make_step(model, torch.optim.Adam(model.parameters()))
     weight = model.classifier[1].weight
     for _ in range(20):
@@ -95,23 +110,26 @@ def run_tensorboard(steps: int, folder: str) -> tuple[float, float]:
         if n % HISTOGRAM_EVERY == 0:
             writer.add_histogram("weight", weight, n, bins=64)
             writer.add_histogram("grad", weight.grad, n, bins=64)
+            for name, param in named:  # what watch(log="all") logs
+                writer.add_histogram(f"parameters/{name}", param, n, bins=64)
+                writer.add_histogram(f"gradients/{name}", param.grad, n, bins=64)
     loop = time.perf_counter() - start
     writer.close()
     return loop, time.perf_counter() - start - loop
 
 
-def run_ours(steps: int, folder: str) -> tuple[float, float]:
+def run_ours(case: str, steps: int, folder: str) -> tuple[float, float]:
     from mlflow_plugin.torch import autolog, log_histogram
 
     torch.manual_seed(0)
     mlflow.set_tracking_uri(f"bucket+file://{folder}")
-    model = demo_model()
+    model = make_model(case)
     optimizer = torch.optim.Adam(model.parameters())
     step = make_step(model, optimizer)
     weight = model.classifier[1].weight
     for _ in range(20):
         step()
-    with autolog(model, optimizer, log_model=False) as run:
+    with autolog(model, optimizer, log_model=False, watch="all", log_freq=HISTOGRAM_EVERY) as run:
         step()  # the first forward pass records the graph: a one-time cost, not per step
         start = time.perf_counter()
         for n in range(steps):
@@ -166,63 +184,91 @@ def machine() -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--calls", type=int, default=10000)
-    args = parser.parse_args()
-    warnings.filterwarnings("ignore")
-    # As the demo: a model this small only loses time to intra-op thread hand-offs, and
-    # the second core is left to the logging threads (ours and TensorBoard's alike).
-    torch.set_num_threads(1)
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    times: dict[str, list[float]] = {"none": [], "tensorboard": [], "ours": []}
-    closing: dict[str, list[float]] = {"none": [], "tensorboard": [], "ours": []}
-    with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.rounds):
-            for mode in times:
-                folder = f"{tmp}/{mode}-{r}"
-                if mode == "none":
-                    loop, close = run_none(args.steps)
-                elif mode == "tensorboard":
-                    loop, close = run_tensorboard(args.steps, folder)
-                else:
-                    loop, close = run_ours(args.steps, folder)
-                times[mode].append(loop / args.steps * 1e3)
-                closing[mode].append(close)
-        calls = per_call(args.calls, f"{tmp}/calls")
-    none = statistics.median(times["none"])
-    print(f"machine: {machine()}")
+def loop_table(steps: int, rounds: int, tmp: str) -> None:
+    """Both models, the three modes interleaved per round; medians."""
+    runners: dict[str, Callable[[str, str], tuple[float, float]]] = {
+        "none": lambda case, folder: run_none(case, steps),
+        "tensorboard": lambda case, folder: run_tensorboard(case, steps, folder),
+        "ours": lambda case, folder: run_ours(case, steps, folder),
+    }
+    labels = {
+        "none": "no logging",
+        "tensorboard": "TensorBoard SummaryWriter",
+        "ours": "mlflow_plugin.torch (autolog + watch + log)",
+    }
     print(
-        f"loop: demo CNN, batch {BATCH}, {args.steps} steps x {args.rounds} rounds (median); "
-        f"{SCALARS} scalars/step, 2 histograms every {HISTOGRAM_EVERY} steps\n"
+        f"loop: batch {BATCH} of 8x8, {steps} steps x {rounds} rounds (median); "
+        f"{SCALARS} scalars/step, 2 histograms + watch(log='all') every {HISTOGRAM_EVERY} "
+        "steps\n"
     )
-    print("| mode | ms/step | vs no logging | logging overhead | final flush/close (s) |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for mode, label in (
-        ("none", "no logging"),
-        ("tensorboard", "TensorBoard SummaryWriter"),
-        ("ours", "mlflow_plugin.torch (autolog + log)"),
-    ):
-        ms = statistics.median(times[mode])
-        print(
-            f"| {label} | {ms:.3f} | {ms / none:.3f}x | {100 * (ms - none) / none:+.1f}% "
-            f"| {statistics.median(closing[mode]):.2f} |"
-        )
-    print(f"\nper add_scalar call ({args.calls} calls; 'incl. flush' adds the write-out):\n")
+    print("| model | mode | ms/step | vs no logging | logging overhead | final flush/close (s) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    for case in MODELS:
+        times: dict[str, list[float]] = {mode: [] for mode in runners}
+        closing: dict[str, list[float]] = {mode: [] for mode in runners}
+        for r in range(rounds):
+            for mode, run in runners.items():
+                loop, close = run(case, f"{tmp}/{case}-{mode}-{r}")
+                times[mode].append(loop / steps * 1e3)
+                closing[mode].append(close)
+        none = statistics.median(times["none"])
+        for mode, label in labels.items():
+            ms = statistics.median(times[mode])
+            print(
+                f"| {case} | {label} | {ms:.3f} | {ms / none:.3f}x "
+                f"| {100 * (ms - none) / none:+.1f}% | {statistics.median(closing[mode]):.2f} |"
+            )
+
+
+def call_table(calls: int, tmp: str) -> None:
+    results = per_call(calls, f"{tmp}/calls")
+    print(f"\nper add_scalar call ({calls} calls; 'incl. flush' adds the write-out):\n")
     print(
         "| value | ours (µs) | TensorBoard (µs) | ours / TensorBoard "
         "| ours incl. flush (µs) | TensorBoard incl. flush (µs) |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for label in ("float", "tensor"):
-        ours, board = calls[f"ours/{label}"], calls[f"tensorboard/{label}"]
-        ours_total, board_total = calls[f"ours/{label}/total"], calls[f"tensorboard/{label}/total"]
+        ours, board = results[f"ours/{label}"], results[f"tensorboard/{label}"]
+        ours_total = results[f"ours/{label}/total"]
+        board_total = results[f"tensorboard/{label}/total"]
         print(
             f"| {label} | {ours:.2f} | {board:.2f} | {ours / board:.3f}x "
             f"| {ours_total:.2f} | {board_total:.2f} |"
         )
+
+
+def profile(steps: int, tmp: str) -> None:
+    """cProfile of ours on the small model: the training thread's top functions."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    run_ours("small", steps, f"{tmp}/profile")
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calls", type=int, default=10000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    # As the demo: a model this small only loses time to intra-op thread hand-offs, and
+    # the second core is left to the logging threads (ours and TensorBoard's alike).
+    torch.set_num_threads(1)
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.profile:
+            profile(args.steps, tmp)
+            return
+        print(f"machine: {machine()}")
+        loop_table(args.steps, args.rounds, tmp)
+        call_table(args.calls, tmp)
 
 
 if __name__ == "__main__":

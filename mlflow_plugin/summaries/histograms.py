@@ -1,4 +1,4 @@
-"""Histograms on the host: the raw-bin record, percentiles, re-binning, pictures.
+"""Histograms on the host: the raw-bin record, summary metrics, percentiles, pictures.
 
 Pure functions over ``HistogramStats`` (numpy, PIL and matplotlib; never torch):
 ``mlflow_plugin.torch`` computes the bins on the tensor's device and hands the
@@ -15,6 +15,11 @@ Raw-bin artifact format (JSON Lines, one object per logged step)::
 
 Files are immutable: buffered records are written as a new file per flush (or every
 100 steps), never by re-uploading a growing one (``raw_chunk``).
+
+Metrics per histogram key are few on purpose (``summary_metrics``): ``<key>/mean`` and
+``<key>/std`` (``<key>/norm`` for ``watch``), exact from the record's sums, so MLflow's
+Model metrics tab shows one or two charts per key; the percentile bands
+(``percentiles``) are computed from the raw bins by whoever draws them.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from mlflow_plugin.summaries.names import image_key
 __all__ = [
     "CHUNK_RECORDS",
     "PERCENTILES",
+    "SUMMARY_METRICS",
     "HistogramStats",
     "artifact_dir",
     "percentiles",
@@ -42,6 +48,7 @@ __all__ = [
     "render_overview",
     "render_step",
     "stats_from_json",
+    "summary_metrics",
 ]
 
 CHUNK_RECORDS = 100  # records per raw-bin file at most
@@ -58,6 +65,10 @@ PERCENTILES: dict[str, float] = {
     "p93": 0.9332,
     "p100": 1.0,
 }
+
+
+# What ``log_histogram`` logs as metrics per key; ``watch`` logs ("norm",).
+SUMMARY_METRICS: tuple[str, ...] = ("mean", "std")
 
 
 @dataclass
@@ -96,6 +107,23 @@ def raw_chunk(records: Sequence[HistogramStats]) -> tuple[str, str]:
     """
     name = f"steps-{records[0].step:09d}-{records[-1].step:09d}-{uuid.uuid4().hex[:8]}.jsonl"
     return name, "".join(record.to_json() + "\n" for record in records)
+
+
+def summary_metrics(
+    stats: HistogramStats, names: Sequence[str] = SUMMARY_METRICS
+) -> dict[str, float]:
+    """``mean``, ``std`` (population) and/or ``norm`` (L2) of the finite values, exact.
+
+    They come from the record's sums, not from the bins. A histogram with non-finite
+    values gets NaN for each (what ``torch.mean`` of such a tensor says), so a
+    diverging run shows a gap in the chart rather than a plausible number.
+    """
+    if stats.nonfinite or stats.num == 0:
+        return {name: math.nan for name in names}
+    mean = stats.sum / stats.num
+    variance = max(stats.sum_squares / stats.num - mean * mean, 0.0)
+    values = {"mean": mean, "std": math.sqrt(variance), "norm": math.sqrt(stats.sum_squares)}
+    return {name: values[name] for name in names}
 
 
 def percentiles(stats: HistogramStats) -> dict[str, float]:

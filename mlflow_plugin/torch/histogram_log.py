@@ -1,16 +1,18 @@
-"""Logging histograms to a run: percentile metrics, a picture per step, raw bins, an overview.
+"""Logging histograms to a run: summary metrics, raw bins, step pictures, an overview.
 
-The training loop computes the bins on the device (``device_histogram``) and queues
-the small packed tensor; the worker thread copies it to the host, appends the
-percentile metrics (``<key>/p50``...), logs the step picture with
-``mlflow.log_image(key="histograms/<key>", step=...)`` (the MLflow UI's step slider),
-and writes the raw bins in immutable JSON Lines chunks. An explicit ``flush()``
-(also run by ``SummaryWriter.close``, ``autolog``'s exit and at interpreter exit)
-writes the last chunk and redraws ``histograms/<key>/overview.png``.
+The training loop computes the bins on the device (``device_histograms``, one packed
+row per tensor) and queues the small packed tensor; the worker thread copies it to
+the host, appends the summary metrics (``<key>/mean`` and ``<key>/std``, or
+``<key>/norm`` for ``watch``) and writes the raw bins in immutable JSON Lines chunks.
+Pictures are drawn only by an explicit ``flush()`` (also run by
+``SummaryWriter.close``, ``autolog``'s exit and at interpreter exit), never per step,
+so they never take the interpreter from the training loop: the step pictures of the
+histograms logged with ``image=True`` (``mlflow.log_image(key="histograms/<key>",
+step=...)``, the MLflow UI's step slider) and ``histograms/<key>/overview.png``.
 
 Names are mapped when the histogram is queued, in the caller's thread (``names``): the
-metric prefix with room for ``/p100``, the folder and image key with MLflow's image-key
-rule, so no tag can fail the worker's uploads.
+metric prefix with room for its suffixes, the folder and image key with MLflow's
+image-key rule, so no tag can fail the worker's uploads.
 """
 
 from __future__ import annotations
@@ -25,25 +27,33 @@ import torch
 
 from mlflow_plugin.summaries.histograms import (
     CHUNK_RECORDS,
+    SUMMARY_METRICS,
     HistogramStats,
     artifact_dir,
-    percentiles,
     raw_chunk,
     render_overview,
     render_step,
     stats_from_json,
+    summary_metrics,
 )
 from mlflow_plugin.summaries.names import DERIVED_SUFFIX_ROOM, mlflow_key
-from mlflow_plugin.torch.histograms import device_histogram, unpack_histogram
+from mlflow_plugin.torch.distributed import logs_here, rank_key
+from mlflow_plugin.torch.histograms import device_histogram, unpack_histograms
 from mlflow_plugin.torch.worker import BackgroundWorker, RunTarget, current_target, get_worker
 
-__all__ = ["log_histogram", "metric_prefix", "queue_histogram", "read_histograms"]
+__all__ = [
+    "log_histogram",
+    "metric_prefix",
+    "queue_histogram",
+    "queue_histograms",
+    "read_histograms",
+]
 
 _HISTORY_LIMIT = 400
 
 
 def metric_prefix(key: str) -> str:
-    """The MLflow key that ``<prefix>/p50``, ``<prefix>/norm``... of histogram ``key`` share."""
+    """The MLflow key that ``<prefix>/mean``, ``<prefix>/norm``... of histogram ``key`` share."""
     return mlflow_key(key, room=DERIVED_SUFFIX_ROOM)
 
 
@@ -59,6 +69,7 @@ class _Names:
 class _Series:
     pending: list[HistogramStats] = field(default_factory=list)
     history: list[HistogramStats] = field(default_factory=list)
+    unpictured: list[HistogramStats] = field(default_factory=list)
     overview_stale: bool = False
 
 
@@ -83,10 +94,13 @@ def log_histogram(
     >>> from mlflow_plugin.torch import log_histogram
     >>> log_histogram("weights/fc1", model.fc1.weight, step=100)  # doctest: +SKIP
 
-    Stores percentile metrics ``weights/fc1/p0`` ... ``/p100``, a picture per step
-    under the image key ``histograms/weights/fc1``, raw bins in
-    ``histograms/weights/fc1/*.jsonl`` and ``histograms/weights/fc1/overview.png``.
+    Stores the metrics ``weights/fc1/mean`` and ``weights/fc1/std``, raw bins in
+    ``histograms/weights/fc1/*.jsonl`` (``read_histograms``), and, drawn at the next
+    ``flush()``, a picture per step under the image key ``histograms/weights/fc1``
+    (``image=False``: none) and ``histograms/weights/fc1/overview.png``.
     """
+    if not logs_here():
+        return
     tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
     queue_histogram(
         current_target(run_id), key, device_histogram(tensor, bins), step, timestamp_ms, image
@@ -102,48 +116,73 @@ def queue_histogram(
     image: bool = True,
 ) -> None:
     """Hand a packed device histogram (or a host record) to the worker thread."""
+    if isinstance(packed, HistogramStats):
+        queue_histograms(target, [key], [packed], step, timestamp_ms, image=image)
+    else:
+        queue_histograms(target, [key], packed.reshape(1, -1), step, timestamp_ms, image=image)
+
+
+def queue_histograms(
+    target: RunTarget,
+    keys: Sequence[str],
+    packed: torch.Tensor | Sequence[HistogramStats],
+    step: int | None,
+    timestamp_ms: int | None,
+    *,
+    metrics: Sequence[str] = SUMMARY_METRICS,
+    image: bool = True,
+) -> None:
+    """Hand the rows of a ``device_histograms`` result (or host records) to the worker.
+
+    ``metrics`` names the ``summary_metrics`` logged per key; ``image`` asks for a step
+    picture per key, drawn at the next explicit flush.
+    """
     from mlflow_plugin.torch.scalars import now_ms
 
     worker = get_worker()
     if id(worker) not in _hooked:
         _hooked.add(id(worker))
         worker.flush_hooks.append(lambda: _queue_final_writes(worker))
-    names = _Names(metric_prefix(key), artifact_dir(key))
+    # "rank1/<key>" when every rank logs: the folder here, the metrics in the scalar buffer.
+    names = [_Names(metric_prefix(k), artifact_dir(rank_key(k))) for k in keys]
+    keys = [rank_key(k) for k in keys]
     step = int(step or 0)
     timestamp = now_ms() if timestamp_ms is None else int(timestamp_ms)
-    worker.submit(lambda: _record(worker, target, key, names, packed, step, timestamp, image))
+    worker.submit(
+        lambda: _record(worker, target, keys, names, packed, step, timestamp, tuple(metrics), image)
+    )
 
 
 def _record(
     worker: BackgroundWorker,
     target: RunTarget,
-    key: str,
-    names: _Names,
-    packed: torch.Tensor | HistogramStats,
+    keys: Sequence[str],
+    names: Sequence[_Names],
+    packed: torch.Tensor | Sequence[HistogramStats],
     step: int,
     timestamp: int,
+    metrics: tuple[str, ...],
     image: bool,
 ) -> None:
-    if isinstance(packed, HistogramStats):
-        stats = packed
+    if isinstance(packed, torch.Tensor):
+        records = unpack_histograms(packed, keys, step, timestamp)
     else:
-        stats = unpack_histogram(packed, key, step, timestamp)
-    for name, value in percentiles(stats).items():
-        worker.scalars.append(target, f"{names.metrics}/{name}", value, step, timestamp)
-    if image:
-        worker.client(target.tracking_uri).log_image(
-            target.run_id, render_step(stats), key=names.folder, step=step, timestamp=timestamp
-        )
-    with _series_lock:
-        series = _series.setdefault((target, names.folder), _Series())
-        series.pending.append(stats)
-        series.history.append(stats)
-        series.overview_stale = True
-        if len(series.history) > _HISTORY_LIMIT:
-            series.history = series.history[::2]  # thin evenly; the raw chunks keep everything
-        full = len(series.pending) >= CHUNK_RECORDS
-    if full:
-        _write_chunk(worker, target, names.folder, series)
+        records = list(packed)
+    for stats, name in zip(records, names, strict=True):
+        for metric, value in summary_metrics(stats, metrics).items():
+            worker.scalars.append(target, f"{name.metrics}/{metric}", value, step, timestamp)
+        with _series_lock:
+            series = _series.setdefault((target, name.folder), _Series())
+            series.pending.append(stats)
+            series.history.append(stats)
+            if image:
+                series.unpictured.append(stats)
+            series.overview_stale = True
+            if len(series.history) > _HISTORY_LIMIT:
+                series.history = series.history[::2]  # thin evenly; the raw chunks keep all
+            full = len(series.pending) >= CHUNK_RECORDS
+        if full:
+            _write_chunk(worker, target, name.folder, series)
 
 
 def _write_chunk(worker: BackgroundWorker, target: RunTarget, folder: str, series: _Series) -> None:
@@ -155,15 +194,21 @@ def _write_chunk(worker: BackgroundWorker, target: RunTarget, folder: str, serie
     worker.client(target.tracking_uri).log_text(target.run_id, text, f"{folder}/{name}")
 
 
-def _write_overview(
+def _write_pictures(
     worker: BackgroundWorker, target: RunTarget, folder: str, series: _Series
 ) -> None:
+    """The step pictures not drawn yet, then the overview (at an explicit flush only)."""
     with _series_lock:
+        unpictured, series.unpictured = series.unpictured, []
         history, series.overview_stale = list(series.history), False
+    client = worker.client(target.tracking_uri)
+    for stats in unpictured:
+        picture = render_step(stats)
+        client.log_image(
+            target.run_id, picture, key=folder, step=stats.step, timestamp=stats.timestamp
+        )
     if history:
-        figure = render_overview(history)
-        path = f"{folder}/overview.png"
-        worker.client(target.tracking_uri).log_figure(target.run_id, figure, path)
+        client.log_figure(target.run_id, render_overview(history), f"{folder}/overview.png")
 
 
 def _queue_final_writes(worker: BackgroundWorker) -> None:
@@ -171,7 +216,7 @@ def _queue_final_writes(worker: BackgroundWorker) -> None:
         stale = [(t, k, s) for (t, k), s in _series.items() if s.pending or s.overview_stale]
     for target, folder, series in stale:
         worker.enqueue(functools.partial(_write_chunk, worker, target, folder, series))
-        worker.enqueue(functools.partial(_write_overview, worker, target, folder, series))
+        worker.enqueue(functools.partial(_write_pictures, worker, target, folder, series))
 
 
 def read_histograms(run_id: str, key: str) -> list[HistogramStats]:

@@ -19,7 +19,7 @@ import torch
 
 from mlflow_plugin.summaries.histograms import HistogramStats
 
-__all__ = ["device_histogram", "unpack_histogram"]
+__all__ = ["device_histogram", "device_histograms", "unpack_histogram", "unpack_histograms"]
 
 _HEADER = 8  # first, last, num, nonfinite, sum, sum_squares, min, max
 
@@ -31,34 +31,68 @@ def device_histogram(values: torch.Tensor, bins: int = 64) -> torch.Tensor:
     >>> unpack_histogram(packed, "w", step=0, timestamp=0).counts
     [1.0, 3.0]
     """
+    return device_histograms([values], bins)[0]
+
+
+def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Tensor:
+    """``device_histogram`` of each tensor (all on one device), one row each, in one pass.
+
+    The tensors are concatenated and binned together with a segment index, so a
+    model's parameters cost a dozen kernels, not a dozen per parameter.
+    """
     if bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins}")
-    flat = values.detach().reshape(-1)
-    if flat.numel() == 0:
+    flats = [t.detach().reshape(-1) for t in tensors]
+    if any(f.numel() == 0 for f in flats):
         raise ValueError("cannot compute the histogram of an empty tensor")
+    device = flats[0].device
     # float64 keeps bin edges identical to numpy's; MPS has no float64.
-    dtype = torch.float32 if flat.device.type == "mps" else torch.float64
-    flat = flat.to(dtype)
+    dtype = torch.float32 if device.type == "mps" else torch.float64
+    flat = torch.cat([f.to(dtype) for f in flats])
+    count = len(flats)
+    segment = _segments(tuple(f.numel() for f in flats), device)
     finite = torch.isfinite(flat)
     weight = finite.to(dtype)
-    num = weight.sum()
+    num = torch.zeros(count, dtype=dtype, device=device).index_add_(0, segment, weight)
     present = num > 0
-    lo = torch.where(finite, flat, math.inf).amin()
-    hi = torch.where(finite, flat, -math.inf).amax()
+    fill = torch.full((count,), math.inf, dtype=dtype, device=device)
+    lo = fill.scatter_reduce(0, segment, torch.where(finite, flat, math.inf), "amin")
+    hi = (-fill).scatter_reduce(0, segment, torch.where(finite, flat, -math.inf), "amax")
     lo = torch.where(present, lo, 0.0)
     hi = torch.where(present, hi, 0.0)
     constant = hi <= lo
     first = torch.where(constant, lo - 0.5, lo)
     last = torch.where(constant, hi + 0.5, hi)
-    clean = torch.where(finite, flat, first)
-    index = ((clean - first) * (bins / (last - first))).floor().clamp_(0, bins - 1).long()
+    start, scale = first[segment], (bins / (last - first))[segment]
+    clean = torch.where(finite, flat, start)
+    index = ((clean - start) * scale).floor().clamp_(0, bins - 1).long() + segment * bins
     # index_add_ keeps this on the device; bincount would size its output from a host read.
-    counts = torch.zeros(bins, dtype=dtype, device=flat.device).index_add_(0, index, weight)
+    counts = torch.zeros(count * bins, dtype=dtype, device=device).index_add_(0, index, weight)
     kept = clean * weight
-    header = torch.stack(
-        [first, last, num, flat.numel() - num, kept.sum(), (kept * kept).sum(), lo, hi]
-    )
-    return torch.cat([header, counts])
+    zeros = torch.zeros(count, dtype=dtype, device=device)
+    total = zeros.index_add(0, segment, kept)
+    squares = zeros.index_add(0, segment, kept * kept)
+    nonfinite = zeros.index_add(0, segment, (~finite).to(dtype))
+    header = torch.stack([first, last, num, nonfinite, total, squares, lo, hi], dim=1)
+    return torch.cat([header, counts.reshape(count, bins)], dim=1)
+
+
+_segment_cache: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}
+
+
+def _segments(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """The row index of every element; cached, as ``watch`` bins the same shapes each time."""
+    if len(sizes) == 1:  # a stride-0 view: no memory, and nothing to cache
+        return torch.zeros((), dtype=torch.long, device=device).expand(sizes[0])
+    key = (sizes, device)
+    segment = _segment_cache.get(key)
+    if segment is None:
+        if len(_segment_cache) > 64:
+            _segment_cache.clear()
+        lengths = torch.tensor(sizes)
+        segment = torch.repeat_interleave(torch.arange(len(sizes)), lengths).to(device)
+        _segment_cache[key] = segment
+    return segment
 
 
 def unpack_histogram(
@@ -66,6 +100,18 @@ def unpack_histogram(
 ) -> HistogramStats:
     """The host-side record of a ``device_histogram`` result (this is where it is copied)."""
     host = packed.cpu().tolist() if isinstance(packed, torch.Tensor) else list(packed)
+    return _record(host, key, step, timestamp)
+
+
+def unpack_histograms(
+    packed: torch.Tensor, keys: Sequence[str], step: int, timestamp: int
+) -> list[HistogramStats]:
+    """The records of a ``device_histograms`` result: one copy to the host for all rows."""
+    rows: list[list[float]] = packed.cpu().tolist()
+    return [_record(row, key, step, timestamp) for row, key in zip(rows, keys, strict=True)]
+
+
+def _record(host: list[float], key: str, step: int, timestamp: int) -> HistogramStats:
     first, last, num, nonfinite, total, squares, lo, hi = host[:_HEADER]
     counts = host[_HEADER:]
     edges = np.linspace(first, last, len(counts) + 1).tolist()

@@ -1,23 +1,34 @@
 """W&B's ``watch``: gradient and parameter histograms and norms every ``log_freq`` steps.
 
-A step is one training-mode forward pass of the model (W&B counts batches the same
-way), unless the caller supplies a step (``autolog`` passes its optimizer step).
-Gradients are read in ``post_accumulate_grad`` hooks, so they are the accumulated
-``.grad`` of that step. Everything stays on the device until the worker copies bins.
+A step is one ``optimizer.step()`` of any torch optimizer that updates the model's
+parameters (seen through torch's global optimizer hook, so ``watch`` needs no handle
+on the optimizer): gradient accumulation over several backward passes, or several
+forward passes per step, is one step, as the user counts it. A model trained without a
+torch optimizer counts backward passes instead: until an optimizer step is seen, the
+end of each backward pass is a step. ``autolog`` supplies its own step number
+(``step_fn``, its optimizer step). Gradients are read just before the optimizer
+uses them: the accumulated (and, under DDP, all-reduced) ``.grad``.
+
+On a step that is not logged, the only work is one global hook call and a counter
+check. On a logged step all histograms of one kind are binned together on the device
+(``device_histograms``) and queued as one small tensor; the norm per tensor comes from
+its sum of squares there, so nothing is read back to the host in the training loop.
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from typing import Any, Literal, cast
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from mlflow_plugin.torch.histogram_log import metric_prefix, queue_histogram
-from mlflow_plugin.torch.histograms import device_histogram
+from mlflow_plugin.torch.distributed import Silent, logs_here, unwrap
+from mlflow_plugin.torch.histogram_log import queue_histograms
+from mlflow_plugin.torch.histograms import device_histograms
 from mlflow_plugin.torch.scalars import now_ms
-from mlflow_plugin.torch.worker import RunTarget, current_target, get_worker
+from mlflow_plugin.torch.worker import RunTarget, current_target
 
 __all__ = [
     "Watch",
@@ -28,6 +39,9 @@ __all__ = [
 
 WatchWhat = Literal["gradients", "parameters", "all"]
 _watched: weakref.WeakKeyDictionary[torch.nn.Module, Watch] = weakref.WeakKeyDictionary()
+# Elements binned in one batch at most: bounds the temporary memory on a large model.
+_BATCH_ELEMENTS = 1 << 22
+_WATCH_METRICS = ("norm",)
 
 
 class Watch:
@@ -47,53 +61,99 @@ class Watch:
         if log_freq < 1:
             raise ValueError(f"log_freq must be at least 1, got {log_freq}")
         self.model, self.target, self.log_freq, self.bins = model, target, log_freq, bins
-        self.forward_count = 0
-        self._step_fn = step_fn
-        self._handles: list[Any] = [model.register_forward_pre_hook(self._on_forward)]
-        self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.steps_seen = 0
         self.gradients = log in ("gradients", "all")
         self.parameters = log in ("parameters", "all")
-        if self.gradients:
-            for name, param in self._named:
-                self._handles.append(
-                    param.register_post_accumulate_grad_hook(self._grad_hook(name))
-                )
+        self._step_fn = step_fn
+        self._named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self._ids = {id(p) for _, p in self._named}
+        self._optimizers: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+        self._by_optimizer = False
+        self._last_logged: int | None = None
+        self._handles: list[Any] = [register_optimizer_step_pre_hook(self._on_optimizer_step)]
+        self._backward: Any = None
+        if self._named:
+            first = self._named[0][1]
+            self._backward = first.register_post_accumulate_grad_hook(self._on_backward)
+            self._handles.append(self._backward)
 
     def step(self) -> int:
-        return self._step_fn() if self._step_fn is not None else self.forward_count - 1
+        """The step the next logged histograms get (0 for the first step seen)."""
+        return self._step_fn() if self._step_fn is not None else self.steps_seen
 
-    def due(self) -> bool:
-        # The first training step is always logged, so the starting point is on record.
-        return self.forward_count == 1 or self.step() % self.log_freq == 0
-
-    def _on_forward(self, module: torch.nn.Module, args: Any) -> None:
-        if not module.training:
+    def _on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+        mine = self._optimizers.get(optimizer)
+        if mine is None:  # once per optimizer: does it update this model?
+            params = (p for group in optimizer.param_groups for p in group["params"])
+            mine = self._optimizers[optimizer] = any(id(p) in self._ids for p in params)
+        if not mine:
             return
-        self.forward_count += 1
-        if self.parameters and self.due():
-            step, stamp = self.step(), now_ms()
-            for name, param in self._named:
-                self._log(f"parameters/{name}", param, step, stamp)
+        if not self._by_optimizer:  # from now on optimizer steps are the steps
+            self._by_optimizer, self.steps_seen = True, 0
+            if self._backward is not None:
+                self._backward.remove()
+                self._backward = None
+        self._user_step()
 
-    def _grad_hook(self, name: str) -> Callable[[torch.Tensor], None]:
-        def hook(param: torch.Tensor) -> None:
-            if param.grad is not None and self.model.training and self.due():
-                self._log(f"gradients/{name}", param.grad, self.step(), now_ms())
+    def _on_backward(self, param: torch.Tensor) -> None:
+        # One parameter's gradient is ready; the others are when the backward pass ends.
+        torch.autograd.Variable._execution_engine.queue_callback(self._after_backward)
 
-        return hook
+    def _after_backward(self) -> None:
+        if not self._by_optimizer:
+            self._user_step()
 
-    def _log(self, key: str, values: torch.Tensor, step: int, stamp: int) -> None:
-        queue_histogram(self.target, key, device_histogram(values, self.bins), step, stamp)
-        norm = torch.linalg.vector_norm(values.detach())
-        get_worker().log_scalar(self.target, f"{metric_prefix(key)}/norm", norm, step, stamp)
+    def _user_step(self) -> None:
+        step = self.step()
+        # The first step is always logged, so the starting point is on record.
+        if step != self._last_logged and (self._last_logged is None or step % self.log_freq == 0):
+            self._last_logged = step
+            self._log(step)
+        self.steps_seen += 1
+
+    def _log(self, step: int) -> None:
+        stamp = now_ms()
+        if self.gradients:
+            grads = [(f"gradients/{n}", p.grad) for n, p in self._named if p.grad is not None]
+            self._queue(grads, step, stamp)
+        if self.parameters:
+            self._queue([(f"parameters/{n}", p) for n, p in self._named], step, stamp)
+
+    def _queue(self, named: list[tuple[str, torch.Tensor]], step: int, stamp: int) -> None:
+        for batch in _batches(named):
+            keys = [key for key, _ in batch]
+            packed = device_histograms([t for _, t in batch], self.bins)
+            queue_histograms(
+                self.target, keys, packed, step, stamp, metrics=_WATCH_METRICS, image=False
+            )
 
     def remove(self) -> None:
         """Take the hooks off; the model can be watched again."""
         for handle in self._handles:
             handle.remove()
-        self._handles = []
+        self._handles, self._backward = [], None
         if _watched.get(self.model) is self:
             del _watched[self.model]
+
+
+def _batches(
+    named: list[tuple[str, torch.Tensor]],
+) -> Iterator[list[tuple[str, torch.Tensor]]]:
+    """Tensors grouped by device, a group at most ``_BATCH_ELEMENTS`` (or one tensor)."""
+    by_device: dict[torch.device, list[tuple[str, torch.Tensor]]] = {}
+    for key, tensor in named:
+        by_device.setdefault(tensor.device, []).append((key, tensor))
+    for group in by_device.values():
+        batch: list[tuple[str, torch.Tensor]] = []
+        size = 0
+        for key, tensor in group:
+            if batch and size + tensor.numel() > _BATCH_ELEMENTS:
+                yield batch
+                batch, size = [], 0
+            batch.append((key, tensor))
+            size += tensor.numel()
+        if batch:
+            yield batch
 
 
 def watch(
@@ -111,10 +171,17 @@ def watch(
     >>> handle = watch(model, log="all", log_freq=100)  # doctest: +SKIP
     >>> handle.remove()  # doctest: +SKIP
 
-    Metrics: ``gradients/<param>/norm``, ``gradients/<param>/p50``...; histograms under
-    ``histograms/gradients/<param>`` (and ``parameters/...`` for parameters). A model
-    can be watched once at a time: call ``remove()`` (or ``unwatch``) first.
+    A step is an ``optimizer.step()`` (see the module's notes). Per watched tensor:
+    the metric ``gradients/<param>/norm`` (``parameters/<param>/norm``) and the raw
+    bins under ``histograms/gradients/<param>`` (``read_histograms``), with an
+    ``overview.png`` drawn at flush. A ``DistributedDataParallel`` model is watched
+    through its inner module; under ``torch.distributed`` only rank 0 logs unless
+    every rank does (``mlflow_plugin.torch.distributed``). A model can be watched once
+    at a time: call ``remove()`` (or ``unwatch``) first.
     """
+    if not logs_here():
+        return cast(Watch, Silent())
+    model = unwrap(model)
     if model in _watched:
         raise ValueError(
             f"{type(model).__name__} is already watched; call unwatch(model) before watching again"
@@ -126,6 +193,6 @@ def watch(
 
 def unwatch(model: torch.nn.Module) -> None:
     """Remove the hooks ``watch`` put on ``model`` (no error if none)."""
-    handle = _watched.get(model)
+    handle = _watched.get(unwrap(model))
     if handle is not None:
         handle.remove()

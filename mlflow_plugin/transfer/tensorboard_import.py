@@ -3,8 +3,8 @@
 What each kind becomes, the same as ``mlflow_plugin.torch.SummaryWriter`` logs it:
 
 - scalars: metric ``tag`` at the event's step, its wall time as the timestamp;
-- histograms: percentile metrics ``tag/p0`` ... ``tag/p100`` (computed from the
-  original buckets), a picture per step (image key ``histograms/<tag>``), the raw bins
+- histograms: the summary metrics ``tag/mean`` and ``tag/std`` (exact, from the
+  event's sums), a picture per step (image key ``histograms/<tag>``), the raw bins
   re-binned to 64 equal-width bins over [min, max] in the JSON Lines format
   ``read_histograms`` reads, and ``histograms/<tag>/overview.png``;
 - images: ``log_image(key=tag, step=...)`` (the UI's step slider);
@@ -260,24 +260,24 @@ def _log_images(client: MlflowClient, run_id: str, events: EventRun) -> None:
 def _log_histograms(
     client: MlflowClient, run_id: str, histograms: list[HistogramPoint]
 ) -> list[Any]:
-    """Log pictures and raw bins; return the percentile metrics for the caller's batches."""
+    """Log pictures and raw bins; return the summary metrics for the caller's batches."""
     from mlflow.entities import Metric
 
     from mlflow_plugin.summaries.histograms import (
         CHUNK_RECORDS,
         artifact_dir,
-        percentiles,
         raw_chunk,
         rebin,
         render_overview,
         render_step,
+        summary_metrics,
     )
 
     metrics: list[Any] = []
     by_tag: dict[str, list[HistogramStats]] = defaultdict(list)
     for point in histograms:
         exact = _stats(point)
-        for name, value in percentiles(exact).items():
+        for name, value in summary_metrics(exact).items():
             metrics.append(Metric(f"{exact.key}/{name}", value, exact.timestamp, exact.step))
         binned = rebin(exact, HISTOGRAM_BINS)
         client.log_image(

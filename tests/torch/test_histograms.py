@@ -1,8 +1,9 @@
-"""Histograms: bins equal numpy's, percentile metrics, step images, immutable raw chunks."""
+"""Histograms: bins equal numpy's, summary metrics, step images at flush, immutable raw chunks."""
 
 from __future__ import annotations
 
 import math
+import time
 
 import mlflow
 import numpy as np
@@ -12,7 +13,12 @@ from mlflow import MlflowClient
 
 from mlflow_plugin.summaries.histograms import percentiles
 from mlflow_plugin.torch import SummaryWriter, flush, log_histogram, read_histograms
-from mlflow_plugin.torch.histograms import device_histogram, unpack_histogram
+from mlflow_plugin.torch.histograms import (
+    device_histogram,
+    device_histograms,
+    unpack_histogram,
+    unpack_histograms,
+)
 from tests.torch.conftest import artifact_paths, history, image_steps
 
 
@@ -40,6 +46,24 @@ def test_bins_match_numpy_histogram(values: torch.Tensor, bins: int) -> None:
     assert np.allclose(edges, expected_edges, rtol=0, atol=1e-12)
 
 
+def test_batched_histograms_equal_one_at_a_time() -> None:
+    generator = torch.Generator().manual_seed(5)
+    tensors = [
+        torch.randn(3, 4, generator=generator),
+        torch.full((6,), 2.0),
+        torch.tensor([1.0, math.nan, -math.inf, 4.0]),
+        torch.full((2,), math.nan),
+        torch.arange(50, dtype=torch.int64),
+    ]
+    rows = device_histograms(tensors, 8)
+    assert rows.shape == (5, 8 + 8)
+    for row, tensor in zip(rows, tensors, strict=True):
+        assert torch.equal(row, device_histogram(tensor, 8))
+    records = unpack_histograms(rows, list("abcde"), 3, 7)
+    assert [r.key for r in records] == list("abcde") and {r.step for r in records} == {3}
+    assert [(r.num, r.nonfinite) for r in records] == [(12, 0), (6, 0), (2, 2), (0, 2), (50, 0)]
+
+
 def test_non_finite_values_are_left_out_and_counted() -> None:
     values = torch.tensor([0.0, 1.0, math.nan, math.inf, -math.inf, 2.0])
     stats = unpack_histogram(device_histogram(values, 4), "k", 0, 0)
@@ -57,8 +81,9 @@ def test_percentiles_follow_the_data() -> None:
 
 
 def test_a_logged_histogram_is_metrics_images_raw_bins_and_an_overview(
-    client: MlflowClient,
+    any_client: MlflowClient,
 ) -> None:
+    client = any_client
     generator = torch.Generator().manual_seed(3)
     logged = {step: torch.randn(500, generator=generator) + step / 100 for step in (0, 100, 200)}
     with mlflow.start_run() as run:
@@ -66,13 +91,14 @@ def test_a_logged_histogram_is_metrics_images_raw_bins_and_an_overview(
             log_histogram("weights/fc1", values, step, bins=16)
         flush()
     run_id = run.info.run_id
-    medians = history(client, run_id, "weights/fc1/p50")
-    assert [s for s, _ in medians] == [0, 100, 200]
-    for (step, median), values in zip(medians, logged.values(), strict=True):
-        width = (values.max() - values.min()).item() / 16
-        assert median == pytest.approx(values.median().item(), abs=width), step
-    for name in ("p0", "p7", "p16", "p31", "p69", "p84", "p93", "p100"):
-        assert len(history(client, run_id, f"weights/fc1/{name}")) == 3
+    # Two charts per key in the Model metrics tab, exact (from the sums, not the bins).
+    keys = sorted(k for k in client.get_run(run_id).data.metrics if k.startswith("weights/"))
+    assert keys == ["weights/fc1/mean", "weights/fc1/std"]
+    means, stds = history(client, run_id, keys[0]), history(client, run_id, keys[1])
+    assert [s for s, _ in means] == [s for s, _ in stds] == [0, 100, 200]
+    for (_, mean), (_, std), values in zip(means, stds, logged.values(), strict=True):
+        assert mean == pytest.approx(values.double().mean().item(), rel=1e-6)
+        assert std == pytest.approx(values.double().std(unbiased=False).item(), rel=1e-6)
     assert image_steps(client, run_id, "histograms/weights/fc1") == [0, 100, 200]
     assert "histograms/weights/fc1/overview.png" in artifact_paths(client, run_id, "histograms")
 
@@ -82,6 +108,34 @@ def test_a_logged_histogram_is_metrics_images_raw_bins_and_an_overview(
         counts, edges = np.histogram(values.numpy().astype(np.float64), bins=16)
         assert record.counts == counts.tolist() and np.allclose(record.edges, edges)
         assert record.num == 500 and record.sum == pytest.approx(values.double().sum().item())
+
+
+def test_pictures_are_drawn_at_flush_not_per_step(client: MlflowClient) -> None:
+    """The periodic drain stores metrics and bins; pictures wait for an explicit flush."""
+    with mlflow.start_run() as run:
+        for step in range(3):
+            log_histogram("h", torch.arange(10.0) * (step + 1), step)
+        deadline = time.monotonic() + 60
+        while len(history(client, run.info.run_id, "h/mean")) < 3:  # the background drain
+            assert time.monotonic() < deadline, "the periodic drain never logged the metrics"
+            time.sleep(0.1)
+        assert image_steps(client, run.info.run_id, "histograms/h") == []
+        assert artifact_paths(client, run.info.run_id, "histograms") == []
+        flush()
+    assert image_steps(client, run.info.run_id, "histograms/h") == [0, 1, 2]
+    assert history(client, run.info.run_id, "h/mean") == [(0, 4.5), (1, 9.0), (2, 13.5)]
+
+
+def test_non_finite_values_give_nan_summary_metrics(client: MlflowClient) -> None:
+    with mlflow.start_run() as run:
+        log_histogram("all_nan", torch.full((5,), math.nan), 0, image=False)
+        log_histogram("some_inf", torch.tensor([1.0, math.inf]), 0, image=False)
+        flush()
+    for key in ("all_nan/mean", "all_nan/std", "some_inf/mean"):
+        [(step, value)] = history(client, run.info.run_id, key)
+        assert step == 0 and math.isnan(value), key
+    (record,) = read_histograms(run.info.run_id, "some_inf")
+    assert (record.num, record.nonfinite) == (1, 1)
 
 
 def jsonl_files(client: MlflowClient, run_id: str) -> list[str]:
@@ -116,5 +170,7 @@ def test_writer_histograms_raw_and_numpy_bins(client: MlflowClient) -> None:
     assert len(read_histograms(writer.run_id, "tf")[0].counts) == 64
     (raw,) = read_histograms(writer.run_id, "raw")
     assert (raw.edges, raw.counts, raw.step) == ([0.0, 1.0, 2.0, 3.0], [1.0, 2.0, 3.0], 5)
-    assert history(writer_client := MlflowClient(), writer.run_id, "raw/p50") == [(5, 2.0)]
-    assert writer_client is not None
+    # mean 9 / 6, std from sum_squares 17: sqrt(17 / 6 - 1.5 ** 2)
+    assert history(MlflowClient(), writer.run_id, "raw/mean") == [(5, 1.5)]
+    [(_, std)] = history(MlflowClient(), writer.run_id, "raw/std")
+    assert std == pytest.approx(math.sqrt(17 / 6 - 2.25))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import mlflow
 import mlflow.pytorch
 import numpy as np
@@ -43,12 +46,20 @@ def test_watch_logs_histograms_and_norms_every_log_freq_steps(client: MlflowClie
         flush()
     run_id = run.info.run_id
     assert [s for s, _ in history(client, run_id, "gradients/0.weight/norm")] == [0, 5, 10]
-    assert [s for s, _ in history(client, run_id, "parameters/2.bias/p50")] == [0, 5, 10]
-    assert image_steps(client, run_id, "histograms/gradients/0.weight") == [0, 5, 10]
+    assert [s for s, _ in history(client, run_id, "parameters/2.bias/norm")] == [0, 5, 10]
+    # One chart per watched tensor: the norm; the bands live in the raw bins.
+    keys = client.get_run(run_id).data.metrics
+    assert sorted(k for k in keys if k.startswith("parameters/0.weight")) == [
+        "parameters/0.weight/norm"
+    ]
+    assert image_steps(client, run_id, "histograms/gradients/0.weight") == []
+    assert "histograms/gradients/0.weight/overview.png" in artifact_paths(
+        client, run_id, "histograms/gradients/0.weight"
+    )
     records = read_histograms(run_id, "parameters/0.weight")
     assert [r.num for r in records] == [32, 32, 32]
     norm = history(client, run_id, "parameters/0.weight/norm")[-1][1]
-    assert norm > 0
+    assert norm == pytest.approx(math.sqrt(records[-1].sum_squares)) and norm > 0
 
 
 def test_a_model_is_watched_once_at_a_time(client: MlflowClient) -> None:
@@ -147,3 +158,105 @@ def test_autolog_joins_an_active_run_and_leaves_it_open(client: MlflowClient) ->
         assert run.run_id == outer.info.run_id
         assert client.get_run(outer.info.run_id).info.status == "RUNNING"
     assert len(history(client, outer.info.run_id, "train/loss")) == 3
+
+
+def test_watch_counts_optimizer_steps_across_gradient_accumulation(
+    client: MlflowClient,
+) -> None:
+    model, optimizer = tiny()
+    inputs, targets = torch.randn(4, 16, 4), torch.randn(4, 16, 1)
+    norms: dict[int, float] = {}
+    with mlflow.start_run() as run:
+        watch(model, log="gradients", log_freq=5)
+        for step in range(12):
+            optimizer.zero_grad()
+            for micro in range(4):  # four forward and backward passes per optimizer step
+                nn.functional.mse_loss(model(inputs[micro]), targets[micro]).backward()
+            norms[step] = model[0].weight.grad.norm().item()
+            optimizer.step()
+        unwatch(model)
+        flush()
+    logged = history(client, run.info.run_id, "gradients/0.weight/norm")
+    assert [s for s, _ in logged] == [0, 5, 10]
+    # The accumulated gradient the optimizer used, not one micro-batch's.
+    for step, value in logged[1:]:
+        assert value == pytest.approx(norms[step], rel=1e-5)
+
+
+def test_watch_counts_a_step_with_two_forward_passes_once(client: MlflowClient) -> None:
+    model, optimizer = tiny()
+    first, second, targets = torch.randn(8, 4), torch.randn(8, 4), torch.randn(8, 1)
+    with mlflow.start_run() as run:
+        watch(model, log="parameters", log_freq=3)
+        for _ in range(7):
+            optimizer.zero_grad()
+            loss = nn.functional.mse_loss(model(first) + model(second), targets)
+            loss.backward()
+            optimizer.step()
+        unwatch(model)
+        flush()
+    assert [r.step for r in read_histograms(run.info.run_id, "parameters/2.bias")] == [0, 3, 6]
+
+
+def test_watch_without_an_optimizer_counts_backward_passes(client: MlflowClient) -> None:
+    model, _ = tiny()
+    inputs, targets = torch.randn(16, 4), torch.randn(16, 1)
+    with mlflow.start_run() as run:
+        watch(model, log="gradients", log_freq=3)
+        for _ in range(7):
+            model.zero_grad()
+            nn.functional.mse_loss(model(inputs), targets).backward()
+            with torch.no_grad():
+                for param in model.parameters():
+                    param -= 0.1 * param.grad
+                model(inputs)  # a forward pass to monitor the loss is not a step
+        unwatch(model)
+        flush()
+    steps = [r.step for r in read_histograms(run.info.run_id, "gradients/2.weight")]
+    assert steps == [0, 3, 6]
+
+
+def test_watch_ignores_optimizers_of_other_models(client: MlflowClient) -> None:
+    model, optimizer = tiny()
+    other = nn.Linear(2, 2)
+    other_optimizer = torch.optim.SGD(other.parameters(), lr=0.1)
+    with mlflow.start_run() as run:
+        watch(model, log="parameters", log_freq=2)
+        train(model, optimizer, 1)
+        for _ in range(5):  # steps of another model's optimizer are not this model's steps
+            other_optimizer.step()
+        train(model, optimizer, 3)
+        unwatch(model)
+        flush()
+    assert [r.step for r in read_histograms(run.info.run_id, "parameters/0.bias")] == [0, 2]
+
+
+def test_the_training_thread_never_reads_a_tensor_back_between_flushes(
+    client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The per-step path (scalars, grad norm, histograms, watch) only queues device work."""
+    import threading
+
+    from mlflow_plugin.torch import log_histogram
+
+    trainer = threading.current_thread()
+    model, optimizer = tiny()
+    with autolog(model, optimizer, log_model=False, watch="all", log_freq=3) as run:
+        train(model, optimizer, 1, run)  # the first forward pass records the graph
+        for name in ("item", "cpu", "tolist", "numpy", "__float__", "__int__", "__bool__"):
+            original = getattr(torch.Tensor, name)
+
+            def guarded(self: torch.Tensor, *args: Any, _f: Any = original, _n: str = name) -> Any:
+                if threading.current_thread() is trainer:
+                    raise AssertionError(f"Tensor.{_n} on the training thread")
+                return _f(self, *args)
+
+            monkeypatch.setattr(torch.Tensor, name, guarded)
+        for step in range(7):
+            train(model, optimizer, 1, run)
+            log_histogram("weights/first", model[0].weight, step)
+        monkeypatch.undo()
+    run_id = run.run_id
+    assert [s for s, _ in history(client, run_id, "gradients/0.weight/norm")] == [1, 3, 6]
+    assert len(history(client, run_id, "train/loss")) == 8
+    assert [s for s, _ in history(client, run_id, "weights/first/mean")] == list(range(7))

@@ -6,22 +6,23 @@ kind stores, one function per kind), ``images`` or an unsupported stub:
 
 ==================  ============================================================
 add_scalar(s)       buffered metrics (``main/tag`` for add_scalars)
-add_histogram(_raw) percentile metrics, a step image, raw bins (histogram_log)
+add_histogram(_raw) summary metrics, raw bins, pictures (histogram_log)
 add_image(s)        a step image ``tag`` (MLflow's names, a readable card thumbnail)
 add_figure          the figure rendered, then as add_image
 add_text            ``text/<tag>/step-<n>.md``
-add_graph           ``model_graph/`` (graph.svg, graph.txt, summary.txt)
+add_graph           ``model_graph/`` (graph.svg, graph.txt, summary.txt), each kept
+add_tensor          a metric (one element) or ``tensors/<tag>/step-<n>.npy``
 add_hparams         a child run with the hparams as params and the metrics
 add_mesh            ``meshes/<tag>/step-<n>.ply`` plus a rendered step image
 add_pr_curve        ``pr_curves/<tag>/step-<n>.json`` plus a plotted step image
 add_embedding       ``embeddings/<tag>/<step>/`` tensors.tsv, metadata.tsv, sprite
 ==================  ============================================================
 
-Audio, video, custom-scalar layouts, ONNX graphs and raw PR curves raise
-``NotImplementedError``; nothing is dropped silently. Every tag maps to a name MLflow
-accepts, at the call (``mlflow_plugin.summaries.names``); a background write that failed
-is raised by the next ``add_*`` call, ``flush`` or ``close``, and ``close`` ends a run it
-started even then.
+Audio, video, custom-scalar layouts, ONNX graphs, raw PR curves and boxes raise
+``NotImplementedError`` (with TensorBoard's signatures); nothing is dropped silently.
+Every tag maps to a name MLflow accepts, at the call (``mlflow_plugin.summaries.names``);
+a background write that failed is raised by the next ``add_*`` call, ``flush`` or
+``close``, and ``close`` ends a run it started even then.
 """
 
 from __future__ import annotations
@@ -63,8 +64,11 @@ class SummaryWriter(RunContext):
     ...     writer.add_scalar("Loss/train", loss, n_iter)
     >>> writer.close()  # flushes; ends the run if the writer started it
 
-    ``log_dir`` and ``comment`` only name the run it starts (TensorBoard's default
-    ``runs/<date>_<host><comment>``); ``run_id=`` attaches to an existing run.
+    Without ``log_dir`` it joins the active run or starts one, named after TensorBoard's
+    default ``runs/<date>_<host><comment>``. A ``log_dir`` is a run of its own, as in
+    TensorBoard: a child of the active run, or a run beside the others
+    (``logdir_runs`` has the rule), so ``runs/exp/train`` and ``runs/exp/val`` are
+    two runs. ``run_id=`` attaches to an existing run and leaves it open.
     """
 
     def __init__(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -232,3 +236,28 @@ def test_add_tensor_stores_scalars_as_metrics_and_others_as_npy(any_client: Mlfl
     assert paths == [f"tensors/weights_1/step-{s:09d}.npy" for s in range(3)]
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=paths[2])
     assert np.array_equal(np.load(local), (matrix + 2).numpy())
+
+
+def test_writers_never_closed_end_their_runs_at_exit(
+    any_client: MlflowClient, tmp_path: Path
+) -> None:
+    script = tmp_path / "forgot_close.py"
+    script.write_text(
+        "from mlflow_plugin.torch import SummaryWriter\n"
+        "train, val = SummaryWriter('runs/exp/train'), SummaryWriter('runs/exp/val')\n"
+        "for step in range(5):\n"
+        "    train.add_scalar('loss', step, step)\n"
+        "    val.add_scalar('loss', -step, step)\n",
+        encoding="utf-8",
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    experiments = [e.experiment_id for e in any_client.search_experiments()]
+    runs = {r.info.run_name: r for r in any_client.search_runs(experiments)}
+    assert sorted(runs) == ["train", "val"]
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
+    assert history(any_client, runs["train"].info.run_id, "loss") == [(s, s) for s in range(5)]
+    assert history(any_client, runs["val"].info.run_id, "loss") == [(s, -s) for s in range(5)]

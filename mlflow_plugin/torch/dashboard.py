@@ -63,7 +63,7 @@ def track(target: RunTarget) -> None:
     """Keep ``target``'s page up to date: rebuilt at the next flush even when it is not the
     active run, and every ``INTERVAL_S`` seconds while the run is RUNNING.
 
-    ``autolog`` and ``SummaryWriter`` call it for their run when they start.
+    ``autolog`` calls it for its run when entered; other runs join at their first flush.
     """
     with _lock:
         _pending.add(target)

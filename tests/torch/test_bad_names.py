@@ -15,6 +15,7 @@ import time
 import mlflow
 import pytest
 import torch
+from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import _validate_metric, _validate_param_name
@@ -359,3 +360,15 @@ def test_two_tags_that_map_to_one_key_stay_two_metrics_and_say_so(
     with SummaryWriter() as other:
         other.add_scalar("hit@1", 1.0, 0)
     assert history(any_client, other.run_id, "hit_1") == [(0, 1.0)]
+
+
+def test_a_renamed_image_tag_is_said_once(
+    client: MlflowClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SummaryWriter() as writer:
+        for step in range(3):
+            writer.add_image("写真 [val]", torch.zeros(3, 2, 2), step)
+            writer.add_figure("写真 [val]", Figure(figsize=(1, 1)), step)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("'写真 [val]'")]
+    assert said == ["'写真 [val]' is not a name MLflow accepts; it is logged as '__ _val_'"]
+    assert image_steps(client, writer.run_id, "__ _val_") == [0, 0, 1, 1, 2, 2]

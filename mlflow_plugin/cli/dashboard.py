@@ -9,14 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from mlflow_plugin.cli.common import (
-    EXIT_OK,
-    Command,
-    CommandFailed,
-    Output,
-    argument,
-    human_bytes,
-)
+from mlflow_plugin.cli.common import EXIT_OK, Command, CommandFailed, Output, argument, human_bytes
 
 __all__ = ["COMMAND"]
 
@@ -47,17 +40,19 @@ def _dashboard(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+_DESCRIPTION = (
+    "Build the self-contained dashboard.html of RUN_ID from what the run stores (raw "
+    "histogram bins, the model graph, PR curves, embeddings, text, step pictures) and save "
+    "it at the run's artifact root, replacing the one there. MLflow's UI shows it in the "
+    "run's Artifacts tab. The PyTorch helpers write it themselves when they flush; use "
+    "this for imported runs (import-tensorboard) or after a build failed."
+)
+_RUN_ID = argument("run_id", metavar="RUN_ID", help="the run to build the page for")
+
 COMMAND = Command(
     "dashboard",
     help="(re)build a run's dashboard.html (histograms, graph, PR curves, projector)",
-    description=(
-        "Build the self-contained dashboard.html of RUN_ID from what the run stores "
-        "(raw histogram bins, the model graph, PR curves, embeddings, text, step "
-        "pictures) and save it at the run's artifact root, replacing the one there. "
-        "MLflow's UI shows it in the run's Artifacts tab. The PyTorch helpers write it "
-        "themselves when they flush; use this for imported runs (import-tensorboard) or "
-        "after a build failed."
-    ),
+    description=_DESCRIPTION,
     body=_dashboard,
-    arguments=(argument("run_id", metavar="RUN_ID", help="the run to build the page for"),),
+    arguments=(_RUN_ID,),
 )

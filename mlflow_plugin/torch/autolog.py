@@ -10,7 +10,7 @@ current step and then advances it (W&B's rule).
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 import numpy as np
@@ -18,6 +18,7 @@ import torch
 from mlflow.entities import Param
 
 from mlflow_plugin.summaries.names import mlflow_key
+from mlflow_plugin.torch import distributed
 from mlflow_plugin.torch.config import log_config
 from mlflow_plugin.torch.dashboard import track as track_dashboard
 from mlflow_plugin.torch.graph import log_model_graph
@@ -77,20 +78,28 @@ class AutologRun(RunContext):
     # -- the context -------------------------------------------------------------------
 
     def __enter__(self) -> AutologRun:
-        run = mlflow.active_run()
-        if run is None:
-            run = mlflow.start_run(
-                run_name=self.run_name, log_system_metrics=self.log_system_metrics
-            )
-            self._owns_run = True
-        self._target = RunTarget(run.info.run_id, mlflow.get_tracking_uri())
-        track_dashboard(self._target)  # dashboard.html on the slow timer while it runs
-        if self.config is not None:
+        # Another rank, when every rank logs: rank 0's run, which only rank 0 describes.
+        run_id = distributed.joined_run_id()
+        describes = distributed.describes_run()
+        if run_id is None:
+            run = mlflow.active_run()
+            if run is None:
+                run = mlflow.start_run(
+                    run_name=self.run_name, log_system_metrics=self.log_system_metrics
+                )
+                self._owns_run = True
+            run_id = run.info.run_id
+            distributed.publish_run_id(run_id)
+        self._target = RunTarget(run_id, mlflow.get_tracking_uri())
+        if describes:
+            track_dashboard(self._target)  # dashboard.html on the slow timer while it runs
+        if self.config is not None and describes:
             log_config(self.config, run_id=self.run_id)
         self._first_forward = self.model.register_forward_pre_hook(self._on_first_forward)
         self._handles.append(self._first_forward)
         if self.optimizer is not None:
-            self._log_optimizer_params(self.optimizer)
+            if describes:
+                self._log_optimizer_params(self.optimizer)
             self._handles.append(self.optimizer.register_step_pre_hook(self._before_step))
             self._handles.append(self.optimizer.register_step_post_hook(self._after_step))
         if self.watch_log is not None:
@@ -112,7 +121,7 @@ class AutologRun(RunContext):
         with ending_run(self.run_id if self._owns_run else None, status):
             self._log_rate()  # the last steps' rate: a run under timing_every steps has one too
             get_worker().flush()
-            if status == FINISHED and self.log_model:
+            if status == FINISHED and self.log_model and distributed.describes_run():
                 self._log_final_model()
 
     # -- W&B-style logging ---------------------------------------------------------------
@@ -138,7 +147,7 @@ class AutologRun(RunContext):
     def _on_first_forward(self, module: torch.nn.Module, args: Any) -> None:
         self._first_forward.remove()
         self.example_input = _slice_example(args)
-        if self.log_graph:
+        if self.log_graph and distributed.describes_run():
             log_model_graph(module, self.example_input, run_id=self.run_id)
 
     def _log_optimizer_params(self, optimizer: torch.optim.Optimizer) -> None:
@@ -255,6 +264,8 @@ def autolog(
     to skip), and, for a run it started, status FAILED on an exception, KILLED on
     KeyboardInterrupt, FINISHED otherwise.
     """
+    if not distributed.logs_here():  # under torch.distributed: rank 0 only, unless asked
+        return cast(AutologRun, distributed.Silent())
     return AutologRun(
         model,
         optimizer,

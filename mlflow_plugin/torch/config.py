@@ -28,6 +28,7 @@ from mlflow.entities import Param
 from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
 from mlflow_plugin.summaries.names import mlflow_key
+from mlflow_plugin.torch.distributed import describes_run
 from mlflow_plugin.torch.worker import current_target, get_worker
 
 __all__ = ["REDACTED", "flatten_config", "is_secret_key", "log_config", "to_plain"]
@@ -147,6 +148,8 @@ def log_config(
     Returns the params that were logged. Logging a key again with another value is an
     MLflow error (params are immutable), as with ``mlflow.log_params``.
     """
+    if not describes_run():  # under torch.distributed: rank 0 describes the run
+        return {}
     worker = get_worker()
     worker.raise_pending()  # what background logging failed to do, before anything else
     target = current_target(run_id)

@@ -24,17 +24,22 @@ __all__ = [
     "Silent",
     "all_ranks",
     "describes_run",
+    "joined_run_id",
+    "last_joined_run_id",
     "logs_here",
+    "publish_run_id",
     "rank",
     "rank_key",
-    "shared_run_id",
     "unwrap",
 ]
 
 ALL_RANKS_ENV = "MLFLOW_BUCKET_TORCH_ALL_RANKS"
 _STORE_PREFIX = "mlflow_bucket/run/"
-_handed_out = 0  # run ids rank 0 has published; the n-th run of each rank is the same run
+# Run ids rank 0 has published and the other ranks taken: the n-th run a helper opens on
+# each rank is rank 0's n-th run.
+_handed_out = 0
 _taken = 0
+_last_joined: str | None = None
 
 
 def rank() -> int:
@@ -68,25 +73,37 @@ def rank_key(key: str) -> str:
     return key
 
 
-def shared_run_id(start: Callable[[], str]) -> tuple[str, bool]:
-    """The run this rank logs to, and whether this rank started it.
+def publish_run_id(run_id: str) -> None:
+    """On rank 0 when every rank logs: ``run_id`` is the other ranks' next run.
 
-    Rank 0 (or a single process) calls ``start`` and, when every rank logs, publishes
-    the id; the other ranks wait for rank 0's id for the same (n-th) run.
+    Called where a helper opens a run (``SummaryWriter()``, entering ``autolog``);
+    the other ranks' matching call takes it with ``joined_run_id``.
     """
-    global _handed_out, _taken
-    if not _distributed() or not all_ranks():
-        return start(), True
-    store: Any = dist.distributed_c10d._get_default_store()
-    if dist.get_rank() == 0:
-        run_id = start()
-        store.set(f"{_STORE_PREFIX}{_handed_out}", run_id)
+    global _handed_out
+    if all_ranks() and _distributed() and dist.get_rank() == 0:
+        _store().set(f"{_STORE_PREFIX}{_handed_out}", run_id)
         _handed_out += 1
-        return run_id, True
+
+
+def joined_run_id() -> str | None:
+    """On another rank when every rank logs: rank 0's next run id (waits for it); else None."""
+    global _taken, _last_joined
+    if not (all_ranks() and _distributed()) or dist.get_rank() == 0:
+        return None
     # get() waits (up to the process group's timeout) until rank 0 has set the key.
-    run_id = store.get(f"{_STORE_PREFIX}{_taken}").decode()
+    _last_joined = _store().get(f"{_STORE_PREFIX}{_taken}").decode()
     _taken += 1
-    return run_id, False
+    return _last_joined
+
+
+def last_joined_run_id() -> str | None:
+    """The run this rank joined last (``joined_run_id``), if any: helpers with no run use it."""
+    return _last_joined if all_ranks() and _distributed() else None
+
+
+def _store() -> Any:
+    # The process group's own key-value store: no other rendezvous to arrange.
+    return dist.distributed_c10d._get_default_store()
 
 
 def unwrap(model: Any) -> Any:

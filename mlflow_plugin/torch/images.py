@@ -15,6 +15,7 @@ import torch
 
 from mlflow_plugin.summaries import images as pictures
 from mlflow_plugin.summaries.names import image_key
+from mlflow_plugin.torch.distributed import logs_here, rank_key
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target, get_worker
 
@@ -44,7 +45,7 @@ def submit_image(
     """Queue ``array`` (HWC uint8) for ``MlflowClient.log_image`` on the worker thread."""
     worker = get_worker()
     timestamp = now_ms() if timestamp_ms is None else int(timestamp_ms)
-    name, at = image_key(key), int(step or 0)
+    name, at = image_key(rank_key(key)), int(step or 0)
     worker.submit(
         lambda: worker.client(target.tracking_uri).log_image(
             target.run_id, array, key=name, step=at, timestamp=timestamp
@@ -64,4 +65,6 @@ def log_image(
 
     >>> log_image("inputs", batch, step=3, dataformats="NCHW")  # doctest: +SKIP
     """
+    if not logs_here():
+        return
     submit_image(current_target(run_id), key, to_hwc_uint8(image, dataformats), step, None)

@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
 from mlflow_plugin.summaries.names import mlflow_key
+from mlflow_plugin.torch.distributed import rank_key
 from mlflow_plugin.torch.errors import unstored_points_error
 
 __all__ = [
@@ -81,7 +82,8 @@ class ScalarBuffer:
         slot = (target.run_id, key)
         mapped = self._keys.get(slot)
         if mapped is None:
-            mapped = self._keys[slot] = mlflow_key(key, scope=target.run_id)
+            # "rank1/<key>" when every rank of a process group logs (distributed).
+            mapped = self._keys[slot] = mlflow_key(rank_key(key), scope=target.run_id)
         key, step = mapped, int(step)
         if not (_INT64_MIN <= step <= _INT64_MAX and 0 <= timestamp_ms <= _INT64_MAX):
             raise MlflowException(

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from mlflow.tracking import MlflowClient
 
+from mlflow_plugin.torch import distributed
 from mlflow_plugin.torch.dashboard import after_flush
 from mlflow_plugin.torch.errors import background_failure
 from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
@@ -157,10 +158,20 @@ def _flush_at_exit() -> None:
 
 
 def current_target(run_id: str | None = None) -> RunTarget:
-    """The run to log to: ``run_id`` if given, else the active run (started if none)."""
+    """The run to log to: ``run_id`` if given, else the active run (started if none).
+
+    When every rank of a process group logs, a rank other than 0 with no active run
+    logs to the run it joined last, or waits for rank 0's next one (``distributed``).
+    """
     import mlflow
 
     if run_id is None:
-        run = mlflow.active_run() or mlflow.start_run()
-        run_id = run.info.run_id
+        active = mlflow.active_run()
+        if active is not None:
+            run_id = active.info.run_id
+        else:
+            run_id = distributed.last_joined_run_id() or distributed.joined_run_id()
+        if run_id is None:
+            run_id = mlflow.start_run().info.run_id
+            distributed.publish_run_id(run_id)
     return RunTarget(run_id, mlflow.get_tracking_uri())

@@ -31,12 +31,12 @@ import socket
 import warnings
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import mlflow
 import torch
 
-from mlflow_plugin.torch import records
+from mlflow_plugin.torch import distributed, records
 from mlflow_plugin.torch.images import to_hwc_uint8
 from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
 from mlflow_plugin.torch.logdir_runs import LogDirRun, closing_log_dir_run, open_log_dir_run
@@ -71,6 +71,12 @@ class SummaryWriter(RunContext):
     two runs. ``run_id=`` attaches to an existing run and leaves it open.
     """
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> SummaryWriter:
+        # Under torch.distributed only rank 0 logs, unless every rank does (distributed).
+        if not distributed.logs_here():
+            return cast(SummaryWriter, distributed.Silent())
+        return super().__new__(cls)
+
     def __init__(
         self,
         log_dir: str | None = None,
@@ -89,6 +95,9 @@ class SummaryWriter(RunContext):
                 UserWarning,
                 stacklevel=2,
             )
+        opens_run = run_id is None
+        if opens_run:  # another rank, when every rank logs: rank 0's run of this writer
+            run_id = distributed.joined_run_id()
         # A log directory given is a run of its own (logdir_runs); none keeps one run.
         self._log_dir_run: LogDirRun | None = None
         if log_dir is None:
@@ -106,6 +115,8 @@ class SummaryWriter(RunContext):
                 self._owns_run = True
             run_id = active.info.run_id
         self.target = RunTarget(run_id, mlflow.get_tracking_uri())
+        if opens_run:
+            distributed.publish_run_id(run_id)
         self._worker = get_worker()
         self._closed = False
 

@@ -63,7 +63,8 @@ def track(target: RunTarget) -> None:
     """Keep ``target``'s page up to date: rebuilt at the next flush even when it is not the
     active run, and every ``INTERVAL_S`` seconds while the run is RUNNING.
 
-    ``autolog`` calls it for its run when entered; other runs join at their first flush.
+    ``autolog`` calls it for its run when entered, ``SummaryWriter`` for a log
+    directory's run when it opens it; other runs join at their first flush.
     """
     with _lock:
         _pending.add(target)

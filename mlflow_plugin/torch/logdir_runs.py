@@ -34,6 +34,9 @@ from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from mlflow_plugin.torch.dashboard import track as track_dashboard
+from mlflow_plugin.torch.scalars import RunTarget
+
 __all__ = [
     "LOG_DIR_TAG",
     "LogDirRun",
@@ -86,6 +89,7 @@ def open_log_dir_run(log_dir: str) -> LogDirRun:
             created = MlflowClient(uri).create_run(experiment_id, tags=tags, run_name=name)
             run_id = created.info.run_id
         run = _open[slot] = LogDirRun(run_id, uri, slot)
+        track_dashboard(RunTarget(run_id, uri))  # its dashboard.html: it may not be active
         if not _exit_hook:
             _exit_hook = True
             atexit.register(_end_open_runs)

@@ -315,3 +315,15 @@ def test_a_resnet50_graph_folds_to_its_top_level_modules() -> None:
     adds = [n["group"] for n in nodes if n["op"] == "add"]
     assert adds == [f"layer{i}.{b}" for i, n in enumerate((3, 4, 6, 3), 1) for b in range(n)]
     assert sum(n["params"] for n in nodes) == sum(p.numel() for p in model.parameters())
+
+
+def test_each_log_directory_run_gets_its_page(any_client: MlflowClient, tmp_path: Path) -> None:
+    with mlflow.start_run():
+        writers = {name: SummaryWriter(str(tmp_path / "runs" / name)) for name in ("train", "val")}
+        for name, writer in writers.items():
+            writer.add_histogram(f"{name}/logits", torch.randn(40), 0)
+        for writer in writers.values():
+            writer.close()
+    for name, writer in writers.items():
+        [series] = page_data(_page(writer.run_id))["histograms"]
+        assert series["key"] == f"{name}/logits"

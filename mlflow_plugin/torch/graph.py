@@ -173,8 +173,11 @@ def log_model_graph(
     >>> from mlflow_plugin.torch import log_model_graph
     >>> log_model_graph(model, torch.zeros(1, 1, 8, 8))  # doctest: +SKIP
     """
+    from mlflow_plugin.torch.distributed import describes_run
     from mlflow_plugin.torch.worker import current_target, get_worker
 
+    if not describes_run():  # under torch.distributed: rank 0 describes the run
+        return ModelGraph(type(model).__name__, [], 0, 0, "not recorded on this rank")
     graph = record_graph(model, example_input)
     worker = get_worker()
     worker.raise_pending()  # what background logging failed to do, before anything else

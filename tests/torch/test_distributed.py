@@ -44,7 +44,13 @@ def train_on_rank(rank: int, uri: str, port: int, all_ranks: bool) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=WORLD)
     try:
-        from mlflow_plugin.torch import SummaryWriter, autolog, log_histogram
+        from mlflow_plugin.torch import (
+            SummaryWriter,
+            autolog,
+            log_config,
+            log_histogram,
+            log_model_graph,
+        )
 
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment("ddp")
@@ -63,6 +69,9 @@ def train_on_rank(rank: int, uri: str, port: int, all_ranks: bool) -> None:
                 optimizer.step()
                 run.log({"loss": loss, "rank": float(rank)})
             log_histogram("inputs", inputs, 0)
+            # What describes the run comes from rank 0 alone: no conflicting params.
+            log_config({"launched_on_rank": rank})
+            log_model_graph(model.module, inputs, "graph_by_hand")
         with SummaryWriter() as writer:
             writer.add_scalar("x", float(rank), 0)
         dist.barrier()  # every rank's points are stored before any process leaves
@@ -100,7 +109,7 @@ def test_only_rank_zero_logs_by_default(root: str) -> None:
     assert not any(k.startswith("rank1/") for k in runs["autolog"].data.metrics)
     # watch saw the inner module's parameters through the DDP wrapper.
     assert [s for s, _ in history(client, run_id, "gradients/weight/norm")] == [1, 2, 4]
-    assert runs["autolog"].data.params["world"] == "2"
+    assert runs["autolog"].data.params["launched_on_rank"] == "0"
     assert history(client, runs["writer"].info.run_id, "x") == [(0, 0.0)]
 
 
@@ -117,6 +126,7 @@ def test_every_rank_logs_under_its_prefix_when_asked(root: str) -> None:
         assert [s for s, _ in norms] == [1, 2, 4]
         assert f"rank{rank}/inputs/mean" in run.data.metrics
     assert "loss" not in run.data.metrics and "rank0/loss" in run.data.metrics
-    assert run.data.params["world"] == "2"  # the run's params: logged once, by rank 0
+    # The run's params: logged once, by rank 0.
+    assert (run.data.params["world"], run.data.params["launched_on_rank"]) == ("2", "0")
     assert history(client, runs["writer"].info.run_id, "rank1/x") == [(0, 1.0)]
     assert history(client, runs["writer"].info.run_id, "rank0/x") == [(0, 0.0)]

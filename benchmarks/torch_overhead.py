@@ -64,9 +64,11 @@ def make_model(case: str) -> nn.Module:
     return model
 
 
-def make_step(model: nn.Module, optimizer: torch.optim.Optimizer) -> Callable[[], torch.Tensor]:
-    x = torch.rand(BATCH, 1, 8, 8)
-    y = torch.randint(0, 10, (BATCH,))
+def make_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, device: str = "cpu"
+) -> Callable[[], torch.Tensor]:
+    x = torch.rand(BATCH, 1, 8, 8, device=device)
+    y = torch.randint(0, 10, (BATCH,), device=device)
     loss_fn = nn.CrossEntropyLoss()
 
     def step() -> torch.Tensor:

@@ -89,9 +89,9 @@ def _segments(sizes: tuple[int, ...], device: torch.device) -> torch.Tensor:
     if segment is None:
         if len(_segment_cache) > 64:
             _segment_cache.clear()
-        lengths = torch.tensor(sizes)
-        segment = torch.repeat_interleave(torch.arange(len(sizes)), lengths).to(device)
-        _segment_cache[key] = segment
+        # Filled on the device: a copy from the host would wait for the device's queue.
+        parts = [torch.full((n,), i, dtype=torch.long, device=device) for i, n in enumerate(sizes)]
+        segment = _segment_cache[key] = torch.cat(parts)
     return segment
 
 

@@ -104,6 +104,13 @@ def test_histogram_slider_moves_and_hover_shows_the_logged_bins(
     slider.focus()
     slider.press("ArrowLeft")
     expect(label).to_have_text(f"step {steps[-2]}")
+    view = card.locator("select")
+    view.select_option("overlay")
+    expect(card.locator("polyline.ridge")).to_have_count(len(steps))  # the demo has < 500
+    view.select_option("offset")
+    frame.locator("#tab-distributions").click()
+    expect(frame.locator(f'[data-distribution="{key}"] polygon.band')).to_have_count(4)
+    frame.locator("#tab-histograms").click()
     record = stored[steps[-2]]
     fullest = max(range(len(record.counts)), key=lambda i: record.counts[i])
     card.locator(f'rect.bin[data-bin="{fullest}"]').hover()
@@ -113,11 +120,6 @@ def test_histogram_slider_moves_and_hover_shows_the_logged_bins(
     assert float(tip.get_attribute("data-count") or "nan") == record.counts[fullest]
     assert float(tip.get_attribute("data-lo") or "nan") == pytest.approx(record.edges[fullest])
     assert float(tip.get_attribute("data-hi") or "nan") == pytest.approx(record.edges[fullest + 1])
-    card.locator("select").select_option("overlay")
-    expect(card.locator("polyline.ridge")).to_have_count(len(steps))  # the demo has < 500
-    frame.locator("#tab-distributions").click()
-    expect(frame.locator(f'[data-distribution="{key}"] polygon.band')).to_have_count(4)
-    frame.locator("#tab-histograms").click()
     ui.finish("dashboard-histograms")
 
 

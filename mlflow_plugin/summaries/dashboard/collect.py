@@ -51,12 +51,12 @@ _IMAGE = re.compile(r"^(.+)\+step\+(-?\d+)\+timestamp\+\d+\+[^+]+\.png$")
 
 def collect(client: MlflowClient, run_id: str) -> dict[str, Any]:
     """The dashboard's data for ``run_id``: one entry per kind of record the run holds."""
-    run = client.get_run(run_id)
     top = {entry.path: entry.is_dir for entry in client.list_artifacts(run_id)}
-    data: dict[str, Any] = {
-        "run": {"id": run_id, "name": run.info.run_name, "experiment_id": run.info.experiment_id},
-        "limits": LIMITS,
-    }
+    data: dict[str, Any] = {"run": {"id": run_id}, "limits": LIMITS}
+    if not any(top.get(folder) for folder in (*_FOLDERS, "images")):
+        return data  # only scalars (the common flush): one listing, nothing more
+    run = client.get_run(run_id)
+    data["run"] |= {"name": run.info.run_name, "experiment_id": run.info.experiment_id}
     with tempfile.TemporaryDirectory(prefix="mlflow-dashboard-") as scratch:
         root = Path(scratch)
         for folder in _FOLDERS:

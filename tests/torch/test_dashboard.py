@@ -21,6 +21,7 @@ from mlflow_plugin.summaries.dashboard.series import (
     encode_histogram,
     graph_from_text,
     histogram_bands,
+    pca,
     reservoir,
 )
 from mlflow_plugin.summaries.histograms import HistogramStats
@@ -327,3 +328,11 @@ def test_each_log_directory_run_gets_its_page(any_client: MlflowClient, tmp_path
     for name, writer in writers.items():
         [series] = page_data(_page(writer.run_id))["histograms"]
         assert series["key"] == f"{name}/logits"
+
+
+def test_pca_gives_three_finite_coordinates_per_point() -> None:
+    matrix = np.array([[1.0, np.nan], [2.0, 3.0], [np.inf, 1.0], [0.5, 0.5]])
+    points = pca(matrix)
+    assert np.asarray(points).shape == (4, 3)
+    assert np.isfinite(points).all() and np.abs(points).max() == 1.0
+    json.dumps(points, allow_nan=False)

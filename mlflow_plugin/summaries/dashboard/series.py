@@ -119,7 +119,8 @@ def pca(matrix: np.ndarray, components: int = 3) -> list[list[float]]:
 
     Fewer columns than ``components`` are padded with zeros, so the page always gets 3.
     """
-    data = np.asarray(matrix, dtype=np.float64)
+    # JSON has no NaN: NaN and infinities count as 0, so one bad vector keeps the page.
+    data = np.nan_to_num(np.asarray(matrix, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     centred = data - data.mean(axis=0, keepdims=True)
     if centred.shape[0] > 1 and centred.shape[1] > 0:
         _, _, vt = np.linalg.svd(centred, full_matrices=False)

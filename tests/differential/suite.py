@@ -39,6 +39,7 @@ class DifferentialSuite:
     title: ClassVar[str]  # printed with the scenario count
     min_scenarios: ClassVar[int]
     s3_prefix: ClassVar[str]  # where the moto candidate lives in the shared bucket
+    candidates: ClassVar[tuple[str, ...]] = CANDIDATES
 
     @staticmethod
     def create_reference_schema(client: MlflowClient) -> None:
@@ -53,7 +54,7 @@ class DifferentialSuite:
         if "name" in metafunc.fixturenames:
             metafunc.parametrize("name", sorted(self.book.scenarios))
         if "backend" in metafunc.fixturenames:
-            metafunc.parametrize("backend", CANDIDATES)
+            metafunc.parametrize("backend", self.candidates)
 
     @pytest.fixture(scope="class")
     @classmethod

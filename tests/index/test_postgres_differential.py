@@ -1,10 +1,14 @@
 """The tracking differential suite with every search through a PostgreSQL index.
 
-The scenarios, the ``sqlite:///`` reference and the candidates (a local folder and a
-moto bucket) are ``tests/tracking/test_differential.py``'s; each candidate's store URI
-also names an index database of its own on the session's PostgreSQL server, spelled as
-the README spells it (``?index=postgresql+psycopg://...``). No SQLite index may appear
-meanwhile: a search that did not go through PostgreSQL fails its scenario.
+The scenarios and the ``sqlite:///`` reference are ``tests/tracking/test_differential.py``'s;
+the candidate is a local folder whose store URI also names an index database of its own on
+the session's PostgreSQL server, spelled as the README spells it
+(``?index=postgresql+psycopg://...``). No SQLite index may appear meanwhile: a search that
+did not go through PostgreSQL fails its scenario.
+
+Only the folder: the index holds what the documents say, whichever object store they came
+from, and the S3 side is the SQLite-index differential's and the PostgreSQL replica tests'
+(two servers on one moto bucket, concurrent syncs of changing documents).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ class TestTrackingDifferentialOnPostgres(DifferentialSuite):
     title = "differential scenarios through a PostgreSQL index"
     min_scenarios = test_differential.TestTrackingDifferential.min_scenarios
     s3_prefix = "diff-postgres"
+    candidates = ("bucket_file",)
 
     @staticmethod
     def create_reference_schema(client: MlflowClient) -> None:

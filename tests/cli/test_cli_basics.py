@@ -79,16 +79,18 @@ def test_bad_arguments_exit_2_with_usage(
         ("bucket+s3://bucket/p?flush_intervall=3", "unknown store URI option"),
     ],
 )
-def test_a_malformed_uri_exits_2_with_the_reason(cli: Cli, uri: str, reason: str) -> None:
-    result = cli("doctor", uri)
+def test_a_malformed_uri_exits_2_with_the_reason(cli_process: Cli, uri: str, reason: str) -> None:
+    result = cli_process("doctor", uri)
     assert result.returncode == 2
     assert reason in result.stderr
     assert "hunter2" not in result.stderr
     assert "Traceback" not in result.stderr
 
 
-def test_a_missing_bucket_exits_1_with_a_clear_message(cli: Cli, moto_s3: S3Endpoint) -> None:
-    result = cli("doctor", f"bucket+s3://no-such-bucket-here/p?endpoint_url={moto_s3.url}")
+def test_a_missing_bucket_exits_1_with_a_clear_message(
+    cli_process: Cli, moto_s3: S3Endpoint
+) -> None:
+    result = cli_process("doctor", f"bucket+s3://no-such-bucket-here/p?endpoint_url={moto_s3.url}")
     assert result.returncode == 1
     assert result.stderr.startswith("error: store not reachable:")
     assert "no-such-bucket-here" in result.stderr
@@ -102,8 +104,8 @@ def test_gc_refuses_a_location_that_holds_no_store(cli: Cli, tmp_path: Path) -> 
     assert "holds no mlflow-bucket store (_format.json is missing)" in result.stderr
 
 
-def test_an_unknown_run_exits_1(cli: Cli, file_uri: str, tmp_path: Path) -> None:
-    result = cli("export", file_uri, "0" * 32, "--format", "csv", "--output", "x.csv")
+def test_an_unknown_run_exits_1(cli_process: Cli, file_uri: str, tmp_path: Path) -> None:
+    result = cli_process("export", file_uri, "0" * 32, "--format", "csv", "--output", "x.csv")
     assert result.returncode == 1
     assert "not found" in result.stderr
     assert "Traceback" not in result.stderr

@@ -96,11 +96,13 @@ def test_export_to_csv_with_chosen_metrics(
 
 
 def test_export_of_a_metric_the_run_never_logged_fails(
-    cli: Cli, logged_in_folder: tuple[str, str], tmp_path: Path
+    cli_process: Cli, logged_in_folder: tuple[str, str], tmp_path: Path
 ) -> None:
     uri, run_id = logged_in_folder
     output = tmp_path / "x.csv"
-    result = cli("export", uri, run_id, "--format", "csv", "-o", str(output), "--metric", "loss")
+    result = cli_process(
+        "export", uri, run_id, "--format", "csv", "-o", str(output), "--metric", "loss"
+    )
     assert result.returncode == 1
     assert result.stderr == f"error: run {run_id} has no metric 'loss'\n"
     assert not output.exists()

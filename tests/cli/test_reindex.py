@@ -57,7 +57,7 @@ def test_reindex_exits_1_when_documents_are_damaged(
 
 
 def test_reindex_replaces_a_damaged_index_file_without_a_traceback(
-    cli: Cli, file_uri: str, moto_uri: str
+    cli_process: Cli, file_uri: str, moto_uri: str
 ) -> None:
     for uri in (file_uri, moto_uri):
         client = MlflowClient(uri)
@@ -69,7 +69,7 @@ def test_reindex_replaces_a_damaged_index_file_without_a_traceback(
         for suffix in ("-wal", "-shm"):
             Path(f"{index_file}{suffix}").unlink(missing_ok=True)
 
-        result = cli("reindex", uri)
+        result = cli_process("reindex", uri)
         assert result.returncode == 0, result.stderr
         assert "Traceback" not in result.stderr
         assert "indexed 3 documents" in result.stdout
@@ -78,13 +78,15 @@ def test_reindex_replaces_a_damaged_index_file_without_a_traceback(
 
 
 def test_reindex_that_cannot_use_the_index_exits_1_with_one_line(
-    cli: Cli, file_uri: str, moto_uri: str, tmp_path: Path
+    cli_process: Cli, file_uri: str, moto_uri: str, tmp_path: Path
 ) -> None:
     not_a_file = tmp_path / "a-folder"
     not_a_file.mkdir()
     for uri in (file_uri, moto_uri):
         MlflowClient(uri).create_experiment("unusable-index")
-        result = cli("reindex", f"{uri}{'&' if '?' in uri else '?'}index=sqlite:///{not_a_file}")
+        result = cli_process(
+            "reindex", f"{uri}{'&' if '?' in uri else '?'}index=sqlite:///{not_a_file}"
+        )
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
         assert result.stderr.strip().splitlines() == [

@@ -67,11 +67,13 @@ def _steps(uri: str, run_id: str) -> list[int]:
     return [m.step for m in MlflowClient(reader_uri(uri)).get_metric_history(run_id, "loss")]
 
 
-def test_sync_uploads_the_healthy_run_and_names_the_damaged_one(cli: Cli, root_uri: str) -> None:
+def test_sync_uploads_the_healthy_run_and_names_the_damaged_one(
+    cli_process: Cli, root_uri: str
+) -> None:
     store, experiment_id, damaged, healthy = _die_with_spooled_batches(root_uri)
     original = damage_run(store, experiment_id, damaged)
 
-    result = cli("sync", root_uri)
+    result = cli_process("sync", root_uri)
     assert result.returncode == 1
     assert result.stdout == "replayed 0 sealed batches and 101 buffered log calls\n"
     assert f"run {damaged}: 1 batches (5 metric points) left in the spool: " in result.stderr
@@ -81,7 +83,7 @@ def test_sync_uploads_the_healthy_run_and_names_the_damaged_one(cli: Cli, root_u
     assert _steps(root_uri, healthy) == list(range(101))
 
     repair_run(store, experiment_id, damaged, original)
-    result = cli("sync", root_uri)
+    result = cli_process("sync", root_uri)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == "replayed 0 sealed batches and 1 buffered log calls\n"
     assert _steps(root_uri, damaged) == list(range(5))
@@ -89,13 +91,13 @@ def test_sync_uploads_the_healthy_run_and_names_the_damaged_one(cli: Cli, root_u
     assert writer_folders(root_uri) == []
 
 
-def test_sync_names_a_damaged_spool_file_and_keeps_it(cli: Cli, root_uri: str) -> None:
+def test_sync_names_a_damaged_spool_file_and_keeps_it(cli_process: Cli, root_uri: str) -> None:
     _, _, first, second = _die_with_spooled_batches(root_uri)
     [folder] = writer_folders(root_uri)
     garbage = folder / "batch-0000000007.json"
     garbage.write_bytes(b"\x00\x01 not a batch")
 
-    result = cli("sync", root_uri)
+    result = cli_process("sync", root_uri)
     assert result.returncode == 1
     assert f"damaged spool file, left in place: {garbage}: " in result.stderr
     assert "Traceback" not in result.stderr

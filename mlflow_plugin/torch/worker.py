@@ -69,9 +69,13 @@ class BackgroundWorker:
         self.enqueue(task)
 
     def enqueue(self, task: Callable[[], None]) -> None:
-        """Run ``task`` on the worker thread, after every task queued before it."""
+        """Run ``task`` on the worker thread, after every task queued before it.
+
+        It runs at the next periodic drain (or ``flush()``): waking the thread for each
+        task would cut the scalars' batches short and take the interpreter lock from
+        the training loop more often.
+        """
         self._tasks.append(task)
-        self._wake.set()
 
     def raise_pending(self) -> None:
         """Raise (once) an MlflowException for what background work could not do."""

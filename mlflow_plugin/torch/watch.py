@@ -70,7 +70,15 @@ class Watch:
         self._optimizers: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         self._by_optimizer = False
         self._last_logged: int | None = None
-        self._handles: list[Any] = [register_optimizer_step_pre_hook(self._on_optimizer_step)]
+        # Torch keeps global hooks for good: this one holds the Watch weakly.
+        this = weakref.ref(self)
+
+        def on_optimizer_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+            watch = this()
+            if watch is not None:
+                watch._on_optimizer_step(optimizer)
+
+        self._handles: list[Any] = [register_optimizer_step_pre_hook(on_optimizer_step)]
         self._backward: Any = None
         if self._named:
             first = self._named[0][1]
@@ -81,7 +89,7 @@ class Watch:
         """The step the next logged histograms get (0 for the first step seen)."""
         return self._step_fn() if self._step_fn is not None else self.steps_seen
 
-    def _on_optimizer_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
+    def _on_optimizer_step(self, optimizer: Any) -> None:
         mine = self._optimizers.get(optimizer)
         if mine is None:  # once per optimizer: does it update this model?
             params = (p for group in optimizer.param_groups for p in group["params"])

@@ -9,6 +9,8 @@ Pictures are drawn only by an explicit ``flush()`` (also run by
 so they never take the interpreter from the training loop: the step pictures of the
 histograms logged with ``image=True`` (``mlflow.log_image(key="histograms/<key>",
 step=...)``, the MLflow UI's step slider) and ``histograms/<key>/overview.png``.
+Between two flushes at most 400 step pictures per key wait (thinned evenly past that);
+the raw bins keep every step.
 
 Names are mapped when the histogram is queued, in the caller's thread (``names``): the
 metric prefix with room for its suffixes, the folder and image key with MLflow's
@@ -177,6 +179,8 @@ def _record(
             series.history.append(stats)
             if image:
                 series.unpictured.append(stats)
+                if len(series.unpictured) > _HISTORY_LIMIT:  # a long run with no flush
+                    series.unpictured = series.unpictured[::2]
             series.overview_stale = True
             if len(series.history) > _HISTORY_LIMIT:
                 series.history = series.history[::2]  # thin evenly; the raw chunks keep all

@@ -174,3 +174,13 @@ def test_writer_histograms_raw_and_numpy_bins(client: MlflowClient) -> None:
     assert history(MlflowClient(), writer.run_id, "raw/mean") == [(5, 1.5)]
     [(_, std)] = history(MlflowClient(), writer.run_id, "raw/std")
     assert std == pytest.approx(math.sqrt(17 / 6 - 2.25))
+
+
+def test_step_pictures_waiting_for_a_flush_are_bounded(client: MlflowClient) -> None:
+    with mlflow.start_run() as run:
+        for step in range(500):
+            log_histogram("long", torch.arange(4.0) + step, step, bins=2)
+        flush()
+    pictured = image_steps(client, run.info.run_id, "histograms/long")
+    assert 200 <= len(pictured) <= 400 and pictured[0] == 0
+    assert [r.step for r in read_histograms(run.info.run_id, "long")] == list(range(500))

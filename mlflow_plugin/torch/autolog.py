@@ -173,7 +173,9 @@ class AutologRun(RunContext):
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         worker, stamp, target, at = get_worker(), now_ms(), self.target, self.step + 1
         grads = [
-            p.grad
+            # A sparse gradient (nn.Embedding(sparse=True)) has no norm kernel: its
+            # coalesced values have its norm (SparseAdam coalesces it the same way).
+            p.grad.coalesce().values() if p.grad.is_sparse else p.grad
             for group in optimizer.param_groups
             for p in group["params"]
             if p.grad is not None
@@ -181,12 +183,30 @@ class AutologRun(RunContext):
         if grads:
             norm = torch.nn.utils.get_total_norm(grads, foreach=None)
             worker.log_scalar(target, "train/grad_norm", norm, at, stamp)
-        lrs = [float(group["lr"]) for group in optimizer.param_groups]
-        if lrs != self._last_lrs:
-            self._last_lrs = lrs
-            for i, lr in enumerate(lrs):
-                key = "optimizer/lr" if len(lrs) == 1 else f"optimizer/lr/group{i}"
-                worker.log_scalar(target, key, lr, at, stamp)
+        self._log_lrs([group["lr"] for group in optimizer.param_groups], at, stamp)
+
+    def _log_lrs(self, lrs: list[Any], at: int, stamp: int) -> None:
+        """Each param group's learning rate: when it changes, or, for a tensor learning
+        rate (capturable and compiled optimizers keep it on the device, where comparing
+        it would wait for the device each step), a copy at the first step and every
+        ``timing_every`` steps."""
+        keys = (
+            ["optimizer/lr"]
+            if len(lrs) == 1
+            else [f"optimizer/lr/group{i}" for i in range(len(lrs))]
+        )
+        worker = get_worker()
+        if any(isinstance(lr, torch.Tensor) for lr in lrs):
+            if at == 1 or at % self.timing_every == 0:
+                for key, lr in zip(keys, lrs, strict=True):
+                    value = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
+                    worker.log_scalar(self.target, key, value, at, stamp)
+            return
+        values = [float(lr) for lr in lrs]
+        if values != self._last_lrs:
+            self._last_lrs = values
+            for key, value in zip(keys, values, strict=True):
+                worker.log_scalar(self.target, key, value, at, stamp)
 
     def _after_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.step += 1

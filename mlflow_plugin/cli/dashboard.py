@@ -34,6 +34,8 @@ def _dashboard(args: argparse.Namespace, out: Output) -> int:
         )
     page = render(data)
     client.log_text(args.run_id, page, ARTIFACT_FILE)
+    for damaged in data["damaged"]:
+        out.error(f"warning: left out, damaged: {damaged}")
     tabs = ", ".join(view for view in VIEWS if data.get(view))
     out.info(f"wrote {ARTIFACT_FILE} ({human_bytes(len(page.encode()))}) to run {args.run_id}")
     out.info(f"views: {tabs}")

@@ -56,6 +56,13 @@ def write_dashboard(target: RunTarget, client: MlflowClient | None = None) -> bo
         return False
     with _lock:
         _live[target] = time.monotonic()
+    if data["damaged"]:  # the page shows the rest; say what it had to leave out
+        warnings.warn(
+            f"mlflow_plugin.torch: {ARTIFACT_FILE} of run {target.run_id} leaves out "
+            f"damaged artifacts: {'; '.join(data['damaged'])}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return True
 
 

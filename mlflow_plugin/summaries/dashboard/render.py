@@ -9,6 +9,7 @@ allowed, no same-origin access) and opened from disk alike.
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from typing import Any
 
@@ -21,9 +22,24 @@ def _asset(name: str) -> str:
     return resources.files(__package__).joinpath(name).read_text(encoding="utf-8")
 
 
+# A JSON string, or a token JSON has no word for (json.dumps writes NaN and Infinity).
+_STRING_OR_NON_FINITE = re.compile(r'"(?:[^"\\]|\\.)*"|(-?Infinity|NaN)')
+
+
 def _inline_json(data: Any) -> str:
-    """JSON that cannot end its ``<script>`` early: every ``<`` is written ``\\u003c``."""
-    return json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
+    """JSON that cannot end its ``<script>`` early: every ``<`` is written ``\\u003c``.
+
+    ``JSON.parse`` refuses NaN and infinities, and a logged value may hold them (a PR
+    curve of NaN weights): they are written ``null``, which the page shows as "-".
+    """
+    try:
+        text = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    except ValueError:  # rare: one more pass, over the strings too, to find the tokens
+        text = _STRING_OR_NON_FINITE.sub(
+            lambda m: "null" if m.group(1) else m.group(0),
+            json.dumps(data, separators=(",", ":")),
+        )
+    return text.replace("<", "\\u003c")
 
 
 def render(data: dict[str, Any]) -> str:

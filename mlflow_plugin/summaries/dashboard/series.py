@@ -146,7 +146,10 @@ def _summary_params(summary: str) -> list[int]:
     if len(rules) < 3:
         return []
     rows = lines[rules[1] + 1 : rules[2]]
-    return [int(row.split()[-1].replace(",", "")) for row in rows if row.strip()]
+    try:
+        return [int(row.split()[-1].replace(",", "")) for row in rows if row.strip()]
+    except ValueError:  # a summary in another form: the graph is shown without counts
+        return []
 
 
 def graph_from_text(text: str, summary: str = "") -> dict[str, Any]:

@@ -41,14 +41,18 @@ VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
 # UI preferences a user would set once: the navigation of a view (the sidebar's GenAI /
 # Model training switch; ``workflow_type``), no assistant side panel, and no registry-UI
 # announcement, telemetry notice (an info alert on the home page) or traces-page guidance
-# (a modal tip that blocks the page until dismissed) over the page.
+# (a modal tip that blocks the page until dismissed) over the page. Set in the top window
+# only: the script runs in every frame, and in a sandboxed artifact iframe (an .html
+# artifact) there is no storage at all, so ``localStorage`` throws.
 PREFERENCES = """
+if (window === window.top) {
 localStorage.setItem("mlflow.workflowType_v1", JSON.stringify(%s));
 localStorage.setItem("mlflow.assistant.fab.autoOpenedOnFirstLoad_v1", "true");
 localStorage.setItem("mlflow.assistant.panelOpen_v1", "false");
 localStorage.setItem("_mlflow_model_registry_promo_modal_dismissed_v1", "true");
 localStorage.setItem("mlflow.telemetry.info.alert.dismissed_v1", "true");
 localStorage.setItem("mlflow.detectIssues.guidanceShown_v1", "true");
+}
 """
 
 

@@ -9,40 +9,21 @@ under its own experiment, brings PR curves and an embedding. Every test ends wit
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import mlflow
 import pytest
 import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-from playwright.sync_api import Browser, FrameLocator, expect
+from playwright.sync_api import FrameLocator, expect
 
 from mlflow_plugin.torch import SummaryWriter, read_histograms
-from tests.browser.conftest import PREFERENCES, VIEWPORT
 from tests.browser.page import UiPage
 from tests.browser.server import UiServer
 
 SIZE_BUDGET = 2 * 1024 * 1024
-
-
-@pytest.fixture
-def ui(browser: Browser, ui_server: UiServer, screenshot_dir: Path) -> Iterator[UiPage]:
-    """conftest's tab, with the UI preferences set in the top window only: the init script
-    runs in every frame, and in the dashboard's sandboxed iframe (no storage at all)
-    ``localStorage`` throws."""
-    context = browser.new_context(viewport=VIEWPORT)
-    preferences = PREFERENCES % json.dumps("machine_learning")
-    context.add_init_script(f"if (window === window.top) {{ {preferences} }}")
-    page = UiPage(context.new_page(), ui_server.url, screenshot_dir)
-    try:
-        yield page
-    finally:
-        context.close()
-    assert page.checked, "the test never looked for errors (ui.finish or ui.problems)"
 
 
 @dataclass(frozen=True)

@@ -130,10 +130,12 @@ def _every_interval() -> None:
 
 
 def _rebuild_running(worker: BackgroundWorker, target: RunTarget) -> None:
-    """Rebuild a page on the timer while its run is RUNNING; forget the run after that."""
+    """Rebuild a page on the timer while its run is RUNNING; forget the run after that
+    (or once it is deleted: a deleted run keeps its RUNNING status)."""
     client = worker.client(target.tracking_uri)
     try:
-        running = client.get_run(target.run_id).info.status == "RUNNING"
+        info = client.get_run(target.run_id).info
+        running = info.status == "RUNNING" and info.lifecycle_stage == "active"
     except Exception:  # the run or its store is gone: nothing left to keep up to date
         running = False
     if not running:

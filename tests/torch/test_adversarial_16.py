@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import mlflow
@@ -22,9 +23,10 @@ from mlflow import MlflowClient
 from mlflow_plugin.cli import main
 from mlflow_plugin.summaries.dashboard import collect, render
 from mlflow_plugin.summaries.dashboard.series import graph_from_text
-from mlflow_plugin.torch import SummaryWriter, autolog, flush, log_histogram
+from mlflow_plugin.torch import SummaryWriter, autolog, dashboard, flush, log_histogram
 from mlflow_plugin.torch.dashboard import write_dashboard
 from mlflow_plugin.torch.scalars import RunTarget
+from mlflow_plugin.torch.worker import get_worker
 from tests.torch.conftest import history
 from tests.torch.test_dashboard import page_data
 
@@ -217,3 +219,25 @@ def test_autolog_trains_a_model_with_sparse_gradients(client: MlflowClient) -> N
         optimizer.step()
     [(step, value)] = history(client, run.run_id, "train/grad_norm")
     assert step == 1 and value == pytest.approx(expected)
+
+
+# -- the dashboard's timer --------------------------------------------------------------
+
+
+def test_the_timer_forgets_a_run_deleted_while_it_runs(
+    client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deleted run keeps its RUNNING status: the timer rebuilt its page for ever.
+    monkeypatch.setattr(dashboard, "INTERVAL_S", 0.2)
+    run = client.create_run("0")
+    target = RunTarget(run.info.run_id, mlflow.get_tracking_uri())
+    dashboard.track(target)  # as a SummaryWriter does for its log directory's run
+    log_histogram("h", torch.randn(10), step=0, image=False, run_id=run.info.run_id)
+    flush()
+    assert target in dashboard._live
+    client.delete_run(run.info.run_id)
+    deadline = time.monotonic() + 30
+    while target in dashboard._live:
+        assert time.monotonic() < deadline, "the timer still rebuilds a deleted run's page"
+        time.sleep(0.05)
+        get_worker().flush()  # the rebuild is queued on the worker: run it now

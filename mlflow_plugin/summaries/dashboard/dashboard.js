@@ -220,12 +220,13 @@
     c.appendChild(bar);
     var wrap = el("div", { "class": "graph-wrap" });
     c.appendChild(wrap);
-    var groups = {};
+    // Keyed by module path: no prototype, so a module named "constructor" is a path too.
+    var groups = Object.create(null);
     nodes.forEach(function (n) {
       var parts = n.group ? n.group.split(".") : [];
       for (var k = 1; k <= parts.length; k++) groups[parts.slice(0, k).join(".")] = true;
     });
-    var expanded = {}, matches = {};
+    var expanded = Object.create(null), matches = {};
     function unitOf(n) {
       var parts = n.group ? n.group.split(".") : [];
       for (var k = 1; k <= parts.length; k++) {
@@ -247,7 +248,7 @@
       draw();
     });
     expandAll.addEventListener("click", function () { Object.keys(groups).forEach(function (g) { expanded[g] = true; }); draw(); });
-    collapseAll.addEventListener("click", function () { expanded = {}; draw(); });
+    collapseAll.addEventListener("click", function () { expanded = Object.create(null); draw(); });
     function draw() {
       var units = {}, order = [];
       nodes.forEach(function (n) {
@@ -387,7 +388,7 @@
       c.appendChild(canvas);
       var ctx = canvas.getContext("2d"), yaw = 0.6, pitch = 0.4, drag = null, screen = [];
       var labels = em.labels.map(function (row) { return row.join(" · "); });
-      var classes = {};
+      var classes = Object.create(null);  // keyed by label: "constructor" is one too
       em.labels.forEach(function (row) { if (!(row[0] in classes)) classes[row[0]] = Object.keys(classes).length; });
       var sprite = null, cols = Math.min(em.total_points, 8), rowsN = Math.ceil(em.total_points / cols);
       if (em.sprite) { sprite = new Image(); sprite.onload = draw; sprite.src = em.sprite; }

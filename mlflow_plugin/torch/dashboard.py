@@ -5,12 +5,16 @@ failure to build or upload it is a warning, never an error of the training loop'
 flush: the data the user logged is stored either way, and ``mlflow-bucket dashboard``
 rebuilds the page later. Rebuilding reads the run back, so it happens only at a flush
 (``flush()``, ``SummaryWriter.close``, leaving ``autolog``, interpreter exit) and, in a
-long run, at most every ``INTERVAL_S`` seconds on the helpers' worker thread.
+long run, at most every ``INTERVAL_S`` seconds in a child process (``mlflow-bucket
+dashboard``): reading and rendering a long run's raw bins is seconds of Python, which on
+a thread of the training process would take the interpreter lock from the training loop.
 """
 
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -33,6 +37,7 @@ _pending: set[RunTarget] = set()  # runs to rebuild at the next flush besides th
 _lock = threading.Lock()
 _timer: threading.Thread | None = None
 _tick = threading.Event()  # wakes the timer early: a newly tracked run, a changed interval
+_children: dict[RunTarget, subprocess.Popen[bytes]] = {}  # the timer's builds, one per run
 
 
 def write_dashboard(target: RunTarget, client: MlflowClient | None = None) -> bool:
@@ -40,6 +45,7 @@ def write_dashboard(target: RunTarget, client: MlflowClient | None = None) -> bo
     when nothing was written. A run with nothing the page shows (only scalars) gets none."""
     from mlflow.tracking import MlflowClient
 
+    _stop_child(target)  # a timer build started earlier reads less: it must not land last
     try:
         mlflow_client = client or MlflowClient(target.tracking_uri)
         data = collect(mlflow_client, target.run_id)
@@ -81,10 +87,12 @@ def track(target: RunTarget) -> None:
 
 
 def after_flush(worker: BackgroundWorker) -> None:
-    """Rebuild the pages of the active run and of the tracked runs.
+    """Rebuild the pages of the active run and of the tracked runs still RUNNING.
 
     Called by ``BackgroundWorker.flush`` once everything is stored, in the flushing
-    (caller's) thread, where MLflow's active run is visible.
+    (caller's) thread, where MLflow's active run is visible. A tracked run that is not
+    the active one (a log directory's child run) is rebuilt at every flush while it
+    runs, not only at the first: its writer's ``close`` flushes before ending it.
     """
     import mlflow
 
@@ -92,12 +100,16 @@ def after_flush(worker: BackgroundWorker) -> None:
         return
     active = mlflow.active_run()
     with _lock:
-        targets = set(_pending)
+        targets = set(_pending) | set(_live)
         _pending.clear()
     if active is not None:
-        targets.add(RunTarget(active.info.run_id, mlflow.get_tracking_uri()))
+        current = RunTarget(active.info.run_id, mlflow.get_tracking_uri())
+        targets.discard(current)
+        write_dashboard(current, worker.client(current.tracking_uri))
     for target in sorted(targets, key=lambda t: t.run_id):
-        write_dashboard(target, worker.client(target.tracking_uri))
+        client = worker.client(target.tracking_uri)
+        if _running(client, target):
+            write_dashboard(target, client)
     _start_timer()
 
 
@@ -113,7 +125,7 @@ def _start_timer() -> None:
 
 
 def _every_interval() -> None:
-    # Only queues: the build runs on the worker thread, after the uploads queued before it.
+    # Only queues: the build starts from the worker thread, after the uploads queued before it.
     from mlflow_plugin.torch.worker import get_worker
 
     worker = get_worker()
@@ -132,7 +144,13 @@ def _every_interval() -> None:
 def _rebuild_running(worker: BackgroundWorker, target: RunTarget) -> None:
     """Rebuild a page on the timer while its run is RUNNING; forget the run after that
     (or once it is deleted: a deleted run keeps its RUNNING status)."""
-    client = worker.client(target.tracking_uri)
+    if _running(worker.client(target.tracking_uri), target):
+        _build_in_child(target)
+
+
+def _running(client: MlflowClient, target: RunTarget) -> bool:
+    """Whether ``target`` is RUNNING (a deleted run keeps that status: it is not); a run
+    that is not is forgotten, so neither a flush nor the timer rebuilds its page again."""
     try:
         info = client.get_run(target.run_id).info
         running = info.status == "RUNNING" and info.lifecycle_stage == "active"
@@ -141,8 +159,31 @@ def _rebuild_running(worker: BackgroundWorker, target: RunTarget) -> None:
     if not running:
         with _lock:
             _live.pop(target, None)
-        return
-    try:
-        write_dashboard(target, client)
-    except Exception:  # a warning turned into an error: the timer has nobody to tell
-        return
+    return running
+
+
+def _build_in_child(target: RunTarget) -> None:
+    """Start ``mlflow-bucket dashboard`` for ``target`` unless its last build still runs.
+
+    Its output is dropped: the timer has nobody to tell, and the build at the run's last
+    flush (in this process) warns about what fails.
+    """
+    with _lock:
+        last = _children.get(target)
+        if last is not None and last.poll() is None:
+            return
+        command = [sys.executable, "-m", "mlflow_plugin", "dashboard"]
+        _children[target] = subprocess.Popen(
+            [*command, target.tracking_uri, target.run_id],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
+def _stop_child(target: RunTarget) -> None:
+    with _lock:
+        child = _children.pop(target, None)
+    if child is not None and child.poll() is None:
+        child.terminate()  # its upload is one put: the page is the old one or its own
+        child.wait()

@@ -10,8 +10,10 @@ tensor back on its own thread.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -27,7 +29,7 @@ from mlflow_plugin.torch import SummaryWriter, autolog, dashboard, flush, log_hi
 from mlflow_plugin.torch.dashboard import write_dashboard
 from mlflow_plugin.torch.scalars import RunTarget
 from mlflow_plugin.torch.worker import get_worker
-from tests.torch.conftest import history
+from tests.torch.conftest import artifact_paths, history
 from tests.torch.test_dashboard import page_data
 
 
@@ -273,3 +275,38 @@ def test_a_module_named_like_an_object_property_folds_like_any_other() -> None:
             browser.close()
     assert folded == ["input", "constructor", "__proto__", "toString", "head", "output"]
     assert refolded == folded and errors == []
+
+
+def test_the_timer_builds_the_page_outside_the_training_process(
+    any_client: MlflowClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long run's build is seconds of Python: on a thread of this process it takes the
+    # interpreter lock from the training loop every interval.
+    monkeypatch.setattr(dashboard, "INTERVAL_S", 0.3)
+    with mlflow.start_run() as run:
+        target = RunTarget(run.info.run_id, mlflow.get_tracking_uri())
+        dashboard.track(target)
+        # Text reaches the store at the worker's periodic drain, with no flush.
+        SummaryWriter(run_id=run.info.run_id).add_text("notes", "still training", 1)
+        deadline = time.monotonic() + 60
+        while "dashboard.html" not in artifact_paths(any_client, run.info.run_id):
+            assert time.monotonic() < deadline, "no dashboard.html while the run was running"
+            time.sleep(0.1)
+        child = dashboard._children[target]
+        assert child.pid != os.getpid() and child.args[-1] == run.info.run_id
+        assert child.wait(timeout=60) == 0
+
+
+def test_a_log_directory_run_flushed_before_close_gets_its_last_steps(
+    any_client: MlflowClient, tmp_path: Path
+) -> None:
+    # train/val writers under the user's run: their runs are never the active one, and the
+    # page was rebuilt only at the first flush after they opened (an epoch's flush()).
+    with mlflow.start_run():
+        writer = SummaryWriter(str(tmp_path / "runs" / "train"))
+        writer.add_histogram("h", torch.randn(10), 0)
+        writer.flush()
+        writer.add_histogram("h", torch.randn(10), 1)
+        writer.close()
+    [series] = _page_data(writer.run_id)["histograms"]
+    assert [s["step"] for s in series["steps"]] == [0, 1]

@@ -3,7 +3,8 @@
 A value may be a Python number or a one-element tensor on any device. Appending never
 reads a tensor (``.item()`` on a CUDA tensor waits for the GPU); at drain time the
 tensors of each device are stacked and copied to the host once, and the points go to
-``MlflowClient.log_batch`` in chunks of at most 1,000 (MLflow's batch limit).
+the run's tracking store (what ``MlflowClient.log_batch`` calls) in chunks of at most
+1,000 (MLflow's batch limit), each Metric built once.
 
 Names are mapped to keys MLflow accepts when a point is appended (``names.mlflow_key``),
 so the upload cannot fail on a name. If a chunk still fails, it is split by metric and
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,9 @@ import torch
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.fluent import get_active_model_id
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
 from mlflow_plugin.summaries.names import mlflow_key
@@ -106,36 +109,56 @@ class ScalarBuffer:
     def drain(self) -> list[MlflowException]:
         """Log every point pending now; returns one error per chunk not (fully) stored."""
         count = len(self._pending)
-        points = [self._pending.popleft() for _ in range(count)]
-        if not points:
+        if not count:
             return []
-        values = _host_values(p[2] for p in points)
+        points = [self._pending.popleft() for _ in range(count)]
+        values, unreadable = _host_values([p[2] for p in points])
+        # What MlflowClient.log_batch would attach to each metric: the draining thread's
+        # active model (MLFLOW_ACTIVE_MODEL_ID on the worker thread), read once, not per point.
+        model_id = get_active_model_id()
         by_run: dict[RunTarget, list[Metric]] = {}
         unread: dict[RunTarget, tuple[list[Metric], BaseException]] = {}
-        for (target, key, _, step, timestamp), value in zip(points, values, strict=True):
-            if isinstance(value, BaseException):  # a tensor that could not be read
-                lost, _cause = unread.setdefault(target, ([], value))
+        metrics: list[Metric] = []
+        last: RunTarget | None = None
+        for index, ((target, key, _, step, timestamp), value) in enumerate(
+            zip(points, values, strict=True)
+        ):
+            if unreadable and index in unreadable:  # a tensor that could not be read
+                lost, _cause = unread.setdefault(target, ([], unreadable[index]))
                 lost.append(Metric(key, math.nan, timestamp, step))
                 continue
-            by_run.setdefault(target, []).append(Metric(key, value, timestamp, step))
+            if target is not last:  # points come in runs of one target: one lookup per run
+                metrics, last = by_run.setdefault(target, []), target
+            metrics.append(Metric(key, value, timestamp, step, model_id))
         errors = [
             unstored_points_error(target.run_id, lost, cause)
             for target, (lost, cause) in unread.items()
         ]
-        for target, metrics in by_run.items():
-            client = self._client_for(target.tracking_uri)
-            for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-                chunk = metrics[start : start + MAX_METRICS_PER_BATCH]
-                error = _log_chunk(client, target.run_id, chunk)
+        for target, run_metrics in by_run.items():
+            store = _store_of(self._client_for(target.tracking_uri))
+            for start in range(0, len(run_metrics), MAX_METRICS_PER_BATCH):
+                chunk = run_metrics[start : start + MAX_METRICS_PER_BATCH]
+                error = _log_chunk(store, target.run_id, chunk)
                 if error is not None:
                     errors.append(error)
         return errors
 
 
-def _log_chunk(client: MlflowClient, run_id: str, chunk: list[Metric]) -> MlflowException | None:
+def _store_of(client: MlflowClient) -> AbstractStore:
+    """The tracking store behind ``client``, which its ``log_batch(synchronous=True)`` calls.
+
+    Called directly, the points skip that wrapper's second copy of every Metric (values
+    are floats and the model id is attached already) and its usage event per call; the
+    store still validates each batch as it would for any client.
+    """
+    store: AbstractStore = client._tracking_client.store
+    return store
+
+
+def _log_chunk(store: AbstractStore, run_id: str, chunk: list[Metric]) -> MlflowException | None:
     """Log ``chunk``; if it is refused, each metric alone. The error for what was lost."""
     try:
-        client.log_batch(run_id, metrics=chunk, synchronous=True)
+        store.log_batch(run_id, metrics=chunk, params=[], tags=[])
         return None
     except Exception as exc:
         first = exc
@@ -148,32 +171,44 @@ def _log_chunk(client: MlflowClient, run_id: str, chunk: list[Metric]) -> Mlflow
     cause: Exception = first
     for group in by_key.values():
         try:
-            client.log_batch(run_id, metrics=group, synchronous=True)
+            store.log_batch(run_id, metrics=group, params=[], tags=[])
         except Exception as exc:
             lost.extend(group)
             cause = exc
     return unstored_points_error(run_id, lost, cause) if lost else None
 
 
-def _host_values(values: Iterable[Any]) -> list[float | BaseException]:
-    """Floats for a mix of floats and tensors: one stack and one copy per device.
+def _host_values(values: list[Any]) -> tuple[list[float], dict[int, BaseException]]:
+    """Floats for a mix of floats and tensors, and the exception of each tensor not read.
 
-    A tensor that cannot be read gives its exception instead, and only it.
+    A CPU tensor is read alone (``item()`` costs less than its share of a stack, and
+    nothing waits); the tensors of any other device are stacked and copied once. A
+    tensor that cannot be read gives NaN in the list and its exception in the dict.
     """
     result: list[Any] = list(values)
-    tensors: dict[torch.device, list[int]] = {}
+    unreadable: dict[int, BaseException] = {}
+    on_device: dict[torch.device, list[int]] = {}
     for index, value in enumerate(result):
-        if isinstance(value, torch.Tensor):
-            tensors.setdefault(value.device, []).append(index)
-    for indices in tensors.values():
+        if type(value) is float:  # append made every other value a tensor
+            continue
+        if value.is_cpu:
+            try:
+                result[index] = float(value.item())
+            except Exception:  # a dtype float() refuses (complex): as a lone tensor below
+                on_device.setdefault(value.device, []).append(index)
+        else:
+            on_device.setdefault(value.device, []).append(index)
+    for indices in on_device.values():
         group = [result[i] for i in indices]
         try:
             hosts: list[float | BaseException] = list(_stacked_values(group))
         except Exception:  # e.g. one tensor on a device that cannot be read: each alone
             hosts = [_one_value(t) for t in group]
         for i, host in zip(indices, hosts, strict=True):
+            if isinstance(host, BaseException):
+                unreadable[i], host = host, math.nan
             result[i] = host
-    return [v if isinstance(v, BaseException) else float(v) for v in result]
+    return result, unreadable
 
 
 def _stacked_values(group: list[torch.Tensor]) -> list[float]:

@@ -92,6 +92,7 @@ from mlflow_plugin.tracking.logged_models import LoggedModels
 from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery
 from mlflow_plugin.tracking.run_lifecycle import RunLifecycle
 from mlflow_plugin.tracking.validation import (
+    plain_metric_points,
     stored_metric_value,
     validate_max_results,
     validate_metric_ranges,
@@ -381,15 +382,21 @@ class Runs:
         operation: str,
     ) -> None:
         """One logging call (``operation`` names it in errors): validated, then buffered."""
+        # Plain metrics, the usual call, pass MLflow's per-metric checks and our ranges by
+        # construction: one pass. Any other batch takes the full checks and their errors.
         with invalid_input_errors("metric, param or tag"):
-            metrics, params, tags = _validate_batch_log_data(metrics, params, tags)
+            points = plain_metric_points(metrics)
+            _, params, tags = _validate_batch_log_data(
+                metrics if points is None else [], params, tags
+            )
             _validate_batch_log_limits(metrics, params, tags)
             _validate_param_keys_unique(params)
         # MLflow's name checks refuse what has no UTF-8 form in keys; values are checked here.
         if params or tags:
             check_texts("param value", (p.value for p in params))
             check_texts("tag value", (t.value for t in tags))
-        validate_metric_ranges(metrics)
+        if points is None:
+            validate_metric_ranges(metrics)
         if self._buffer.refusals:
             self.raise_refusals(run_id, f"this {operation} call was not stored either")
         experiment_id = self._writable_runs.get(check_run_id(run_id))
@@ -404,7 +411,8 @@ class Runs:
                 self._log_batch_slow(run_id, metrics, params, tags, run_name)
             return
         # The hot path (metrics and tags of a run already checked): memory and spool only.
-        points = _metric_points(metrics)
+        if points is None:
+            points = _metric_points(metrics)
         self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
         if self._uploads_each_call():
             with mlflow_errors(), _unexpected_errors(f"{operation} of run {run_id}"):

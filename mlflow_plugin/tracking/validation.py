@@ -6,13 +6,26 @@ import math
 import sys
 from typing import Any
 
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.store.tracking import SEARCH_MAX_RESULTS_THRESHOLD
+from mlflow.utils.validation import _validate_metric
 
-__all__ = ["stored_metric_value", "validate_max_results", "validate_metric_ranges"]
+from mlflow_plugin.format.segments import MetricPoint
+
+__all__ = [
+    "plain_metric_points",
+    "stored_metric_value",
+    "validate_max_results",
+    "validate_metric_ranges",
+]
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# Metric names MLflow's checks accepted (a pure function of the name), so a run's
+# keys are checked once per process, not once per point. Bounded: past it, start over.
+_valid_names: set[str] = set()
+_MAX_VALID_NAMES = 100_000
 
 
 def validate_max_results(max_results: Any, allow_null: bool = False) -> None:
@@ -66,3 +79,45 @@ def stored_metric_value(value: float) -> float:
     if math.isinf(value):
         return sys.float_info.max if value > 0 else -sys.float_info.max
     return value + 0.0  # -0.0 + 0.0 == 0.0
+
+
+def plain_metric_points(metrics: list[Any]) -> list[MetricPoint] | None:
+    """The points as stored, if every metric is plain; None if any is not.
+
+    Plain: a ``Metric`` with a valid name, a float value, an int timestamp in
+    [0, 2**63) and an int step that fits in 64 bits. Such a metric passes MLflow's
+    ``_validate_metric`` and ``validate_metric_ranges``, so a batch of them is checked
+    in this one pass (what logging calls send, point after point). For anything else
+    the caller runs the full checks, whose errors are MLflow's word for word.
+    """
+    points: list[MetricPoint] = []
+    for metric in metrics:
+        if type(metric) is not Metric:
+            return None
+        key, value, timestamp, step = metric.key, metric.value, metric.timestamp, metric.step
+        if not (
+            type(value) is float
+            and type(timestamp) is int
+            and type(step) is int
+            and 0 <= timestamp <= _INT64_MAX
+            and _INT64_MIN <= step <= _INT64_MAX
+            and (key in _valid_names or _valid_name(key))
+        ):
+            return None
+        # value - value is 0.0 for a finite value only (inf - inf and NaN give NaN).
+        stored = value + 0.0 if value - value == 0.0 else stored_metric_value(value)
+        points.append(MetricPoint(key, stored, timestamp, step))
+    return points
+
+
+def _valid_name(key: object) -> bool:
+    if type(key) is not str:
+        return False
+    try:  # MLflow's whole metric check, with a value, time and step it accepts
+        _validate_metric(key, 0.0, 0, 0)
+    except MlflowException:
+        return False
+    if len(_valid_names) >= _MAX_VALID_NAMES:
+        _valid_names.clear()
+    _valid_names.add(key)
+    return True

@@ -304,7 +304,13 @@ def _wait_until_writable(
 
 # -- mlflow server -------------------------------------------------------------------------
 
-MLFLOW_SERVER_START_TIMEOUT = 90.0
+# A readiness poll, not a delay: a quiet machine answers in seconds, and one busy with two
+# test runs at once has taken over 90 s to import MLflow in every worker.
+MLFLOW_SERVER_START_TIMEOUT = 300.0
+# uvicorn's supervisor kills a worker that misses a 5 s health check; on a busy machine a
+# worker starting up, or one busy with a request, misses it, and a test then meets kills
+# (and restarts) it never made.
+WORKER_HEALTHCHECK_TIMEOUT = 120
 MLFLOW_SERVER_STOP_TIMEOUT = 20.0
 
 
@@ -474,6 +480,8 @@ def mlflow_server(
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
+    if workers > 1 and not any(arg.startswith("--gunicorn-opts") for arg in extra_args):
+        command += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_TIMEOUT}"]
     command += extra_args
     environment = {
         **os.environ,

@@ -15,7 +15,7 @@ from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, ViewportSize, expect, sync_playwright
 
 from tests.browser.page import UiPage
 from tests.browser.server import UiServer, mlflow_server
@@ -38,6 +38,10 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 ]
 VIEWPORT: ViewportSize = {"width": 1280, "height": 800}
+# Playwright's expectations poll until they hold; its 5 s default failed pages that were
+# only slow, on a machine running two test runs at once. A page that never shows what is
+# expected still fails, after this long.
+expect.set_options(timeout=30_000)
 # UI preferences a user would set once: the navigation of a view (the sidebar's GenAI /
 # Model training switch; ``workflow_type``), no assistant side panel, and no registry-UI
 # announcement, telemetry notice (an info alert on the home page) or traces-page guidance

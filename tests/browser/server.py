@@ -10,8 +10,6 @@ from pathlib import Path
 from tests.browser.store import DemoStore
 from tests.servers import mlflow_server as _mlflow_server
 
-START_TIMEOUT = 90.0
-
 
 @dataclass(frozen=True)
 class UiServer:
@@ -27,5 +25,5 @@ def mlflow_server(tracking_uri: str, workdir: Path) -> Iterator[str]:
 
     ``with mlflow_server("bucket+file:///tmp/store", tmp) as url: requests.get(url + "/health")``
     """
-    with _mlflow_server(tracking_uri, workdir=workdir, timeout=START_TIMEOUT) as server:
+    with _mlflow_server(tracking_uri, workdir=workdir) as server:
         yield server.url

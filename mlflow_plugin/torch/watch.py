@@ -128,7 +128,9 @@ class Watch:
             self._queue([(f"parameters/{n}", p) for n, p in self._named], step, stamp)
 
     def _queue(self, named: list[tuple[str, torch.Tensor]], step: int, stamp: int) -> None:
-        for batch in _batches(named):
+        # Empty tensors (a device-marker parameter) have no histogram: left out, not raised.
+        values = [(key, _values(tensor)) for key, tensor in named]
+        for batch in _batches([(key, t) for key, t in values if t.numel()]):
             keys = [key for key, _ in batch]
             packed = device_histograms([t for _, t in batch], self.bins)
             queue_histograms(
@@ -142,6 +144,11 @@ class Watch:
         self._handles, self._backward = [], None
         if _watched.get(self.model) is self:
             del _watched[self.model]
+
+
+def _values(tensor: torch.Tensor) -> torch.Tensor:
+    """The stored values of ``tensor``: a sparse gradient's coalesced values (same norm)."""
+    return tensor.coalesce().values() if tensor.is_sparse else tensor
 
 
 def _batches(
@@ -182,10 +189,12 @@ def watch(
     A step is an ``optimizer.step()`` (see the module's notes). Per watched tensor:
     the metric ``gradients/<param>/norm`` (``parameters/<param>/norm``) and the raw
     bins under ``histograms/gradients/<param>`` (``read_histograms``), with an
-    ``overview.png`` drawn at flush. A ``DistributedDataParallel`` model is watched
-    through its inner module; under ``torch.distributed`` only rank 0 logs unless
-    every rank does (``mlflow_plugin.torch.distributed``). A model can be watched once
-    at a time: call ``remove()`` (or ``unwatch``) first.
+    ``overview.png`` drawn at flush. An empty tensor is left out; a sparse gradient's
+    histogram and norm are those of its stored (coalesced) values. A
+    ``DistributedDataParallel`` model is watched through its inner module; under
+    ``torch.distributed`` only rank 0 logs unless every rank does
+    (``mlflow_plugin.torch.distributed``). A model can be watched once at a time:
+    call ``remove()`` (or ``unwatch``) first.
     """
     if not logs_here():
         return cast(Watch, Silent())

@@ -260,3 +260,54 @@ def test_the_training_thread_never_reads_a_tensor_back_between_flushes(
     assert [s for s, _ in history(client, run_id, "gradients/0.weight/norm")] == [1, 3, 6]
     assert len(history(client, run_id, "train/loss")) == 8
     assert [s for s, _ in history(client, run_id, "weights/first/mean")] == list(range(7))
+
+
+class _WithDeviceMarker(nn.Module):
+    """A common idiom: an empty parameter that only tells which device the model is on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+        self.device_marker = nn.Parameter(torch.empty(0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
+
+
+def test_watch_all_trains_a_model_with_an_empty_parameter(any_client: MlflowClient) -> None:
+    model = _WithDeviceMarker()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    with mlflow.start_run() as run:
+        handle = watch(model, log="all", log_freq=1)
+        for _ in range(2):
+            optimizer.zero_grad()
+            model(torch.randn(4, 3)).sum().backward()
+            optimizer.step()
+        handle.remove()
+        flush()
+    run_id = run.info.run_id
+    assert [s for s, _ in history(any_client, run_id, "parameters/fc.weight/norm")] == [0, 1]
+    # The empty tensor has no histogram to show: no metric, no raw bins.
+    metrics = any_client.get_run(run_id).data.metrics
+    assert not [k for k in metrics if "device_marker" in k]
+    assert read_histograms(run_id, "parameters/device_marker") == []
+
+
+def test_watch_trains_a_model_with_sparse_gradients(any_client: MlflowClient) -> None:
+    model = nn.Embedding(10, 3, sparse=True)
+    optimizer = torch.optim.SparseAdam(model.parameters(), lr=0.1)
+    with mlflow.start_run() as run:
+        handle = watch(model, log="gradients", log_freq=1)
+        optimizer.zero_grad()
+        model(torch.tensor([1, 2, 2])).sum().backward()
+        grad = model.weight.grad
+        assert grad is not None
+        expected = float(grad.to_dense().norm())
+        optimizer.step()
+        handle.remove()
+        flush()
+    [(_, norm)] = history(any_client, run.info.run_id, "gradients/weight/norm")
+    assert abs(norm - expected) < 1e-5
+    # The histogram holds the two touched rows' values (index 2 summed twice), not the zeros.
+    [record] = read_histograms(run.info.run_id, "gradients/weight")
+    assert record.num == 6 and sum(record.counts) == 6

@@ -38,6 +38,7 @@ from mlflow_plugin.summaries.names import image_key
 
 __all__ = [
     "CHUNK_RECORDS",
+    "CONSTANT_RELATIVE_HALF_WIDTH",
     "PERCENTILES",
     "SUMMARY_METRICS",
     "HistogramStats",
@@ -52,6 +53,10 @@ __all__ = [
 ]
 
 CHUNK_RECORDS = 100  # records per raw-bin file at most
+
+# A constant histogram's range is v ± max(0.5, |v| * this): past 2**52, v ± 0.5 == v
+# would give zero-width bins (NaN bin indices); 2**-20 stays wide in float32 too.
+CONSTANT_RELATIVE_HALF_WIDTH = 2.0**-20
 
 # TensorBoard's distribution bands: min, -1.5, -1, -0.5 sd, median, +0.5, +1, +1.5 sd, max.
 PERCENTILES: dict[str, float] = {
@@ -219,11 +224,12 @@ def rebin(stats: HistogramStats, bins: int) -> HistogramStats:
 
     Counts are assumed uniform inside each source bucket (TensorBoard's exponential
     buckets become the equal-width bins our own histograms use); a constant histogram
-    gets [v - 0.5, v + 0.5], as ``device_histogram`` does.
+    gets [v - 0.5, v + 0.5] (wider at a large v), as ``device_histogram`` does.
     """
     lo, hi = stats.min, stats.max
     if not hi > lo:
-        lo, hi = lo - 0.5, hi + 0.5
+        half = max(0.5, abs(lo) * CONSTANT_RELATIVE_HALF_WIDTH)
+        lo, hi = lo - half, hi + half
     edges = np.linspace(lo, hi, bins + 1)
     source = np.asarray(stats.edges, dtype=float)
     cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(stats.counts, dtype=float))])

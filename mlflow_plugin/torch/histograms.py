@@ -4,7 +4,8 @@
 packed tensor (range, count, sum, sum of squares, bin counts) that the background
 worker copies to the host with ``unpack_histogram``. Bins follow
 ``numpy.histogram``: ``bins`` equal-width bins over [min, max] of the finite values,
-the last bin closed; a constant input gets the range [v - 0.5, v + 0.5]; NaN and
+the last bin closed; a constant input gets the range [v - 0.5, v + 0.5] (wider past
+2**52, where v ± 0.5 == v: ``CONSTANT_RELATIVE_HALF_WIDTH``); NaN and
 infinities are left out and counted. Everything after the copy (percentiles,
 pictures, the raw-bin format) is torch-free: ``mlflow_plugin.summaries.histograms``.
 """
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mlflow_plugin.summaries.histograms import HistogramStats
+from mlflow_plugin.summaries.histograms import CONSTANT_RELATIVE_HALF_WIDTH, HistogramStats
 
 __all__ = ["device_histogram", "device_histograms", "unpack_histogram", "unpack_histograms"]
 
@@ -60,9 +61,10 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     hi = (-fill).scatter_reduce(0, segment, torch.where(finite, flat, -math.inf), "amax")
     lo = torch.where(present, lo, 0.0)
     hi = torch.where(present, hi, 0.0)
-    constant = hi <= lo
-    first = torch.where(constant, lo - 0.5, lo)
-    last = torch.where(constant, hi + 0.5, hi)
+    # A constant input gets v ± 0.5, wider where that rounds back to v (|v| >= 2**52).
+    half = (lo.abs() * CONSTANT_RELATIVE_HALF_WIDTH).clamp_(min=0.5)
+    half = torch.where(hi <= lo, half, 0.0)
+    first, last = lo - half, hi + half
     start, scale = first[segment], (bins / (last - first))[segment]
     clean = torch.where(finite, flat, start)
     index = ((clean - start) * scale).floor().clamp_(0, bins - 1).long() + segment * bins

@@ -184,3 +184,13 @@ def test_step_pictures_waiting_for_a_flush_are_bounded(client: MlflowClient) -> 
     pictured = image_steps(client, run.info.run_id, "histograms/long")
     assert 200 <= len(pictured) <= 400 and pictured[0] == 0
     assert [r.step for r in read_histograms(run.info.run_id, "long")] == list(range(500))
+
+
+def test_a_constant_histogram_of_a_large_value(any_client: MlflowClient) -> None:
+    # Past 2**53, v - 0.5 == v: the range must still be wider than zero at that magnitude.
+    with mlflow.start_run() as run:
+        log_histogram("big", torch.full((4,), 1e17), step=0, image=False)
+        flush()
+    [record] = read_histograms(run.info.run_id, "big")
+    assert record.num == 4 and sum(record.counts) == 4
+    assert record.edges[0] < 1e17 < record.edges[-1]

@@ -13,7 +13,8 @@ Raw-bin artifact format (JSON Lines, one object per logged step)::
      "num": 4096, "nonfinite": 0, "min": -0.31, "max": 0.29,
      "sum": 1.2, "sum_squares": 40.5}
 
-Files are immutable: buffered records are written as a new file per flush (or every
+A non-finite number (a sum of squares that overflowed) is written as ``null`` and read
+back as NaN. Files are immutable: buffered records are written as a new file per flush (or every
 100 steps), never by re-uploading a growing one (``raw_chunk``).
 
 Metrics per histogram key are few on purpose (``summary_metrics``): ``<key>/mean`` and
@@ -93,11 +94,32 @@ class HistogramStats:
     sum_squares: float
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), allow_nan=False)
+        # A sum that overflowed (squares of values past ~1e154) is written as null, so
+        # the record, and the chunk's other steps, stay valid JSON.
+        return json.dumps({k: _finite_or_null(v) for k, v in asdict(self).items()}, allow_nan=False)
 
 
 def stats_from_json(line: str) -> HistogramStats:
-    return HistogramStats(**json.loads(line))
+    fields = json.loads(line)
+    fields = {k: _null_as_nan(v) if k in _FLOAT_FIELDS else v for k, v in fields.items()}
+    return HistogramStats(**fields)
+
+
+_FLOAT_FIELDS = frozenset({"edges", "min", "max", "sum", "sum_squares"})
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_finite_or_null(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _null_as_nan(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_null_as_nan(v) for v in value]
+    return math.nan if value is None else value
 
 
 def artifact_dir(key: str) -> str:
@@ -128,7 +150,8 @@ def summary_metrics(
     mean = stats.sum / stats.num
     variance = max(stats.sum_squares / stats.num - mean * mean, 0.0)
     values = {"mean": mean, "std": math.sqrt(variance), "norm": math.sqrt(stats.sum_squares)}
-    return {name: values[name] for name in names}
+    # An overflowed sum is unknown, not infinite: NaN, a gap in the chart.
+    return {name: values[name] if math.isfinite(values[name]) else math.nan for name in names}
 
 
 def percentiles(stats: HistogramStats) -> dict[str, float]:

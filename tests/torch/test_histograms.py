@@ -194,3 +194,18 @@ def test_a_constant_histogram_of_a_large_value(any_client: MlflowClient) -> None
     [record] = read_histograms(run.info.run_id, "big")
     assert record.num == 4 and sum(record.counts) == 4
     assert record.edges[0] < 1e17 < record.edges[-1]
+
+
+def test_a_huge_finite_value_does_not_lose_the_other_steps(any_client: MlflowClient) -> None:
+    # float64 squares overflow past ~1e154: the record must still be valid JSON.
+    with mlflow.start_run() as run:
+        log_histogram("h", torch.randn(10, dtype=torch.float64), step=0, image=False)
+        log_histogram("h", torch.tensor([1e200, 1.0], dtype=torch.float64), step=1, image=False)
+        flush()
+    run_id = run.info.run_id
+    records = read_histograms(run_id, "h")
+    assert [h.step for h in records] == [0, 1]
+    assert records[1].num == 2 and records[1].max == 1e200 and math.isnan(records[1].sum_squares)
+    assert history(any_client, run_id, "h/mean")[1] == (1, 5e199)
+    [(step, std)] = history(any_client, run_id, "h/std")[1:]
+    assert step == 1 and math.isnan(std)

@@ -17,8 +17,10 @@ import pytest
 import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
-from playwright.sync_api import FrameLocator, expect
+from playwright.sync_api import Browser, FrameLocator, expect
 
+from mlflow_plugin.summaries.dashboard import render
+from mlflow_plugin.summaries.dashboard.series import graph_from_text
 from mlflow_plugin.torch import SummaryWriter, read_histograms
 from tests.browser.page import UiPage
 from tests.browser.server import UiServer
@@ -142,3 +144,26 @@ def test_pr_curve_and_projector_render(
     canvas = frame.locator('[data-embedding="features"] canvas')
     expect(canvas).to_have_attribute("data-drawn", str(extras_run.points))
     ui.finish("dashboard-projector")
+
+
+def test_a_module_named_like_an_object_property_folds_like_any_other(browser: Browser) -> None:
+    # expanded["constructor"] was Object.prototype's: that module could never be folded.
+    text = "# Net\n# note\n\n%0 = input() -> [1, 3]\n"
+    for i, module in enumerate(("constructor", "__proto__", "toString", "head"), start=1):
+        text += f"%{i} = {module}.fc (Linear)(%{i - 1}) -> [1, 3]\n"
+    text += "%5 = output(%4) -> [1, 3]\n"
+    page_html = render({"run": {"id": "r"}, "graph": graph_from_text(text)})
+    page = browser.new_page()
+    try:
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.set_content(page_html)
+        shown = "els => els.map(e => e.dataset.group || e.dataset.node)"
+        folded = page.eval_on_selector_all("g.node", shown)
+        page.click('g.node[data-group="constructor"]')
+        page.click('button.chip[data-collapse="constructor"]')
+        refolded = page.eval_on_selector_all("g.node", shown)
+    finally:
+        page.close()
+    assert folded == ["input", "constructor", "__proto__", "toString", "head", "output"]
+    assert refolded == folded and errors == []

@@ -245,38 +245,6 @@ def test_the_timer_forgets_a_run_deleted_while_it_runs(
         get_worker().flush()  # the rebuild is queued on the worker: run it now
 
 
-# -- the page's script ------------------------------------------------------------------
-
-
-def test_a_module_named_like_an_object_property_folds_like_any_other() -> None:
-    # expanded["constructor"] was Object.prototype's: that module could never be folded.
-    from playwright.sync_api import sync_playwright
-
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    text = "# Net\n# note\n\n%0 = input() -> [1, 3]\n"
-    for i, module in enumerate(("constructor", "__proto__", "toString", "head"), start=1):
-        text += f"%{i} = {module}.fc (Linear)(%{i - 1}) -> [1, 3]\n"
-    text += "%5 = output(%4) -> [1, 3]\n"
-    page_html = render({"run": {"id": "r"}, "graph": graph_from_text(text)})
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda error: errors.append(str(error)))
-            page.set_content(page_html)
-            shown = "els => els.map(e => e.dataset.group || e.dataset.node)"
-            folded = page.eval_on_selector_all("g.node", shown)
-            page.click('g.node[data-group="constructor"]')
-            page.click('button.chip[data-collapse="constructor"]')
-            refolded = page.eval_on_selector_all("g.node", shown)
-        finally:
-            browser.close()
-    assert folded == ["input", "constructor", "__proto__", "toString", "head", "output"]
-    assert refolded == folded and errors == []
-
-
 def test_the_timer_builds_the_page_outside_the_training_process(
     any_client: MlflowClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,7 +48,11 @@ def mlflow_defaults_after_each_file() -> Iterator[None]:
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
     fluent._active_experiment_id = None
-    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
+    # set_registry_uri(uri) also exports MLFLOW_REGISTRY_URI "so that subprocesses inherit
+    # it", and set_registry_uri(None) leaves it: a later file's child process (a user's
+    # script, a CLI) would register its models in an earlier test's store.
+    for name in ("MLFLOW_EXPERIMENT_ID", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_URI"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture(scope="session")

@@ -98,8 +98,13 @@ class SidebarWalk:
         # Taken, not just read: each page and tab is charged only with what it caused.
         visit = PageVisit(route, label, problems=self.ui.take_problems())
         tabs = page.locator(PAGE_TABS)
-        for index in range(tabs.count()):
+        index = 0
+        # Counted again before each click: a page may swap its tabs once its data arrives
+        # (an empty state's set-up tabs give way to the content), and a tab counted before
+        # that would be waited for until the test times out.
+        while index < tabs.count():
             tab = tabs.nth(index)
+            index += 1
             name = " ".join(tab.inner_text().split())
             tab.click()
             self.ui.settle()

@@ -33,7 +33,7 @@ lint: $(STAMP)
 TEST_WORKERS ?= 3
 
 test: lint
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --durations=40
 
 # The torture tests at their long sizes (make test runs them short): 16 processes, long outages.
 torture: $(STAMP)

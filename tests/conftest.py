@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from collections import Counter
@@ -30,6 +31,8 @@ os.environ.update(TEST_CREDENTIALS)
 os.environ["MLFLOW_BUCKET_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-spool-")
 # So do the query indexes and segment caches of the stores the tests search.
 os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-index-")
+# Removed when this process's tests are done (pytest_unconfigure): each run made two more.
+_SCRATCH_FOLDERS = (os.environ["MLFLOW_BUCKET_SPOOL_DIR"], os.environ["MLFLOW_BUCKET_INDEX_DIR"])
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -159,3 +162,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             lines += [f"    {page}" for page in pages]
     for line in lines:
         terminalreporter.write_line(line)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # After every fixture's teardown: the servers and stores using the folders are gone.
+    for folder in _SCRATCH_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -29,7 +29,7 @@ import dataclasses
 import json
 import math
 import uuid
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -122,9 +122,10 @@ def _null_as_nan(value: Any) -> Any:
     return math.nan if value is None else value
 
 
-def artifact_dir(key: str) -> str:
-    """``histograms/<key>``, the key mapped by MLflow's image-key rule (``names.image_key``)."""
-    return f"histograms/{image_key(key)}"
+def artifact_dir(key: str, scope: Hashable = None) -> str:
+    """``histograms/<key>``, the key mapped by MLflow's image-key rule (``names.image_key``;
+    within ``scope``, a run, two keys never share a folder)."""
+    return f"histograms/{image_key(key, scope=scope)}"
 
 
 def raw_chunk(records: Sequence[HistogramStats]) -> tuple[str, str]:

@@ -44,7 +44,7 @@ from mlflow.utils.validation import (
     validate_param_and_metric_name,
 )
 
-__all__ = ["DERIVED_SUFFIX_ROOM", "IMAGE_KEY_LENGTH", "image_key", "mlflow_key"]
+__all__ = ["DERIVED_SUFFIX_ROOM", "IMAGE_KEY_LENGTH", "derived_key", "image_key", "mlflow_key"]
 
 _logger = logging.getLogger(__name__)
 
@@ -81,6 +81,24 @@ def mlflow_key(name: str, room: int = 0, scope: Hashable = None) -> str:
     key = name if _is_valid_key(name, limit) else _map_key(name, limit)
     key = _claim(("key", room, scope), name, key, limit)
     _remember(_mapped, (name, room, scope), name, key)
+    return key
+
+
+def derived_key(base: str, suffix: str, scope: Hashable) -> str:
+    """The key of a metric a helper derives from ``base`` (a key ``mlflow_key`` mapped with
+    ``DERIVED_SUFFIX_ROOM``): ``<base>/<suffix>``, held in ``scope``'s metric keys by the
+    helper, so a user's own metric of that name and the derived one never share a series
+    (the later of the two gets a digest, with a warning).
+
+    >>> derived_key("weights/fc1", "mean", scope="run")
+    'weights/fc1/mean'
+    """
+    origin = f"{base}/{suffix}\x00derived"  # a name no call of the user's is expected to pass
+    cached = _mapped.get((origin, 0, scope))
+    if cached is not None:
+        return cached
+    key = _claim(("key", 0, scope), origin, base, MAX_ENTITY_KEY_LENGTH, f"/{suffix}")
+    _mapped[(origin, 0, scope)] = key
     return key
 
 
@@ -149,21 +167,25 @@ def _with_digest(key: str, original: str, limit: int) -> str:
     return f"{key[: limit - _DIGEST_CHARS - 1]}-{digest[:_DIGEST_CHARS]}"
 
 
-def _claim(space: tuple[str, int, Hashable], name: str, key: str, limit: int) -> str:
-    """``key`` if no other name of ``space`` holds it, else ``key`` plus a digest of ``name``."""
+def _claim(
+    space: tuple[str, int, Hashable], name: str, key: str, limit: int, suffix: str = ""
+) -> str:
+    """``key + suffix`` if no other name of ``space`` holds it, else ``key`` plus a digest
+    of ``name``, then ``suffix`` (a derived metric keeps its "/mean")."""
+    wanted = key + suffix
     if space[2] is None:
-        return key
+        return wanted
     with _holders_lock:
         holders = _holders.setdefault(space, {})
-        holder = holders.setdefault(key, name)
+        holder = holders.setdefault(wanted, name)
         if holder == name:
-            return key
-        distinct = _with_digest(key, name, limit)
+            return wanted
+        distinct = _with_digest(key, name, limit - len(suffix)) + suffix
         holders.setdefault(distinct, name)
     _logger.warning(
         "%s would be logged as %s, which already holds %s; it is logged as %s",
         _preview(name),
-        _preview(key),
+        _preview(wanted),
         _preview(holder),
         _preview(distinct),
     )

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,7 +38,7 @@ from mlflow_plugin.summaries.histograms import (
     stats_from_json,
     summary_metrics,
 )
-from mlflow_plugin.summaries.names import DERIVED_SUFFIX_ROOM, mlflow_key
+from mlflow_plugin.summaries.names import DERIVED_SUFFIX_ROOM, derived_key, mlflow_key
 from mlflow_plugin.torch.distributed import logs_here, rank_key
 from mlflow_plugin.torch.histograms import device_histogram, unpack_histograms
 from mlflow_plugin.torch.worker import BackgroundWorker, RunTarget, current_target, get_worker
@@ -54,17 +54,26 @@ __all__ = [
 _HISTORY_LIMIT = 400
 
 
-def metric_prefix(key: str) -> str:
-    """The MLflow key that ``<prefix>/mean``, ``<prefix>/norm``... of histogram ``key`` share."""
-    return mlflow_key(key, room=DERIVED_SUFFIX_ROOM)
+def metric_prefix(key: str, scope: Hashable = None) -> str:
+    """The MLflow key that ``<prefix>/mean``, ``<prefix>/norm``... of histogram ``key`` share
+    (within ``scope``, a run, two histogram keys never share a prefix)."""
+    return mlflow_key(key, room=DERIVED_SUFFIX_ROOM, scope=scope)
 
 
 @dataclass(frozen=True)
 class _Names:
-    """A histogram's MLflow names, mapped in the caller's thread."""
+    """A histogram's MLflow names, mapped in the caller's thread: its summary metrics'
+    keys (summary name -> key) and its artifact folder."""
 
-    metrics: str
+    metrics: dict[str, str]
     folder: str
+
+
+def _names(key: str, run_id: str, metrics: Sequence[str]) -> _Names:
+    # "rank1/<key>" when every rank logs (distributed).
+    prefix = metric_prefix(rank_key(key), scope=run_id)
+    derived = {metric: derived_key(prefix, metric, scope=run_id) for metric in metrics}
+    return _Names(derived, artifact_dir(rank_key(key), scope=run_id))
 
 
 @dataclass
@@ -145,8 +154,7 @@ def queue_histograms(
     if id(worker) not in _hooked:
         _hooked.add(id(worker))
         worker.flush_hooks.append(lambda: _queue_final_writes(worker))
-    # "rank1/<key>" when every rank logs: the folder here, the metrics in the scalar buffer.
-    names = [_Names(metric_prefix(k), artifact_dir(rank_key(k))) for k in keys]
+    names = [_names(k, target.run_id, metrics) for k in keys]
     keys = [rank_key(k) for k in keys]
     step = int(step or 0)
     timestamp = now_ms() if timestamp_ms is None else int(timestamp_ms)
@@ -172,7 +180,7 @@ def _record(
         records = list(packed)
     for stats, name in zip(records, names, strict=True):
         for metric, value in summary_metrics(stats, metrics).items():
-            worker.scalars.append(target, f"{name.metrics}/{metric}", value, step, timestamp)
+            worker.scalars.append_mapped(target, name.metrics[metric], value, step, timestamp)
         with _series_lock:
             series = _series.setdefault((target, name.folder), _Series())
             series.pending.append(stats)
@@ -232,7 +240,7 @@ def read_histograms(run_id: str, key: str) -> list[HistogramStats]:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    folder = artifact_dir(key)
+    folder = artifact_dir(key, scope=run_id)  # this process's mapping when it logged the key
     files = [
         f.path for f in MlflowClient().list_artifacts(run_id, folder) if f.path.endswith(".jsonl")
     ]

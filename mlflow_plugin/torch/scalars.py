@@ -87,7 +87,13 @@ class ScalarBuffer:
         if mapped is None:
             # "rank1/<key>" when every rank of a process group logs (distributed).
             mapped = self._keys[slot] = mlflow_key(rank_key(key), scope=target.run_id)
-        key, step = mapped, int(step)
+        return self.append_mapped(target, mapped, value, step, timestamp_ms)
+
+    def append_mapped(
+        self, target: RunTarget, key: str, value: ScalarValue, step: int, timestamp_ms: int
+    ) -> bool:
+        """``append`` of a key mapped already (a helper's derived metric, ``derived_key``)."""
+        step = int(step)
         if not (_INT64_MIN <= step <= _INT64_MAX and 0 <= timestamp_ms <= _INT64_MAX):
             raise MlflowException(
                 f"metric {key!r}: the step must be a 64-bit integer and the time at or after "

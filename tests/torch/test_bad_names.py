@@ -141,6 +141,30 @@ def test_histogram_tags_mlflow_refuses_lose_nothing(any_client: MlflowClient) ->
     assert [r.key for r in read_histograms(run_id, long_tag)] == [long_tag] * len(STEPS)
 
 
+def test_histogram_tags_mapped_alike_and_a_scalar_named_like_a_summary_stay_apart(
+    any_client: MlflowClient,
+) -> None:
+    # "w#b" and "w@b" both map to "w_b"; the user's own "w_b/mean" is a scalar of its own.
+    with SummaryWriter() as writer:
+        for step in STEPS:
+            writer.add_scalar("w_b/mean", -1000 - step, step)
+            writer.add_histogram("w#b", torch.full((8,), float(step)), step)
+            writer.add_histogram("w@b", torch.full((8,), 100.0 + step), step)
+    run_id = writer.run_id
+    metrics = any_client.get_run(run_id).data.metrics
+    means = sorted(k for k in metrics if k.endswith("/mean"))
+    assert len(means) == 3, means  # the scalar's, and one per histogram tag
+    series = {key: history(any_client, run_id, key) for key in means}
+    assert series["w_b/mean"] == [(s, -1000 - s) for s in STEPS]
+    assert sorted(series.values()) == sorted(
+        [[(s, -1000 - s) for s in STEPS], [(s, s) for s in STEPS], [(s, 100 + s) for s in STEPS]]
+    )
+    # Each tag's raw bins in a folder of its own, read back by its own tag.
+    assert [r.key for r in read_histograms(run_id, "w#b")] == ["w#b"] * len(STEPS)
+    assert [r.key for r in read_histograms(run_id, "w@b")] == ["w@b"] * len(STEPS)
+    assert [r.max for r in read_histograms(run_id, "w@b")] == [100.0 + s for s in STEPS]
+
+
 def test_long_image_and_text_tags_are_shortened(any_client: MlflowClient) -> None:
     tag = "picture@" + "p" * 300
     with SummaryWriter() as writer:

@@ -17,7 +17,10 @@ background upload and take other points with it. The rule (``mlflow_key``):
    so metrics, params and artifact folders of one run): the first name mapped to a key
    keeps it, and a later name that would map to it gets ``-`` plus 10 hex digits of the
    SHA-256 of its own name (``acc@1`` then ``acc_1`` in one run: ``acc_1`` and
-   ``acc_1-<digest>``), with a warning. Without a scope the mapping is pure.
+   ``acc_1-<digest>``), with a warning. Without a scope the mapping is pure;
+6. a metric a helper derives (``derived_key``: a histogram's ``<key>/mean``) is held apart
+   from a user's metric of the same name the same way, the digest before its suffix
+   (``w/mean`` logged by the user, then a histogram ``w``: ``w-<digest>/mean``).
 
 ``image_key`` applies the same rule with MLflow's image-key characters and a shorter
 limit (the key becomes part of a file name); artifact folders use it too. Whether a

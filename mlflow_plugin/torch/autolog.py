@@ -22,6 +22,7 @@ from mlflow_plugin.torch import distributed
 from mlflow_plugin.torch.config import log_config
 from mlflow_plugin.torch.dashboard import track as track_dashboard
 from mlflow_plugin.torch.graph import log_model_graph
+from mlflow_plugin.torch.histograms import stored_values
 from mlflow_plugin.torch.lifecycle import FINISHED, RunContext, ending_run
 from mlflow_plugin.torch.scalars import ScalarValue, now_ms
 from mlflow_plugin.torch.watch import Watch, WatchWhat, watch
@@ -174,8 +175,8 @@ class AutologRun(RunContext):
         worker, stamp, target, at = get_worker(), now_ms(), self.target, self.step + 1
         grads = [
             # A sparse gradient (nn.Embedding(sparse=True)) has no norm kernel: its
-            # coalesced values have its norm (SparseAdam coalesces it the same way).
-            p.grad.coalesce().values() if p.grad.is_sparse else p.grad
+            # stored values have its norm (SparseAdam coalesces it the same way).
+            stored_values(p.grad)
             for group in optimizer.param_groups
             for p in group["params"]
             if p.grad is not None

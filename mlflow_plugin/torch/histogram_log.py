@@ -108,7 +108,9 @@ def log_histogram(
     Stores the metrics ``weights/fc1/mean`` and ``weights/fc1/std``, raw bins in
     ``histograms/weights/fc1/*.jsonl`` (``read_histograms``), and, drawn at the next
     ``flush()``, a picture per step under the image key ``histograms/weights/fc1``
-    (``image=False``: none) and ``histograms/weights/fc1/overview.png``.
+    (``image=False``: none) and ``histograms/weights/fc1/overview.png``. A sparse tensor
+    is binned over its stored values (``histograms.stored_values``); an empty one raises
+    ValueError here, as TensorBoard's ``add_histogram`` does.
     """
     if not logs_here():
         return

@@ -20,7 +20,13 @@ import torch
 
 from mlflow_plugin.summaries.histograms import CONSTANT_RELATIVE_HALF_WIDTH, HistogramStats
 
-__all__ = ["device_histogram", "device_histograms", "unpack_histogram", "unpack_histograms"]
+__all__ = [
+    "device_histogram",
+    "device_histograms",
+    "stored_values",
+    "unpack_histogram",
+    "unpack_histograms",
+]
 
 _HEADER = 8  # first, last, num, nonfinite, sum, sum_squares, min, max
 
@@ -35,6 +41,20 @@ def device_histogram(values: torch.Tensor, bins: int = 64) -> torch.Tensor:
     return device_histograms([values], bins)[0]
 
 
+_COMPRESSED = (torch.sparse_csr, torch.sparse_csc, torch.sparse_bsr, torch.sparse_bsc)
+
+
+def stored_values(tensor: torch.Tensor) -> torch.Tensor:
+    """The values ``tensor`` stores: a sparse tensor's specified values (coalesced), whose
+    norm is the tensor's; its implicit zeros are not binned (a sparse embedding gradient's
+    dense form can be gigabytes)."""
+    if tensor.layout == torch.sparse_coo:
+        return tensor.coalesce().values()
+    if tensor.layout in _COMPRESSED:
+        return tensor.values()
+    return tensor
+
+
 def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Tensor:
     """``device_histogram`` of each tensor (all on one device), one row each, in one pass.
 
@@ -43,7 +63,7 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     """
     if bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins}")
-    flats = [t.detach().reshape(-1) for t in tensors]
+    flats = [stored_values(t).detach().reshape(-1) for t in tensors]
     if any(f.numel() == 0 for f in flats):
         raise ValueError("cannot compute the histogram of an empty tensor")
     device = flats[0].device

@@ -26,7 +26,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from mlflow_plugin.torch.distributed import Silent, logs_here, unwrap
 from mlflow_plugin.torch.histogram_log import queue_histograms
-from mlflow_plugin.torch.histograms import device_histograms
+from mlflow_plugin.torch.histograms import device_histograms, stored_values
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target
 
@@ -129,7 +129,7 @@ class Watch:
 
     def _queue(self, named: list[tuple[str, torch.Tensor]], step: int, stamp: int) -> None:
         # Empty tensors (a device-marker parameter) have no histogram: left out, not raised.
-        values = [(key, _values(tensor)) for key, tensor in named]
+        values = [(key, stored_values(tensor)) for key, tensor in named]
         for batch in _batches([(key, t) for key, t in values if t.numel()]):
             keys = [key for key, _ in batch]
             packed = device_histograms([t for _, t in batch], self.bins)
@@ -144,11 +144,6 @@ class Watch:
         self._handles, self._backward = [], None
         if _watched.get(self.model) is self:
             del _watched[self.model]
-
-
-def _values(tensor: torch.Tensor) -> torch.Tensor:
-    """The stored values of ``tensor``: a sparse gradient's coalesced values (same norm)."""
-    return tensor.coalesce().values() if tensor.is_sparse else tensor
 
 
 def _batches(

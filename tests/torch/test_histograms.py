@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 
 import mlflow
 import numpy as np
@@ -209,3 +210,26 @@ def test_a_huge_finite_value_does_not_lose_the_other_steps(any_client: MlflowCli
     assert history(any_client, run_id, "h/mean")[1] == (1, 5e199)
     [(step, std)] = history(any_client, run_id, "h/std")[1:]
     assert step == 1 and math.isnan(std)
+
+
+@pytest.mark.parametrize("layout", ["coo", "csr"])
+def test_a_sparse_tensor_is_binned_over_its_stored_values(
+    any_client: MlflowClient, layout: str
+) -> None:
+    dense = torch.zeros(4, 5)
+    dense[0, 1], dense[2, 3], dense[3, 0] = 1.0, 2.0, -3.0
+    with warnings.catch_warnings():  # torch: "Sparse CSR tensor support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        sparse = dense.to_sparse() if layout == "coo" else dense.to_sparse_csr()
+    with mlflow.start_run() as run, SummaryWriter() as writer:
+        log_histogram("emb", sparse, step=0)
+        writer.add_histogram("emb_writer", sparse, 1)
+    for key in ("emb", "emb_writer"):
+        [record] = read_histograms(run.info.run_id, key)
+        assert (record.num, record.min, record.max, record.sum) == (3, -3.0, 2.0, 0.0)
+    assert history(any_client, run.info.run_id, "emb/mean") == [(0, 0.0)]
+
+
+def test_an_empty_tensor_is_refused_at_the_call(client: MlflowClient) -> None:
+    with mlflow.start_run(), pytest.raises(ValueError, match="empty tensor"):
+        log_histogram("nothing", torch.zeros(0, 3), step=0)

@@ -162,7 +162,11 @@ def test_many_large_scopes_are_relisted_in_the_background(root_uri: str) -> None
     while _found(store, ids, "tags.state = 'after'") != {changed_run}:
         assert time.monotonic() < deadline, "the background sync never landed"
         time.sleep(0.1)
-    assert len([p for p in listings.lists if p.endswith("/runs/")]) >= 3
+    # The listing goes on through the group's other scopes after the changed one's (on a
+    # loaded machine the change can be seen before they are listed).
+    while len(relisted := [p for p in listings.lists if p.endswith("/runs/")]) < 3:
+        assert time.monotonic() < deadline, f"only {relisted} were listed again"
+        time.sleep(0.1)
 
 
 def test_an_index_idle_past_the_journals_trust_lists_again_and_recovers(root_uri: str) -> None:

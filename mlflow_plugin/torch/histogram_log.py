@@ -70,10 +70,10 @@ class _Names:
 
 
 def _names(key: str, run_id: str, metrics: Sequence[str]) -> _Names:
-    # "rank1/<key>" when every rank logs (distributed).
-    prefix = metric_prefix(rank_key(key), scope=run_id)
+    key = rank_key(key)  # "rank1/<key>" when every rank logs (distributed)
+    prefix = metric_prefix(key, scope=run_id)
     derived = {metric: derived_key(prefix, metric, scope=run_id) for metric in metrics}
-    return _Names(derived, artifact_dir(rank_key(key), scope=run_id))
+    return _Names(derived, artifact_dir(key, scope=run_id))
 
 
 @dataclass

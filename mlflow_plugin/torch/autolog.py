@@ -48,13 +48,13 @@ class AutologRun(RunContext):
         watch_log: WatchWhat | None,
         log_freq: int,
         log_system_metrics: bool,
-        timing_every: int,
+        log_every_n_steps: int,
     ) -> None:
         self.model, self.optimizer, self.config = model, optimizer, config
         self.run_name = run_name
         self.log_graph, self.log_model = log_graph, log_model
         self.watch_log, self.log_freq = watch_log, log_freq
-        self.log_system_metrics, self.timing_every = log_system_metrics, timing_every
+        self.log_system_metrics, self.log_every_n_steps = log_system_metrics, log_every_n_steps
         self.step = 0
         self.example_input: Any = None
         self._owns_run = False
@@ -120,7 +120,7 @@ class AutologRun(RunContext):
             self._watch.remove()
         # A failed flush (background logging) ends the run FAILED and is raised here.
         with ending_run(self.run_id if self._owns_run else None, status):
-            self._log_rate()  # the last steps' rate: a run under timing_every steps has one too
+            self._log_rate()  # the last steps' rate: a short run has one too
             get_worker().flush()
             if status == FINISHED and self.log_model and distributed.describes_run():
                 self._log_final_model()
@@ -172,7 +172,14 @@ class AutologRun(RunContext):
         client.log_batch(self.run_id, params=fresh)
 
     def _before_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        worker, stamp, target, at = get_worker(), now_ms(), self.target, self.step + 1
+        at = self.step + 1
+        if at == 1 or at % self.log_every_n_steps == 0:
+            self._log_grad_norm(optimizer, at)
+        self._log_lrs([group["lr"] for group in optimizer.param_groups], at, now_ms())
+
+    def _log_grad_norm(self, optimizer: torch.optim.Optimizer, at: int) -> None:
+        """The gradients' total norm, a tensor read by the worker: sampled, not taken at
+        every step, as it costs about as much as a few optimizer kernels."""
         grads = [
             # A sparse gradient (nn.Embedding(sparse=True)) has no norm kernel: its
             # stored values have its norm (SparseAdam coalesces it the same way).
@@ -183,14 +190,13 @@ class AutologRun(RunContext):
         ]
         if grads:
             norm = torch.nn.utils.get_total_norm(grads, foreach=None)
-            worker.log_scalar(target, "train/grad_norm", norm, at, stamp)
-        self._log_lrs([group["lr"] for group in optimizer.param_groups], at, stamp)
+            get_worker().log_scalar(self.target, "train/grad_norm", norm, at, now_ms())
 
     def _log_lrs(self, lrs: list[Any], at: int, stamp: int) -> None:
         """Each param group's learning rate: when it changes, or, for a tensor learning
         rate (capturable and compiled optimizers keep it on the device, where comparing
         it would wait for the device each step), a copy at the first step and every
-        ``timing_every`` steps."""
+        ``log_every_n_steps`` steps."""
         keys = (
             ["optimizer/lr"]
             if len(lrs) == 1
@@ -198,7 +204,7 @@ class AutologRun(RunContext):
         )
         worker = get_worker()
         if any(isinstance(lr, torch.Tensor) for lr in lrs):
-            if at == 1 or at % self.timing_every == 0:
+            if at == 1 or at % self.log_every_n_steps == 0:
                 for key, lr in zip(keys, lrs, strict=True):
                     value = lr.detach().clone() if isinstance(lr, torch.Tensor) else lr
                     worker.log_scalar(self.target, key, value, at, stamp)
@@ -213,7 +219,7 @@ class AutologRun(RunContext):
         self.step += 1
         if self._window_start is None:  # timing starts after the first (warm-up) step
             self._window_start, self._window_step = time.perf_counter(), self.step
-        elif self.step % self.timing_every == 0:
+        elif self.step % self.log_every_n_steps == 0:
             self._log_rate()
 
     def _log_rate(self) -> None:
@@ -261,7 +267,7 @@ def autolog(
     watch: WatchWhat | None = None,
     log_freq: int = 100,
     log_system_metrics: bool = False,
-    timing_every: int = 50,
+    log_every_n_steps: int = 50,
 ) -> AutologRun:
     """Track a plain training loop: a context manager that starts (or joins) a run.
 
@@ -278,13 +284,16 @@ def autolog(
     pass (``model_graph/``), the optimizer's class and settings as params (``optimizer``,
     ``optimizer.lr``...: the config's names, each logged once), the learning rate of each
     param group whenever it changes (metric ``optimizer/lr``), the gradient norm
-    (``train/grad_norm``) and ``perf/steps_per_sec`` every ``timing_every`` steps and at
-    the end;
+    (``train/grad_norm``) at the first step and every ``log_every_n_steps`` steps
+    (Lightning's default, 50: a norm per step costs as much as a few optimizer kernels),
+    ``perf/steps_per_sec`` every ``log_every_n_steps`` steps and at the end;
     ``watch=`` adds histograms; ``log_system_metrics=True`` starts MLflow's system
     monitor. On exit: the model with ``mlflow.pytorch.log_model`` (``log_model=False``
     to skip), and, for a run it started, status FAILED on an exception, KILLED on
     KeyboardInterrupt, FINISHED otherwise.
     """
+    if log_every_n_steps < 1:
+        raise ValueError(f"log_every_n_steps must be at least 1, got {log_every_n_steps}")
     if not distributed.logs_here():  # under torch.distributed: rank 0 only, unless asked
         return cast(AutologRun, distributed.Silent())
     return AutologRun(
@@ -297,5 +306,5 @@ def autolog(
         watch_log=watch,
         log_freq=log_freq,
         log_system_metrics=log_system_metrics,
-        timing_every=timing_every,
+        log_every_n_steps=log_every_n_steps,
     )

@@ -1,8 +1,9 @@
 """Logging histograms to a run: summary metrics, raw bins, step pictures, an overview.
 
 The training loop computes the bins on the device (``device_histograms``, one packed
-row per tensor) and queues the small packed tensor; the worker thread copies it to
-the host, appends the summary metrics (``<key>/mean`` and ``<key>/std``, or
+row per tensor) and queues the small packed tensor, or, on the CPU, queues a copy of
+the values that the worker thread bins (``histogram_rows``); the worker copies the
+rows to the host, appends the summary metrics (``<key>/mean`` and ``<key>/std``, or
 ``<key>/norm`` for ``watch``) and writes the raw bins in immutable JSON Lines chunks.
 Pictures are drawn only by an explicit ``flush()`` (also run by
 ``SummaryWriter.close``, ``autolog``'s exit and at interpreter exit), never per step,
@@ -40,7 +41,7 @@ from mlflow_plugin.summaries.histograms import (
 )
 from mlflow_plugin.summaries.names import DERIVED_SUFFIX_ROOM, derived_key, mlflow_key
 from mlflow_plugin.torch.distributed import logs_here, rank_key
-from mlflow_plugin.torch.histograms import device_histogram, unpack_histograms
+from mlflow_plugin.torch.histograms import HostSnapshot, histogram_rows, unpack_histograms
 from mlflow_plugin.torch.worker import BackgroundWorker, RunTarget, current_target, get_worker
 
 __all__ = [
@@ -70,7 +71,12 @@ class _Names:
 
 
 def _names(key: str, run_id: str, metrics: Sequence[str]) -> _Names:
-    key = rank_key(key)  # "rank1/<key>" when every rank logs (distributed)
+    # "rank1/<key>" when every rank logs (distributed)
+    return _mapped_names(rank_key(key), run_id, tuple(metrics))
+
+
+@functools.lru_cache(maxsize=4096)  # watch maps the same keys every log_freq steps
+def _mapped_names(key: str, run_id: str, metrics: tuple[str, ...]) -> _Names:
     prefix = metric_prefix(key, scope=run_id)
     derived = {metric: derived_key(prefix, metric, scope=run_id) for metric in metrics}
     return _Names(derived, artifact_dir(key, scope=run_id))
@@ -116,21 +122,24 @@ def log_histogram(
         return
     tensor = values if isinstance(values, torch.Tensor) else torch.as_tensor(np.asarray(values))
     queue_histogram(
-        current_target(run_id), key, device_histogram(tensor, bins), step, timestamp_ms, image
+        current_target(run_id), key, histogram_rows([tensor], bins), step, timestamp_ms, image
     )
 
 
 def queue_histogram(
     target: RunTarget,
     key: str,
-    packed: torch.Tensor | HistogramStats,
+    packed: torch.Tensor | HostSnapshot | HistogramStats,
     step: int | None,
     timestamp_ms: int | None,
     image: bool = True,
 ) -> None:
-    """Hand a packed device histogram (or a host record) to the worker thread."""
+    """Hand one histogram (``histogram_rows`` of one tensor, a packed row or a host
+    record) to the worker thread."""
     if isinstance(packed, HistogramStats):
         queue_histograms(target, [key], [packed], step, timestamp_ms, image=image)
+    elif isinstance(packed, HostSnapshot):
+        queue_histograms(target, [key], packed, step, timestamp_ms, image=image)
     else:
         queue_histograms(target, [key], packed.reshape(1, -1), step, timestamp_ms, image=image)
 
@@ -138,14 +147,14 @@ def queue_histogram(
 def queue_histograms(
     target: RunTarget,
     keys: Sequence[str],
-    packed: torch.Tensor | Sequence[HistogramStats],
+    packed: torch.Tensor | HostSnapshot | Sequence[HistogramStats],
     step: int | None,
     timestamp_ms: int | None,
     *,
     metrics: Sequence[str] = SUMMARY_METRICS,
     image: bool = True,
 ) -> None:
-    """Hand the rows of a ``device_histograms`` result (or host records) to the worker.
+    """Hand the rows of a ``histogram_rows`` result (or host records) to the worker.
 
     ``metrics`` names the ``summary_metrics`` logged per key; ``image`` asks for a step
     picture per key, drawn at the next explicit flush.
@@ -170,13 +179,13 @@ def _record(
     target: RunTarget,
     keys: Sequence[str],
     names: Sequence[_Names],
-    packed: torch.Tensor | Sequence[HistogramStats],
+    packed: torch.Tensor | HostSnapshot | Sequence[HistogramStats],
     step: int,
     timestamp: int,
     metrics: tuple[str, ...],
     image: bool,
 ) -> None:
-    if isinstance(packed, torch.Tensor):
+    if isinstance(packed, torch.Tensor | HostSnapshot):
         records = unpack_histograms(packed, keys, step, timestamp)
     else:
         records = list(packed)

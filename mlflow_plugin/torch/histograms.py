@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -21,14 +22,18 @@ import torch
 from mlflow_plugin.summaries.histograms import CONSTANT_RELATIVE_HALF_WIDTH, HistogramStats
 
 __all__ = [
+    "HostSnapshot",
     "device_histogram",
     "device_histograms",
+    "histogram_rows",
     "stored_values",
     "unpack_histogram",
     "unpack_histograms",
 ]
 
 _HEADER = 8  # first, last, num, nonfinite, sum, sum_squares, min, max
+# CPU batches up to this many elements are copied and binned by the worker thread.
+_SNAPSHOT_ELEMENTS = 1 << 22
 
 
 def device_histogram(values: torch.Tensor, bins: int = 64) -> torch.Tensor:
@@ -53,6 +58,41 @@ def stored_values(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.layout in _COMPRESSED:
         return tensor.values()
     return tensor
+
+
+@dataclass(frozen=True)
+class HostSnapshot:
+    """CPU tensors' values, copied in the training loop, binned later by the worker."""
+
+    values: torch.Tensor  # the tensors' stored values, concatenated
+    sizes: tuple[int, ...]
+    bins: int
+
+    def packed(self) -> torch.Tensor:
+        """``device_histograms`` of the copied tensors, in the calling thread."""
+        return device_histograms(self.values.split(self.sizes), self.bins)
+
+
+def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Tensor | HostSnapshot:
+    """What the training loop queues for the histograms of ``tensors`` (one device).
+
+    On an accelerator: ``device_histograms``, a dozen asynchronous kernels. On the CPU
+    those kernels would run in the training thread itself (about 5 ms for a small CNN's
+    parameters), so a batch of up to ``_SNAPSHOT_ELEMENTS`` values is copied (one
+    kernel: the tensors may change in place at the next step) and binned by the worker
+    thread; a larger one is binned now, keeping the copies' memory bounded.
+    """
+    if bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins}")
+    flats = [stored_values(t).detach().reshape(-1) for t in tensors]
+    if any(f.numel() == 0 for f in flats):
+        raise ValueError("cannot compute the histogram of an empty tensor")
+    sizes = tuple(f.numel() for f in flats)
+    if flats[0].device.type != "cpu" or sum(sizes) > _SNAPSHOT_ELEMENTS:
+        return device_histograms(flats, bins)
+    if len({f.dtype for f in flats}) > 1:  # cat would promote: float64 holds them all
+        flats = [f.to(torch.float64) for f in flats]
+    return HostSnapshot(torch.cat(flats), sizes, bins)
 
 
 def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Tensor:
@@ -126,9 +166,11 @@ def unpack_histogram(
 
 
 def unpack_histograms(
-    packed: torch.Tensor, keys: Sequence[str], step: int, timestamp: int
+    packed: torch.Tensor | HostSnapshot, keys: Sequence[str], step: int, timestamp: int
 ) -> list[HistogramStats]:
-    """The records of a ``device_histograms`` result: one copy to the host for all rows."""
+    """The records of a ``histogram_rows`` result: one copy to the host for all rows."""
+    if isinstance(packed, HostSnapshot):
+        packed = packed.packed()
     rows: list[list[float]] = packed.cpu().tolist()
     return [_record(row, key, step, timestamp) for row, key in zip(rows, keys, strict=True)]
 

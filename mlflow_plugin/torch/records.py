@@ -39,7 +39,7 @@ from mlflow_plugin.summaries.records import (
 from mlflow_plugin.torch.config import flatten_config, to_plain
 from mlflow_plugin.torch.graph import log_model_graph, render_text
 from mlflow_plugin.torch.histogram_log import queue_histogram
-from mlflow_plugin.torch.histograms import device_histogram
+from mlflow_plugin.torch.histograms import histogram_rows
 from mlflow_plugin.torch.images import to_hwc_uint8
 from mlflow_plugin.torch.scalars import RunTarget, now_ms
 from mlflow_plugin.torch.worker import get_worker
@@ -156,7 +156,7 @@ def log_values_histogram(
     count = (
         _bin_count(values, bins) if max_bins is None else min(_bin_count(values, bins), max_bins)
     )
-    queue_histogram(target, tag, device_histogram(tensor, count), step, millis(walltime))
+    queue_histogram(target, tag, histogram_rows([tensor], count), step, millis(walltime))
 
 
 def log_raw_histogram(

@@ -11,8 +11,9 @@ uses them: the accumulated (and, under DDP, all-reduced) ``.grad``.
 
 On a step that is not logged, the only work is one global hook call and a counter
 check. On a logged step all histograms of one kind are binned together on the device
-(``device_histograms``) and queued as one small tensor; the norm per tensor comes from
-its sum of squares there, so nothing is read back to the host in the training loop.
+(``device_histograms``) and queued as one small tensor (on the CPU, copied and binned
+by the worker thread: ``histogram_rows``); the norm per tensor comes from its sum of
+squares, so nothing is read back to the host in the training loop.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from mlflow_plugin.torch.distributed import Silent, logs_here, unwrap
 from mlflow_plugin.torch.histogram_log import queue_histograms
-from mlflow_plugin.torch.histograms import device_histograms, stored_values
+from mlflow_plugin.torch.histograms import histogram_rows, stored_values
 from mlflow_plugin.torch.scalars import now_ms
 from mlflow_plugin.torch.worker import RunTarget, current_target
 
@@ -132,7 +133,7 @@ class Watch:
         values = [(key, stored_values(tensor)) for key, tensor in named]
         for batch in _batches([(key, t) for key, t in values if t.numel()]):
             keys = [key for key, _ in batch]
-            packed = device_histograms([t for _, t in batch], self.bins)
+            packed = histogram_rows([t for _, t in batch], self.bins)
             queue_histograms(
                 self.target, keys, packed, step, stamp, metrics=_WATCH_METRICS, image=False
             )

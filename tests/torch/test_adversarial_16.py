@@ -194,7 +194,7 @@ def test_a_tensor_learning_rate_is_not_read_on_the_training_thread(
     # each step would wait for the device each step.
     model = torch.nn.Linear(3, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1).as_subclass(_HostReads))
-    with autolog(model, optimizer, log_model=False, log_graph=False, timing_every=2) as run:
+    with autolog(model, optimizer, log_model=False, log_graph=False, log_every_n_steps=2) as run:
         _HostReads.reads = 0
         for _ in range(5):
             optimizer.zero_grad()

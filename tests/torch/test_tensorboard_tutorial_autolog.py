@@ -28,7 +28,7 @@ def loop(steps: int, config: object) -> str:
 
 
 def test_a_run_under_100_steps_has_its_steps_per_second(any_client: MlflowClient) -> None:
-    run_id = loop(30, None)  # fewer than timing_every (50) steps
+    run_id = loop(30, None)  # fewer than log_every_n_steps (50) steps
     ((step, rate),) = history(any_client, run_id, "perf/steps_per_sec")
     assert step == 30 and rate > 0
 

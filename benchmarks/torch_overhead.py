@@ -1,6 +1,6 @@
 """Per-step cost of logging a small training loop: mlflow_plugin.torch vs TensorBoard vs none.
 
-    .venv/bin/python benchmarks/torch_overhead.py [--steps 2000] [--rounds 3] [--profile]
+    .venv/bin/python benchmarks/torch_overhead.py [--steps 2000] [--rounds 5] [--profile]
 
 Two models, batch 32 of 8x8 inputs, CPU, one intra-op thread (as in the demo):
 
@@ -21,7 +21,8 @@ every parameter and of every gradient:
 - none:        the bare loop
 
 Modes run interleaved, ``--rounds`` times; the table shows medians. A second table
-times one scalar call in isolation (float and tensor values). The final flush / close
+times one scalar call in isolation (float and tensor values), each loop after a full
+collection (``gc.collect()``). The final flush / close
 is timed separately: it runs once per run, not per step. ``--profile`` prints where
 the training thread spends its time in ours (cProfile, small model) instead.
 
@@ -166,6 +167,10 @@ def per_call(calls: int, folder: str) -> dict[str, float]:
         writer: Any = make()
         for label, v in (("float", 0.5), ("tensor", value)):
             writer.flush()
+            # Each timed loop starts from the same collector state: the points pending
+            # from 10,000 calls would otherwise start a full collection of the whole
+            # heap (~0.2 s) in whichever loop crosses the threshold first.
+            gc.collect()
             start = time.perf_counter()
             for n in range(calls):
                 writer.add_scalar("x", v, n)
@@ -219,6 +224,7 @@ def loop_table(steps: int, rounds: int, tmp: str) -> None:
         closing: dict[str, list[float]] = {mode: [] for mode in runners}
         for r in range(rounds):
             for mode, run in runners.items():
+                gc.collect()  # each mode starts from the same collector state
                 loop, close = run(case, f"{tmp}/{case}-{mode}-{r}")
                 times[mode].append(loop / steps * 1e3)
                 closing[mode].append(close)
@@ -319,7 +325,7 @@ def profile(steps: int, tmp: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=10000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--drain-only", action="store_true")

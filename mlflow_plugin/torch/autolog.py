@@ -19,6 +19,7 @@ from mlflow.entities import Param
 
 from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch import distributed
+from mlflow_plugin.torch.collector import freeze_heap, thaw_heap
 from mlflow_plugin.torch.config import log_config
 from mlflow_plugin.torch.dashboard import track as track_dashboard
 from mlflow_plugin.torch.graph import log_model_graph
@@ -111,6 +112,7 @@ class AutologRun(RunContext):
                 run_id=self.run_id,
                 step_fn=self._update_step,
             )
+        freeze_heap()  # full collections skip the heap that was there before the loop
         return self
 
     def _finish(self, status: str) -> None:
@@ -118,6 +120,7 @@ class AutologRun(RunContext):
             handle.remove()
         if self._watch is not None:
             self._watch.remove()
+        thaw_heap()
         # A failed flush (background logging) ends the run FAILED and is raised here.
         with ending_run(self.run_id if self._owns_run else None, status):
             self._log_rate()  # the last steps' rate: a short run has one too

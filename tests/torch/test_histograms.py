@@ -15,8 +15,10 @@ from mlflow import MlflowClient
 from mlflow_plugin.summaries.histograms import percentiles
 from mlflow_plugin.torch import SummaryWriter, flush, log_histogram, read_histograms
 from mlflow_plugin.torch.histograms import (
+    HostSnapshot,
     device_histogram,
     device_histograms,
+    histogram_rows,
     unpack_histogram,
     unpack_histograms,
 )
@@ -63,6 +65,37 @@ def test_batched_histograms_equal_one_at_a_time() -> None:
     records = unpack_histograms(rows, list("abcde"), 3, 7)
     assert [r.key for r in records] == list("abcde") and {r.step for r in records} == {3}
     assert [(r.num, r.nonfinite) for r in records] == [(12, 0), (6, 0), (2, 2), (0, 2), (50, 0)]
+
+
+def test_cpu_tensors_are_copied_in_the_loop_and_binned_later() -> None:
+    # On the CPU the binning would run in the training thread: the loop copies the values
+    # (they may change in place at the next step) and the worker bins the copy.
+    weight = torch.randn(4, 5, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    counts = torch.arange(7, dtype=torch.int64)
+    expected = device_histograms([weight, counts], 8)
+    queued = histogram_rows([weight, counts], 8)
+    assert isinstance(queued, HostSnapshot)
+    with torch.no_grad():
+        weight.mul_(3.0)  # the optimizer's in-place update, before the worker runs
+    counts.add_(100)
+    assert torch.equal(queued.packed(), expected)  # mixed dtypes: both held exactly
+    assert unpack_histograms(queued, ["w", "n"], 1, 2)[1].num == 7
+
+
+def test_a_large_cpu_batch_is_binned_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A copy of a large model's tensors, waiting for the drain, would double its memory.
+    monkeypatch.setattr("mlflow_plugin.torch.histograms._SNAPSHOT_ELEMENTS", 10)
+    values = torch.randn(11, generator=torch.Generator().manual_seed(4))
+    queued = histogram_rows([values], 4)
+    assert isinstance(queued, torch.Tensor) and torch.equal(queued, device_histograms([values], 4))
+    assert isinstance(histogram_rows([values[:10]], 4), HostSnapshot)
+
+
+def test_histogram_rows_refuses_what_device_histograms_refuses() -> None:
+    with pytest.raises(ValueError, match="bins"):
+        histogram_rows([torch.ones(3)], 0)
+    with pytest.raises(ValueError, match="empty"):
+        histogram_rows([torch.ones(3), torch.ones(0)], 4)
 
 
 def test_non_finite_values_are_left_out_and_counted() -> None:

@@ -13,6 +13,8 @@ pictures, the raw-bin format) is torch-free: ``mlflow_plugin.summaries.histogram
 from __future__ import annotations
 
 import math
+import threading
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,8 +34,10 @@ __all__ = [
 ]
 
 _HEADER = 8  # first, last, num, nonfinite, sum, sum_squares, min, max
-# CPU batches up to this many elements are copied and binned by the worker thread.
+# CPU values copied for the worker thread to bin, all snapshots alive together at most.
 _SNAPSHOT_ELEMENTS = 1 << 22
+_snapshot_lock = threading.Lock()
+_snapshot_elements = 0  # held by the snapshots alive now
 
 
 def device_histogram(values: torch.Tensor, bins: int = 64) -> torch.Tensor:
@@ -78,9 +82,10 @@ def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Ten
 
     On an accelerator: ``device_histograms``, a dozen asynchronous kernels. On the CPU
     those kernels would run in the training thread itself (about 5 ms for a small CNN's
-    parameters), so a batch of up to ``_SNAPSHOT_ELEMENTS`` values is copied (one
-    kernel: the tensors may change in place at the next step) and binned by the worker
-    thread; a larger one is binned now, keeping the copies' memory bounded.
+    parameters), so the values are copied (one kernel: the tensors may change in place
+    at the next step) and binned by the worker thread, unless the copies waiting for it
+    would pass ``_SNAPSHOT_ELEMENTS`` values: those are binned now, so a large model's
+    copies never pile up in memory.
     """
     if bins < 1:
         raise ValueError(f"bins must be a positive integer, got {bins}")
@@ -88,11 +93,29 @@ def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Ten
     if any(f.numel() == 0 for f in flats):
         raise ValueError("cannot compute the histogram of an empty tensor")
     sizes = tuple(f.numel() for f in flats)
-    if flats[0].device.type != "cpu" or sum(sizes) > _SNAPSHOT_ELEMENTS:
+    if flats[0].device.type != "cpu" or not _reserve(sum(sizes)):
         return device_histograms(flats, bins)
     if len({f.dtype for f in flats}) > 1:  # cat would promote: float64 holds them all
         flats = [f.to(torch.float64) for f in flats]
-    return HostSnapshot(torch.cat(flats), sizes, bins)
+    snapshot = HostSnapshot(torch.cat(flats), sizes, bins)
+    weakref.finalize(snapshot, _release, sum(sizes))  # binned or dropped: its memory is free
+    return snapshot
+
+
+def _reserve(elements: int) -> bool:
+    """Room for ``elements`` more copied values (``_SNAPSHOT_ELEMENTS`` for all alive)?"""
+    global _snapshot_elements
+    with _snapshot_lock:
+        if _snapshot_elements + elements > _SNAPSHOT_ELEMENTS:
+            return False
+        _snapshot_elements += elements
+        return True
+
+
+def _release(elements: int) -> None:
+    global _snapshot_elements
+    with _snapshot_lock:
+        _snapshot_elements -= elements
 
 
 def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Tensor:

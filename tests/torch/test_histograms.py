@@ -82,13 +82,18 @@ def test_cpu_tensors_are_copied_in_the_loop_and_binned_later() -> None:
     assert unpack_histograms(queued, ["w", "n"], 1, 2)[1].num == 7
 
 
-def test_a_large_cpu_batch_is_binned_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A copy of a large model's tensors, waiting for the drain, would double its memory.
+def test_copies_waiting_for_the_worker_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Copies of a large model's tensors, waiting for the drain, would double its memory.
     monkeypatch.setattr("mlflow_plugin.torch.histograms._SNAPSHOT_ELEMENTS", 10)
     values = torch.randn(11, generator=torch.Generator().manual_seed(4))
     queued = histogram_rows([values], 4)
     assert isinstance(queued, torch.Tensor) and torch.equal(queued, device_histograms([values], 4))
-    assert isinstance(histogram_rows([values[:10]], 4), HostSnapshot)
+    first = histogram_rows([values[:6]], 4)
+    assert isinstance(first, HostSnapshot)
+    assert isinstance(histogram_rows([values[:6]], 4), torch.Tensor)  # 12 would wait: now
+    first.packed()
+    del first  # binned and dropped: its room is free again
+    assert isinstance(histogram_rows([values[:6]], 4), HostSnapshot)
 
 
 def test_histogram_rows_refuses_what_device_histograms_refuses() -> None:

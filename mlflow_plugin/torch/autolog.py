@@ -10,6 +10,7 @@ current step and then advances it (W&B's rule).
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, cast
 
 import mlflow
@@ -271,6 +272,7 @@ def autolog(
     log_freq: int = 100,
     log_system_metrics: bool = False,
     log_every_n_steps: int = 50,
+    timing_every: int | None = None,
 ) -> AutologRun:
     """Track a plain training loop: a context manager that starts (or joins) a run.
 
@@ -289,12 +291,21 @@ def autolog(
     param group whenever it changes (metric ``optimizer/lr``), the gradient norm
     (``train/grad_norm``) at the first step and every ``log_every_n_steps`` steps
     (Lightning's default, 50: a norm per step costs as much as a few optimizer kernels),
-    ``perf/steps_per_sec`` every ``log_every_n_steps`` steps and at the end;
+    ``perf/steps_per_sec`` every ``log_every_n_steps`` steps and at the end
+    (``timing_every``: its former name, deprecated);
     ``watch=`` adds histograms; ``log_system_metrics=True`` starts MLflow's system
     monitor. On exit: the model with ``mlflow.pytorch.log_model`` (``log_model=False``
     to skip), and, for a run it started, status FAILED on an exception, KILLED on
     KeyboardInterrupt, FINISHED otherwise.
     """
+    if timing_every is not None:
+        warnings.warn(
+            "autolog(timing_every=...) is deprecated: use log_every_n_steps (the gradient "
+            "norm and steps per second share it)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        log_every_n_steps = timing_every
     if log_every_n_steps < 1:
         raise ValueError(f"log_every_n_steps must be at least 1, got {log_every_n_steps}")
     if not distributed.logs_here():  # under torch.distributed: rank 0 only, unless asked

@@ -6,9 +6,10 @@ imported, 0.2 s on a 2-core machine, with the interpreter lock held. The helpers
 each point (and its tensor) until the worker's next drain, seconds later, so points
 reach the oldest generation and, together, start a full collection every few thousand
 steps: a 0.2 s stall of the training loop each time. Frozen, such a collection walks
-only what was allocated since. Leaving unfreezes the heap (cyclic garbage among the
-frozen objects is collected from then on, as usual). When something else has frozen
-objects already, the collector is left as it is.
+only what was allocated since. Entering collects once first (so no garbage is frozen);
+objects from before the loop that become cyclic garbage during it are freed after it,
+when leaving unfreezes the heap. When something else has frozen objects already, the
+collector is left as it is (a freeze made inside the block is undone on leaving).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ def freeze_heap() -> None:
     with _lock:
         _users += 1
         if _users == 1 and gc.get_freeze_count() == 0:
+            gc.collect()  # garbage frozen now would live until the thaw (a GPU tensor too)
             gc.freeze()
             _frozen_by_us = True
 

@@ -71,15 +71,20 @@ class _Names:
 
 
 def _names(key: str, run_id: str, metrics: Sequence[str]) -> _Names:
-    # "rank1/<key>" when every rank logs (distributed)
-    return _mapped_names(rank_key(key), run_id, tuple(metrics))
+    key = rank_key(key)  # "rank1/<key>" when every rank logs (distributed)
+    if not isinstance(key, str):  # refused by the mapping with MLflow's error, uncached
+        return _map_names(key, run_id, tuple(metrics))
+    return _mapped_names(key, run_id, tuple(metrics))
 
 
-@functools.lru_cache(maxsize=4096)  # watch maps the same keys every log_freq steps
-def _mapped_names(key: str, run_id: str, metrics: tuple[str, ...]) -> _Names:
+def _map_names(key: str, run_id: str, metrics: tuple[str, ...]) -> _Names:
     prefix = metric_prefix(key, scope=run_id)
     derived = {metric: derived_key(prefix, metric, scope=run_id) for metric in metrics}
     return _Names(derived, artifact_dir(key, scope=run_id))
+
+
+# watch maps the same keys every log_freq steps; a mapping never changes once made
+_mapped_names = functools.lru_cache(maxsize=4096)(_map_names)
 
 
 @dataclass

@@ -36,7 +36,8 @@ __all__ = [
 _HEADER = 8  # first, last, num, nonfinite, sum, sum_squares, min, max
 # CPU values copied for the worker thread to bin, all snapshots alive together at most.
 _SNAPSHOT_ELEMENTS = 1 << 22
-_snapshot_lock = threading.Lock()
+# Reentrant: a snapshot freed by the cyclic collector releases at any bytecode boundary.
+_snapshot_lock = threading.RLock()
 _snapshot_elements = 0  # held by the snapshots alive now
 
 
@@ -92,14 +93,27 @@ def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Ten
     flats = [stored_values(t).detach().reshape(-1) for t in tensors]
     if any(f.numel() == 0 for f in flats):
         raise ValueError("cannot compute the histogram of an empty tensor")
-    sizes = tuple(f.numel() for f in flats)
-    if flats[0].device.type != "cpu" or not _reserve(sum(sizes)):
+    sizes, total = tuple(f.numel() for f in flats), sum(f.numel() for f in flats)
+    # Anything unusual (quantized, complex...) is binned now, so its error or warning
+    # reaches the caller here, not the worker.
+    usual = all(f.device.type == "cpu" and f.dtype in _SNAPSHOT_DTYPES for f in flats)
+    if not usual or not _reserve(total):
         return device_histograms(flats, bins)
-    if len({f.dtype for f in flats}) > 1:  # cat would promote: float64 holds them all
-        flats = [f.to(torch.float64) for f in flats]
-    snapshot = HostSnapshot(torch.cat(flats), sizes, bins)
-    weakref.finalize(snapshot, _release, sum(sizes))  # binned or dropped: its memory is free
+    try:
+        if len({f.dtype for f in flats}) > 1:  # cat would promote: float64 holds them all
+            flats = [f.to(torch.float64) for f in flats]
+        snapshot = HostSnapshot(torch.cat(flats), sizes, bins)
+    except BaseException:
+        _release(total)
+        raise
+    weakref.finalize(snapshot, _release, total)  # binned or dropped: its memory is free
     return snapshot
+
+
+_SNAPSHOT_DTYPES = frozenset(
+    {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool}
+    | {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+)
 
 
 def _reserve(elements: int) -> bool:

@@ -85,6 +85,7 @@ def test_cpu_tensors_are_copied_in_the_loop_and_binned_later() -> None:
 def test_copies_waiting_for_the_worker_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     # Copies of a large model's tensors, waiting for the drain, would double its memory.
     monkeypatch.setattr("mlflow_plugin.torch.histograms._SNAPSHOT_ELEMENTS", 10)
+    monkeypatch.setattr("mlflow_plugin.torch.histograms._snapshot_elements", 0)
     values = torch.randn(11, generator=torch.Generator().manual_seed(4))
     queued = histogram_rows([values], 4)
     assert isinstance(queued, torch.Tensor) and torch.equal(queued, device_histograms([values], 4))
@@ -94,6 +95,19 @@ def test_copies_waiting_for_the_worker_are_bounded(monkeypatch: pytest.MonkeyPat
     first.packed()
     del first  # binned and dropped: its room is free again
     assert isinstance(histogram_rows([values[:6]], 4), HostSnapshot)
+
+
+def test_an_unusual_dtype_is_binned_at_the_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Its error must reach the caller, not fail the worker's drain later; no room is held.
+    monkeypatch.setattr("mlflow_plugin.torch.histograms._snapshot_elements", 0)
+    with pytest.warns(UserWarning, match="imaginary"):  # complex: cast to real, said here
+        binned = histogram_rows([torch.randn(5), torch.randn(3, dtype=torch.complex64)], 8)
+    assert isinstance(binned, torch.Tensor)
+    queued = histogram_rows([torch.tensor([1, 2, 3], dtype=torch.uint32)], 4)
+    assert isinstance(queued, torch.Tensor)
+    from mlflow_plugin.torch import histograms
+
+    assert histograms._snapshot_elements == 0
 
 
 def test_histogram_rows_refuses_what_device_histograms_refuses() -> None:

@@ -315,3 +315,12 @@ def test_watch_trains_a_model_with_sparse_gradients(any_client: MlflowClient) ->
     # The histogram holds the two touched rows' values (index 2 summed twice), not the zeros.
     [record] = read_histograms(run.info.run_id, "gradients/weight")
     assert record.num == 6 and sum(record.counts) == 6
+
+
+def test_autolog_keeps_timing_every_as_a_deprecated_name() -> None:
+    model = nn.Linear(2, 1)
+    with pytest.warns(DeprecationWarning, match="log_every_n_steps"):
+        run = autolog(model, timing_every=3, log_model=False)
+    assert run.log_every_n_steps == 3
+    with pytest.raises(ValueError, match="at least 1"):
+        autolog(model, log_every_n_steps=0)

@@ -141,12 +141,14 @@ def queue_histogram(
 ) -> None:
     """Hand one histogram (``histogram_rows`` of one tensor, a packed row or a host
     record) to the worker thread."""
+    rows: torch.Tensor | HostSnapshot | list[HistogramStats]
     if isinstance(packed, HistogramStats):
-        queue_histograms(target, [key], [packed], step, timestamp_ms, image=image)
-    elif isinstance(packed, HostSnapshot):
-        queue_histograms(target, [key], packed, step, timestamp_ms, image=image)
+        rows = [packed]
+    elif isinstance(packed, torch.Tensor):
+        rows = packed.reshape(1, -1)  # one packed row
     else:
-        queue_histograms(target, [key], packed.reshape(1, -1), step, timestamp_ms, image=image)
+        rows = packed
+    queue_histograms(target, [key], rows, step, timestamp_ms, image=image)
 
 
 def queue_histograms(

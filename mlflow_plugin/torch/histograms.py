@@ -65,6 +65,13 @@ def stored_values(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+# The dtypes a snapshot copies; others are binned at the call.
+_SNAPSHOT_DTYPES = frozenset(
+    {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool}
+    | {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
+)
+
+
 @dataclass(frozen=True)
 class HostSnapshot:
     """CPU tensors' values, copied in the training loop, binned later by the worker."""
@@ -88,12 +95,9 @@ def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Ten
     would pass ``_SNAPSHOT_ELEMENTS`` values: those are binned now, so a large model's
     copies never pile up in memory.
     """
-    if bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins}")
-    flats = [stored_values(t).detach().reshape(-1) for t in tensors]
-    if any(f.numel() == 0 for f in flats):
-        raise ValueError("cannot compute the histogram of an empty tensor")
-    sizes, total = tuple(f.numel() for f in flats), sum(f.numel() for f in flats)
+    flats = _flat_values(tensors, bins)
+    sizes = tuple(f.numel() for f in flats)
+    total = sum(sizes)
     # Anything unusual (quantized, complex...) is binned now, so its error or warning
     # reaches the caller here, not the worker.
     usual = all(f.device.type == "cpu" and f.dtype in _SNAPSHOT_DTYPES for f in flats)
@@ -108,12 +112,6 @@ def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Ten
         raise
     weakref.finalize(snapshot, _release, total)  # binned or dropped: its memory is free
     return snapshot
-
-
-_SNAPSHOT_DTYPES = frozenset(
-    {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool}
-    | {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64}
-)
 
 
 def _reserve(elements: int) -> bool:
@@ -138,11 +136,7 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     The tensors are concatenated and binned together with a segment index, so a
     model's parameters cost a dozen kernels, not a dozen per parameter.
     """
-    if bins < 1:
-        raise ValueError(f"bins must be a positive integer, got {bins}")
-    flats = [stored_values(t).detach().reshape(-1) for t in tensors]
-    if any(f.numel() == 0 for f in flats):
-        raise ValueError("cannot compute the histogram of an empty tensor")
+    flats = _flat_values(tensors, bins)
     device = flats[0].device
     # float64 keeps bin edges identical to numpy's; MPS has no float64.
     dtype = torch.float32 if device.type == "mps" else torch.float64
@@ -174,6 +168,16 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     nonfinite = zeros.index_add(0, segment, (~finite).to(dtype))
     header = torch.stack([first, last, num, nonfinite, total, squares, lo, hi], dim=1)
     return torch.cat([header, counts.reshape(count, bins)], dim=1)
+
+
+def _flat_values(tensors: Sequence[torch.Tensor], bins: int) -> list[torch.Tensor]:
+    """Each tensor's stored values, flat and detached; refuses what cannot be binned."""
+    if bins < 1:
+        raise ValueError(f"bins must be a positive integer, got {bins}")
+    flats = [stored_values(t).detach().reshape(-1) for t in tensors]
+    if any(f.numel() == 0 for f in flats):
+        raise ValueError("cannot compute the histogram of an empty tensor")
+    return flats
 
 
 _segment_cache: dict[tuple[tuple[int, ...], torch.device], torch.Tensor] = {}

@@ -307,6 +307,7 @@ class QueryIndex:
         return make_url(self._url).render_as_string(hide_password=True)
 
     def close(self) -> None:
+        self._sync.close()
         self._fetchers.shutdown(wait=False)
         self._listers.shutdown(wait=False)
         self._database.dispose()

@@ -149,13 +149,15 @@ class IndexSync:
         self._written: dict[str, set[str]] = {}  # scope -> keys this process wrote since
         self._must_list: set[str] = set()
         self._background: set[str] = set()
+        self._closed = False
         self._lock = threading.Lock()
         self._scope_locks: dict[str, threading.Lock] = {}
         # The change journal is read for every scope at once, at most once per bound.
         self._journal_lock = threading.Lock()
         self._journal_read_at: float | None = None
         self._journal_tail: int | None = None  # the newest entry this process saw
-        self._window_scanned_at = 0.0
+        self._window_scanned_at: float | None = None  # the last rescan of the margin began
+        self._window_rescanning = False
         self._experiment_folders: tuple[float, list[str]] | None = None  # (when, ids)
         # False after ``forget``: scopes the database lists as mirrored are listed again.
         self._trust_database = True
@@ -310,11 +312,13 @@ class IndexSync:
         One listing for every scope, at most once per staleness bound (concurrent
         callers share it). Only documents whose ETag differs from the indexed one are
         read; an entry for a whole folder lists that scope again. The listing starts
-        ``TAIL_MS`` before the newest entry this process saw, and every
-        ``WINDOW_RESCAN_S`` from the margin before the database's cursor (entries that
-        land late, or from a writer whose clock lags, are found then): a look costs
-        O(changes), not O(entries in the margin). A cursor older than the journal's
-        ``TRUST_MS`` (entries may have been collected): every scope is listed again.
+        ``TAIL_MS`` before the newest entry this process saw (on its first look, before
+        the database's cursor): a look costs O(changes), not O(entries in the margin),
+        also for a new machine starting from a checkpoint. Every ``WINDOW_RESCAN_S``, and
+        on the first look, the whole margin before the cursor is listed again in the
+        background (entries that landed late, or from a writer whose clock lags). A
+        cursor older than the journal's ``TRUST_MS`` (entries may have been collected):
+        every scope is listed again.
         """
         with self._journal_lock:
             read_at = self._journal_read_at
@@ -336,18 +340,40 @@ class IndexSync:
                 self._journal_tail = None
             else:
                 tail = self._journal_tail
-                if tail is None or started - self._window_scanned_at > WINDOW_RESCAN_S:
-                    changes = change_journal.changes_since(self._store, cursor)
-                    self._window_scanned_at = started
-                else:
-                    changes = change_journal.changes_since(self._store, tail, TAIL_MS)
+                changes = change_journal.changes_since(
+                    self._store, cursor if tail is None else tail, TAIL_MS
+                )
                 report = self._apply_changes(changes, set(known))
                 if changes:
                     newest = max(c.at_ms for c in changes)
                     self._journal_tail = max(tail or 0, newest)
                     self._advance_cursor(min(newest, now), known)
+                elif tail is None:
+                    self._journal_tail = cursor
+                last_rescan = self._window_scanned_at
+                if last_rescan is None or started - last_rescan > WINDOW_RESCAN_S:
+                    self._window_scanned_at = started
+                    self._rescan_window_in_background(cursor, set(known))
             self._journal_read_at = started
             return report
+
+    def _rescan_window_in_background(self, cursor: int, known: set[str]) -> None:
+        """Apply every entry of the margin before ``cursor`` (see ``_catch_up_journal``),
+        off the request path: the margin may hold thousands of entries."""
+        with self._lock:
+            if self._window_rescanning:
+                return
+            self._window_rescanning = True
+
+        def done() -> None:
+            with self._lock:
+                self._window_rescanning = False
+
+        self._in_background(
+            "rescanning the change journal's margin",
+            lambda: self._apply_changes(change_journal.changes_since(self._store, cursor), known),
+            done,
+        )
 
     def _advance_cursor(self, to_ms: int, known: dict[str, ScopeListing]) -> None:
         """Move the database's cursor forward to ``to_ms``, but never past the start of a
@@ -408,18 +434,37 @@ class IndexSync:
                 return
             self._background.add(scope)
 
+        def work() -> None:
+            with self._lock:
+                seen = self._synced_at.get(scope)
+            self._list_and_sync(scope, sync, seen)
+
+        def done() -> None:
+            with self._lock:
+                self._background.discard(scope)
+
+        self._in_background("background sync of the search index", work, done)
+
+    def _in_background(
+        self, what: str, work: Callable[[], object], done: Callable[[], None]
+    ) -> None:
+        """Run ``work`` on a thread of its own, then ``done``; a failure is logged (a
+        later look tries again), unless the index was closed meanwhile."""
+
         def run() -> None:
             try:
-                with self._lock:
-                    seen = self._synced_at.get(scope)
-                self._list_and_sync(scope, sync, seen)
+                work()
             except Exception:
-                _log.warning("background sync of the search index failed", exc_info=True)
+                if not self._closed:
+                    _log.warning("%s failed", what, exc_info=True)
             finally:
-                with self._lock:
-                    self._background.discard(scope)
+                done()
 
         threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True).start()
+
+    def close(self) -> None:
+        """Background work that fails from now on is the closing's doing: not logged."""
+        self._closed = True
 
     def fresh_experiments(self) -> SyncReport:
         return self._fresh(EXPERIMENTS_SCOPE, "experiment", self._sync_experiments)
@@ -505,16 +550,13 @@ class IndexSync:
         if not ids:
             return
 
-        def run() -> None:
-            try:
-                self._list_many(ids, seen)
-            except Exception:
-                _log.warning("background sync of the search index failed", exc_info=True)
-            finally:
-                with self._lock:
-                    self._background.difference_update(runs_scope(e) for e in ids)
+        def done() -> None:
+            with self._lock:
+                self._background.difference_update(runs_scope(e) for e in ids)
 
-        threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True).start()
+        self._in_background(
+            "background sync of the search index", lambda: self._list_many(ids, seen), done
+        )
 
     def mirror_every_scope(self) -> None:
         """List every scope no full listing has mirrored yet (the experiments, and each

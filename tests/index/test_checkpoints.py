@@ -23,8 +23,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from mlflow_plugin.format import keys
-from mlflow_plugin.index import checkpoints
+from mlflow_plugin.format import change_journal, keys
+from mlflow_plugin.index import checkpoints, sync
+from mlflow_plugin.index.state import journal_cursor
 from mlflow_plugin.objectstore import ObjectStore, StoredObject, open_object_store
 from mlflow_plugin.objectstore import parse_store_uri as parse
 from mlflow_plugin.tracking.store import BucketTrackingStore
@@ -195,6 +196,68 @@ def test_a_large_experiment_follows_the_journal_after_the_checkpoint(
     reads = second.run_reads
     assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     assert second.run_reads - reads == 2  # the two documents the journal named
+
+
+def _journal_listings(machine: Machine) -> list[str]:
+    """The ``start_after`` of every change-journal listing ``machine`` makes, in order."""
+    objects = machine.store.context.objects
+    inner = objects.list_after
+    starts: list[str] = []
+
+    def recorded(prefix: str, start_after: str) -> Any:
+        if prefix == change_journal.JOURNAL_PREFIX:
+            starts.append(start_after)
+        return inner(prefix, start_after)
+
+    objects.list_after = recorded  # type: ignore[method-assign]
+    return starts
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_margin(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    """The margin before the cursor may hold thousands of entries (a team's last five
+    minutes): a new machine's search lists only what came after the checkpoint, and
+    rescans the margin in the background, where an entry of a writer whose clock lags
+    (dated before the cursor, written after the checkpoint) is still found."""
+    first = _write_checkpoint(root_uri, twin, tmp_path)
+    with first.store.context.index()._database.read() as session:
+        cursor = journal_cursor(session)
+    assert cursor is not None
+    # A writer whose clock is a minute behind adds a run after the checkpoint.
+    twin.run(0, "run-late", "1", 0.9, "after")
+    objects = _objects(root_uri)
+    after = [
+        c for i in objects.list(change_journal.JOURNAL_PREFIX) if (c := change_journal.parse(i.key))
+    ]
+    after = [c for c in after if c.at_ms > cursor]
+    assert after
+    for n, change in enumerate(after):
+        objects.delete(change.key)
+        lagging = f"{change.at_ms:013d}"
+        objects.put(change.key.replace(lagging, f"{cursor - 60_000 + n:013d}", 1), b"")
+
+    second = Machine(root_uri, tmp_path)
+    second.store.context.index()._sync.inline_limit = 1  # each experiment counts as large
+    starts = _journal_listings(second)
+    second.answers(twin.experiments[0])
+    tail_start = change_journal.JOURNAL_PREFIX + f"{cursor - sync.TAIL_MS:013d}"
+    margin_start = change_journal.JOURNAL_PREFIX + f"{cursor - change_journal.MARGIN_MS:013d}"
+    assert starts and starts[0] == tail_start  # the request's own listing
+    # The background rescan of the margin finds the lagging writer's change.
+    assert _wait_for(
+        lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    )
+    assert margin_start in starts
 
 
 def test_a_damaged_checkpoint_is_skipped(

@@ -149,6 +149,7 @@ class QueryIndex:
         if self._file is not None and not self._file.exists():
             with self._open_lock:
                 if not self._file.exists():
+                    self._sync.close()
                     self._database.dispose()
                     self._database, self._sync = self._open()
         return self._database, self._sync
@@ -167,6 +168,7 @@ class QueryIndex:
                 raise unusable_index(exc) from exc
             with self._open_lock:
                 if self._database is failed:  # not yet repaired by another thread
+                    self._sync.close()
                     self._database, self._sync = self._open(
                         repair_index_database(failed, self._root, exc)
                     )

@@ -95,8 +95,9 @@ _EXPERIMENT_HEADS_PER_LISTING_PAGE = 20
 #: How often a large scope, kept fresh by the change journal, is listed in full anyway
 #: (in the background): what a writer without journal entries changed is found then.
 FULL_LISTING_MS = 10 * 60 * 1000
-#: Between rescans of the journal's whole margin, a look lists from this long before
-#: the newest entry seen: writers a few seconds apart in clock or in latency.
+#: A look lists the journal from this long before the newest entry this process saw
+#: (or the database's cursor): writers a few seconds apart in clock or in latency. The
+#: whole margin is listed again in the background every ``WINDOW_RESCAN_S``.
 TAIL_MS = 10_000
 WINDOW_RESCAN_S = 60.0
 
@@ -187,6 +188,8 @@ class IndexSync:
             self._written.clear()
             self._trust_database = False
             self._journal_read_at = None
+            self._journal_tail = None
+            self._window_scanned_at = None
 
     def _scope_lock(self, scope: str) -> threading.Lock:
         with self._lock:
@@ -314,11 +317,13 @@ class IndexSync:
         read; an entry for a whole folder lists that scope again. The listing starts
         ``TAIL_MS`` before the newest entry this process saw (on its first look, before
         the database's cursor): a look costs O(changes), not O(entries in the margin),
-        also for a new machine starting from a checkpoint. Every ``WINDOW_RESCAN_S``, and
-        on the first look, the whole margin before the cursor is listed again in the
-        background (entries that landed late, or from a writer whose clock lags). A
-        cursor older than the journal's ``TRUST_MS`` (entries may have been collected):
-        every scope is listed again.
+        also for a new machine starting from a checkpoint. On the first look and every
+        ``WINDOW_RESCAN_S``, the whole margin before the cursor is listed again in the
+        background (entries that landed late, or from a writer whose clock lags), and
+        only that rescan moves the database's cursor: a process that ends before its
+        rescan is done leaves the cursor where the next process rescans the same margin.
+        A cursor older than the journal's ``TRUST_MS`` (entries may have been
+        collected): every scope is listed again.
         """
         with self._journal_lock:
             read_at = self._journal_read_at
@@ -344,36 +349,40 @@ class IndexSync:
                     self._store, cursor if tail is None else tail, TAIL_MS
                 )
                 report = self._apply_changes(changes, set(known))
-                if changes:
-                    newest = max(c.at_ms for c in changes)
-                    self._journal_tail = max(tail or 0, newest)
-                    self._advance_cursor(min(newest, now), known)
-                elif tail is None:
-                    self._journal_tail = cursor
+                # Never past this machine's clock: a fast writer's entry, or a cursor a
+                # fast clock recorded, must not hide the entries written meanwhile.
+                newest = max((c.at_ms for c in changes), default=cursor)
+                self._journal_tail = min(max(tail or 0, newest), now)
                 last_rescan = self._window_scanned_at
                 if last_rescan is None or started - last_rescan > WINDOW_RESCAN_S:
                     self._window_scanned_at = started
-                    self._rescan_window_in_background(cursor, set(known))
+                    self._rescan_window_in_background(cursor, known)
             self._journal_read_at = started
             return report
 
-    def _rescan_window_in_background(self, cursor: int, known: set[str]) -> None:
-        """Apply every entry of the margin before ``cursor`` (see ``_catch_up_journal``),
-        off the request path: the margin may hold thousands of entries."""
+    def _rescan_window_in_background(self, cursor: int, known: dict[str, ScopeListing]) -> None:
+        """Apply every entry of the margin before ``cursor``, then move the database's
+        cursor (see ``_catch_up_journal``); off the request path: the margin may hold
+        thousands of entries."""
         with self._lock:
             if self._window_rescanning:
                 return
             self._window_rescanning = True
 
+        def rescan() -> None:
+            changes = change_journal.changes_since(self._store, cursor)
+            if self._closed:
+                return
+            self._apply_changes(changes, set(known))
+            if changes and not self._closed:
+                newest = max(c.at_ms for c in changes)
+                self._advance_cursor(min(newest, change_journal.now_ms()), known)
+
         def done() -> None:
             with self._lock:
                 self._window_rescanning = False
 
-        self._in_background(
-            "rescanning the change journal's margin",
-            lambda: self._apply_changes(change_journal.changes_since(self._store, cursor), known),
-            done,
-        )
+        self._in_background("rescanning the change journal's margin", rescan, done)
 
     def _advance_cursor(self, to_ms: int, known: dict[str, ScopeListing]) -> None:
         """Move the database's cursor forward to ``to_ms``, but never past the start of a
@@ -453,17 +462,24 @@ class IndexSync:
 
         def run() -> None:
             try:
-                work()
+                if not self._closed:
+                    work()
             except Exception:
                 if not self._closed:
                     _log.warning("%s failed", what, exc_info=True)
             finally:
                 done()
 
-        threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True).start()
+        thread = threading.Thread(target=run, name="mlflow-bucket-index-sync", daemon=True)
+        try:
+            thread.start()
+        except BaseException:
+            done()
+            raise
 
     def close(self) -> None:
-        """Background work that fails from now on is the closing's doing: not logged."""
+        """This index is replaced or closed: background work still running stops before
+        its next write where it can, and what fails from now on is not logged."""
         self._closed = True
 
     def fresh_experiments(self) -> SyncReport:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -186,9 +187,12 @@ def test_a_large_experiment_follows_the_journal_after_the_checkpoint(
 ) -> None:
     _write_checkpoint(root_uri, twin, tmp_path)
     second = Machine(root_uri, tmp_path)
-    second.store.context.index()._sync.inline_limit = 1  # each experiment counts as large
+    index_sync = second.store.context.index()._sync
+    index_sync.inline_limit = 1  # each experiment counts as large
     assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     assert second.run_reads == 0
+    # The first look's rescan of the journal's margin (in the background) is done.
+    assert _wait_for(lambda: not index_sync._window_rescanning)
 
     twin.on_run("run-3", lambda c, r: c.set_tag(r, "state", "after"))
     twin.run(1, "run-late", "0", 0.8, "after")
@@ -198,15 +202,17 @@ def test_a_large_experiment_follows_the_journal_after_the_checkpoint(
     assert second.run_reads - reads == 2  # the two documents the journal named
 
 
-def _journal_listings(machine: Machine) -> list[str]:
-    """The ``start_after`` of every change-journal listing ``machine`` makes, in order."""
+def _journal_listings(machine: Machine) -> list[tuple[str, bool]]:
+    """``(start_after, on the caller's thread)`` of every change-journal listing that
+    ``machine`` makes, in order."""
     objects = machine.store.context.objects
     inner = objects.list_after
-    starts: list[str] = []
+    caller = threading.get_ident()
+    starts: list[tuple[str, bool]] = []
 
     def recorded(prefix: str, start_after: str) -> Any:
         if prefix == change_journal.JOURNAL_PREFIX:
-            starts.append(start_after)
+            starts.append((start_after, threading.get_ident() == caller))
         return inner(prefix, start_after)
 
     objects.list_after = recorded  # type: ignore[method-assign]
@@ -252,12 +258,12 @@ def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_mar
     second.answers(twin.experiments[0])
     tail_start = change_journal.JOURNAL_PREFIX + f"{cursor - sync.TAIL_MS:013d}"
     margin_start = change_journal.JOURNAL_PREFIX + f"{cursor - change_journal.MARGIN_MS:013d}"
-    assert starts and starts[0] == tail_start  # the request's own listing
+    assert starts and starts[0] == (tail_start, True)  # the request's own listing
     # The background rescan of the margin finds the lagging writer's change.
     assert _wait_for(
         lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     )
-    assert margin_start in starts
+    assert (margin_start, False) in starts  # listed off the request's path
 
 
 def test_a_damaged_checkpoint_is_skipped(

@@ -1,6 +1,6 @@
 """``search_runs`` over 1,000 experiment ids: the bucket store against MLflow's SQLite store.
 
-    .venv/bin/python benchmarks/many_experiments.py            # a few minutes on 2 cores
+    .venv/bin/python benchmarks/many_experiments.py            # about 15 minutes on 2 cores
     .venv/bin/python benchmarks/many_experiments.py --experiments 200   # quicker
 
 What the UI's "compare experiments" view and a script searching every experiment
@@ -14,7 +14,9 @@ in the same run:
    checkpoint (written by ``write_checkpoint()`` after the cold search);
 2. new process: a new store on the index the first one filled (a restarted server
    worker): every scope is listed, nothing changed is fetched;
-3. warm: the same search again, within the index's staleness bound (median of 5);
+3. warm: the first store's search again, within the index's staleness bound (median
+   of 5; measured before the new machine of 1, whose background work would share
+   this process's CPU);
 4. stale: after the staleness bound has passed (median of 3). Scopes that together
    hold more than one listing page answer from the index and are re-listed in the
    background, at most every ten group-listing durations (as one large experiment is);
@@ -22,23 +24,8 @@ in the same run:
    stale searches made (the change journal's included).
 
 Prints a markdown table of seconds and ratios to SQLite, and whether a new machine
-with a checkpoint meets the target (sqlite's cold time). Measured 2026-12-06 on 2 cores
-shared with other jobs (load average 11 to 21; moto in its own process), 1,000
-experiments plus 1,000 absent ids, the change journal's listings not yet counted:
-
-backend             cold     with a checkpoint  new process  warm     stale    listings*
-sqlite:///          0.550 s  0.550 s            0.550 s      0.553 s  0.553 s  0 / 0 / 0
-bucket+file         25.7 s   9.22 s             8.66 s       2.98 s   7.41 s   1007 / 1 / 0
-bucket+s3 (moto)    93.2 s   36.6 s             19.5 s       21.0 s   22.1 s   1007 / 1 / 0
-
-(* cold / with a checkpoint / stale.) Cold with a checkpoint: NOT met on either
-scheme. Searches slower than the staleness bound make "warm" a stale search too. Most
-of a stale search is the change journal's catch-up (2.4 s of 3.0 s in a profile at 600
-experiments on bucket+file), which applies again every entry of the five-minute margin
-before its newest entry (here the thousands the fill just wrote), one query per scope.
-Before the journal, on a quieter machine (load about 5): cold 15.7 s / 4.8 s, warm
-0.038 s / 0.051 s (bucket+s3 / bucket+file).
-
+with a checkpoint meets the target (sqlite's cold time). The recorded runs, with their
+dates, commits and machine load, are in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations

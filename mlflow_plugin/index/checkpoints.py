@@ -153,11 +153,14 @@ _UNVOUCHED = (
             || '.json')
         OR (kind = 'experiment' AND entity_id = experiment_id
             AND key = 'experiments/' || experiment_id || '/experiment.json'))""",
+    # ``+column`` keeps SQLite from looking rows up by (kind, experiment_id): one probe
+    # would visit every run of the experiment, 100,000 x 100,000 rows for a large one.
     """DELETE FROM runs WHERE NOT EXISTS (SELECT 1 FROM bucket_documents AS d
-        WHERE d.kind = 'run' AND d.entity_id = runs.run_uuid
-        AND d.experiment_id = CAST(runs.experiment_id AS TEXT))""",
+        WHERE +d.kind = 'run' AND d.entity_id = runs.run_uuid
+        AND +d.experiment_id = CAST(runs.experiment_id AS TEXT))""",
     """DELETE FROM experiments WHERE NOT EXISTS (SELECT 1 FROM bucket_documents AS d
-        WHERE d.kind = 'experiment' AND d.entity_id = CAST(experiments.experiment_id AS TEXT))""",
+        WHERE +d.kind = 'experiment'
+        AND d.entity_id = CAST(experiments.experiment_id AS TEXT))""",
     "DELETE FROM tags WHERE run_uuid NOT IN (SELECT run_uuid FROM runs)",
     "DELETE FROM params WHERE run_uuid NOT IN (SELECT run_uuid FROM runs)",
     "DELETE FROM latest_metrics WHERE run_uuid NOT IN (SELECT run_uuid FROM runs)",

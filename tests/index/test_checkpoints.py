@@ -23,9 +23,11 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
+from sqlalchemy import create_engine
 
 from mlflow_plugin.format import change_journal, keys
 from mlflow_plugin.index import checkpoints, sync
+from mlflow_plugin.index.schema import INDEX_MLFLOW_METADATA, IndexBase
 from mlflow_plugin.index.state import journal_cursor
 from mlflow_plugin.objectstore import ObjectStore, StoredObject, open_object_store
 from mlflow_plugin.objectstore import parse_store_uri as parse
@@ -264,6 +266,52 @@ def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_mar
         lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     )
     assert (margin_start, False) in starts  # listed off the request's path
+
+
+def _steps_to_drop_unvouched_rows(runs: int, folder: Path) -> int:
+    """SQLite virtual-machine steps (in thousands) that the checks of a downloaded
+    checkpoint take on an index of one experiment with ``runs`` runs: a count, not a
+    time, so it is the same on any machine."""
+    path = folder / f"index-{runs}.sqlite"
+    engine = create_engine(f"sqlite:///{path}")
+    IndexBase.metadata.create_all(engine)
+    INDEX_MLFLOW_METADATA.create_all(engine)
+    engine.dispose()
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute("INSERT INTO experiments (experiment_id, name) VALUES (1, 'big')")
+        connection.execute(
+            "INSERT INTO bucket_documents VALUES (?, 'experiment', '1', '1', 'e', '{}')",
+            (keys.experiment_key("1"),),
+        )
+        ids = [uuid.uuid4().hex for _ in range(runs)]
+        connection.executemany(
+            "INSERT INTO runs (run_uuid, experiment_id) VALUES (?, 1)", [(i,) for i in ids]
+        )
+        connection.executemany(
+            "INSERT INTO bucket_documents VALUES (?, 'run', ?, '1', 'e', '{}')",
+            [(keys.run_key("1", i), i) for i in ids],
+        )
+        thousands = 0
+
+        def count() -> int:
+            nonlocal thousands
+            thousands += 1
+            return 0
+
+        connection.set_progress_handler(count, 1000)
+        for statement in checkpoints._UNVOUCHED:
+            connection.execute(statement)
+        assert connection.execute("SELECT count(*) FROM runs").fetchone() == (runs,)
+    return thousands
+
+
+def test_checking_a_checkpoint_grows_linearly_with_its_runs(tmp_path: Path) -> None:
+    """A new machine on a bucket of 100,000 runs in one experiment checks every row of
+    the checkpoint: in n log n steps, not n x n (an hour at 100,000 runs when SQLite
+    looked each run's document up by its experiment)."""
+    small = _steps_to_drop_unvouched_rows(1_000, tmp_path)
+    large = _steps_to_drop_unvouched_rows(4_000, tmp_path)
+    assert large < 6 * small, (small, large)  # 4x the runs; n x n would be 16x
 
 
 def test_a_damaged_checkpoint_is_skipped(

@@ -1,7 +1,7 @@
 """Reading an experiment of 10,000 runs: the bucket store against MLflow's SQLite store.
 
     .venv/bin/python benchmarks/read_scale.py          # about 10 minutes on 2 cores
-    .venv/bin/python benchmarks/read_scale.py --runs 100000 --skip-history  # about an hour
+    .venv/bin/python benchmarks/read_scale.py --runs 100000 --skip-history  # over 2 hours
 
 Both backends hold the same data: 10,000 finished runs (20 params, 10 tags and
 5 metrics of 3 steps each, plus ``mlflow.runName``) and one run with a metric of

@@ -209,14 +209,21 @@ def document_bodies(
     left out)."""
     bodies: dict[str, tuple[str, str]] = {}
     for start in range(0, len(entity_ids), 500):
+        # The kind is compared here, not in SQL: given ``kind = ?``, SQLite's planner
+        # prefers the (kind, experiment_id) index and reads every document of the kind
+        # (seconds at 100,000 runs) instead of looking each id up.
         rows = session.execute(
-            select(IndexedDocument.entity_id, IndexedDocument.key, IndexedDocument.body).where(
-                IndexedDocument.kind == kind,
+            select(
+                IndexedDocument.entity_id,
+                IndexedDocument.kind,
+                IndexedDocument.key,
+                IndexedDocument.body,
+            ).where(
                 IndexedDocument.entity_id.in_(entity_ids[start : start + 500]),
                 IndexedDocument.body != "",
             )
         )
-        bodies.update({entity_id: (key, body) for entity_id, key, body in rows})
+        bodies.update({entity_id: (key, body) for entity_id, k, key, body in rows if k == kind})
     return bodies
 
 

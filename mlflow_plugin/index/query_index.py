@@ -216,8 +216,7 @@ class QueryIndex:
             _, sync = self._current()
             # The experiments too: deleting one changes the stage of all its runs, and
             # only the experiment's document says so.
-            sync.fresh_experiments()
-            sync.fresh_runs(experiment_ids)
+            sync.fresh_experiments_and_runs(experiment_ids)
             return self._answer(sync, query, damaged)
 
         return self._repairing(search)

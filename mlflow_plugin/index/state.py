@@ -10,6 +10,7 @@ then knows which scopes it may bring up to date from the journal alone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from sqlalchemy import BigInteger, Integer, String, delete, func, select
@@ -26,9 +27,11 @@ __all__ = [
     "listed_scopes",
     "move_journal_cursor",
     "record_listing",
+    "record_listings",
 ]
 
 _JOURNAL_CURSOR = "journal_cursor_ms"
+_IN_CHUNK = 500  # scopes per IN (...) clause, under every database's parameter limit
 
 
 class IndexScope(IndexBase):
@@ -83,12 +86,29 @@ def record_listing(session: Session, scope: str, started_ms: int, documents: int
     documents it read before they changed), and forward to the oldest listing of any
     scope (every scope has been listed in full since).
     """
-    row = session.get(IndexScope, scope, with_for_update=True)
-    if row is None:
-        session.add(IndexScope(scope=scope, listed_at_ms=started_ms, documents=documents))
-    else:
-        row.listed_at_ms = max(row.listed_at_ms, started_ms)
-        row.documents = documents
+    record_listings(session, [scope], started_ms, documents)
+
+
+def record_listings(
+    session: Session, scopes: Sequence[str], started_ms: int, documents: int
+) -> None:
+    """``record_listing`` for many scopes listed at once, each with ``documents``."""
+    rows: dict[str, IndexScope] = {}
+    for start in range(0, len(scopes), _IN_CHUNK):
+        query = (
+            select(IndexScope)
+            .where(IndexScope.scope.in_(scopes[start : start + _IN_CHUNK]))
+            .with_for_update()
+        )
+        rows.update((row.scope, row) for row in session.scalars(query))
+    for scope in scopes:
+        row = rows.get(scope)
+        if row is None:
+            rows[scope] = IndexScope(scope=scope, listed_at_ms=started_ms, documents=documents)
+            session.add(rows[scope])
+        else:
+            row.listed_at_ms = max(row.listed_at_ms, started_ms)
+            row.documents = documents
     move_journal_cursor(session, started_ms, back=True)
     session.flush()
     # Every scope listed in full since the oldest of their listings: no entry before it

@@ -26,12 +26,13 @@ scope: the journal brings them up to date, and they are listed in the background
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence, Set
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ from mlflow_plugin.index.state import (
     listed_scopes,
     move_journal_cursor,
     record_listing,
+    record_listings,
 )
 from mlflow_plugin.objectstore import NotFound, ObjectStore, StoredObject
 from mlflow_plugin.objectstore.errors import CorruptObject
@@ -160,6 +162,7 @@ class IndexSync:
         self._window_scanned_at: float | None = None  # the last rescan of the margin began
         self._window_rescanning = False
         self._experiment_folders: tuple[float, list[str]] | None = None  # (when, ids)
+        self._folders_listing: Future[list[str]] | None = None  # the one in flight
         # False after ``forget``: scopes the database lists as mirrored are listed again.
         self._trust_database = True
         #: Scopes that listed more documents than this re-list in the background.
@@ -230,13 +233,10 @@ class IndexSync:
             synced_at = self._synced_at.get(scope)
             written = self._written.pop(scope, set())
             flagged = scope in self._must_list
-        known = self._known_scopes() if synced_at is None and not flagged else {}
-        must_list = flagged or (synced_at is None and scope not in known)
-        large = self._documents(scope, known) > self._inline_limit(scope)
-        expired = synced_at is None or time.monotonic() - synced_at > self._staleness
+        must_list, large, list_now = self._plan(scope, synced_at, flagged)
         report = SyncReport()
         try:
-            if must_list or (expired and not large):
+            if list_now:
                 report.add(self._list_and_sync(scope, sync, synced_at))
             else:
                 if large:
@@ -250,6 +250,22 @@ class IndexSync:
         if large and not must_list and self._full_listing_due([scope]):
             self._sync_in_background(scope, sync)
         return report
+
+    def _plan(self, scope: str, synced_at: float | None, flagged: bool) -> tuple[bool, bool, bool]:
+        """``_fresh``'s choice for ``scope``: (must it be listed, is it large, is it listed
+        on the request's path)."""
+        known = self._known_scopes() if synced_at is None and not flagged else {}
+        must_list = flagged or (synced_at is None and scope not in known)
+        large = self._documents(scope, known) > self._inline_limit(scope)
+        expired = synced_at is None or time.monotonic() - synced_at > self._staleness
+        return must_list, large, must_list or (expired and not large)
+
+    def _lists_now(self, scope: str) -> bool:
+        """Whether the next ``_fresh(scope)`` lists the scope before answering."""
+        with self._lock:
+            synced_at = self._synced_at.get(scope)
+            flagged = scope in self._must_list
+        return self._plan(scope, synced_at, flagged)[2]
 
     def _full_listing_due(self, scopes: Sequence[str]) -> list[str]:
         """Those of ``scopes`` whose last full listing (by any process) is older than
@@ -485,6 +501,32 @@ class IndexSync:
     def fresh_experiments(self) -> SyncReport:
         return self._fresh(EXPERIMENTS_SCOPE, "experiment", self._sync_experiments)
 
+    def fresh_experiments_and_runs(self, experiment_ids: Iterable[str]) -> SyncReport:
+        """``fresh_experiments()``, then ``fresh_runs(experiment_ids)``, with one overlap.
+
+        When the experiments come from the journal (their folders are not listed) and
+        some of many ids were never listed (a new machine starting from a checkpoint,
+        ids of deleted experiments), the folder listing that tells which of those ids
+        exist starts now, beside the journal's look: two waits on the bucket at once
+        instead of one after the other. (With a bound of 0, no listing is reused.)
+        """
+        ids = list(dict.fromkeys(experiment_ids))
+        overlap = self._staleness > 0 and len(ids) > 1
+        if overlap and not self._lists_now(EXPERIMENTS_SCOPE) and self._unlisted(ids):
+            self._listers.submit(self.experiment_ids, self._staleness)
+        report = self.fresh_experiments()
+        report.add(self.fresh_runs(ids))
+        return report
+
+    def _unlisted(self, experiment_ids: Sequence[str]) -> bool:
+        """Whether any of these ids' run scopes was never listed, here or into the database."""
+        with self._lock:
+            unseen = [e for e in experiment_ids if runs_scope(e) not in self._synced_at]
+        if not unseen:
+            return False
+        known = self._known_scopes()
+        return any(runs_scope(e) not in known for e in unseen)
+
     def fresh_runs(self, experiment_ids: Iterable[str]) -> SyncReport:
         ids = list(dict.fromkeys(experiment_ids))
         if len(ids) > 1:
@@ -520,7 +562,7 @@ class IndexSync:
         inline = must_list if large else must_list + expired
         report = SyncReport()
         try:
-            report.add(self._list_many(inline, seen))
+            report.add(self._list_many(inline, seen, {e for e in inline if written[e]}))
             if large:
                 report.add(self._catch_up_journal())
             for e in ids:
@@ -536,28 +578,72 @@ class IndexSync:
             self._list_many_in_background([e for e in expired if runs_scope(e) in due], seen)
         return report
 
-    def _list_many(self, ids: list[str], seen: dict[str, float | None]) -> SyncReport:
-        """List the run scopes of ``ids`` in parallel, skipping ids with no folder at all."""
+    def _list_many(
+        self, ids: list[str], seen: dict[str, float | None], written: Set[str] = frozenset()
+    ) -> SyncReport:
+        """List the run scopes of ``ids`` in parallel; those with no experiment folder
+        (``written``: ids this process wrote runs into since, whatever a folder listing
+        up to a bound old says) are mirrored as empty, together."""
         report = SyncReport()
         if not ids:
             return report
         present = set(self.experiment_ids(max_age=self._staleness)) if len(ids) > 1 else set(ids)
+        present.update(written)
         started = time.monotonic()
+        report.add(self._mirror_absent([e for e in ids if e not in present], seen))
 
         def one(experiment_id: str) -> SyncReport:
-            # An id with no folder has no runs: its indexed rows (if any) just leave.
             sync = functools.partial(self._sync_runs, experiment_id)
-            if experiment_id not in present:
-                sync = functools.partial(self._mirror, "run", experiment_id, {})
             return self._list_and_sync(runs_scope(experiment_id), sync, seen[experiment_id])
 
-        for part in self._listers.map(one, ids):
+        for part in self._listers.map(one, [e for e in ids if e in present]):
             report.add(part)
         took = time.monotonic() - started
         with self._lock:
             for experiment_id in ids:  # the group's time bounds how often it is re-listed
                 self._list_seconds[runs_scope(experiment_id)] = took
         return report
+
+    def _mirror_absent(self, ids: list[str], seen: dict[str, float | None]) -> SyncReport:
+        """The run scopes of experiments with no folder: their indexed runs (if any)
+        leave and each scope is recorded as listed, empty; in one transaction for them
+        all (a search naming a thousand deleted ids commits once, not a thousand times).
+        As ``_list_and_sync`` per scope: under the scope's lock, and skipped where a
+        concurrent caller synced it meanwhile."""
+        if not ids:
+            return SyncReport()
+        with contextlib.ExitStack() as held:
+            for scope in sorted(runs_scope(e) for e in ids):  # one order: no deadlock
+                held.enter_context(self._scope_lock(scope))
+            with self._lock:
+                ids = [
+                    e
+                    for e in ids
+                    if self._synced_at.get(runs_scope(e)) == seen[e]
+                    or runs_scope(e) in self._must_list
+                ]
+                self._must_list.difference_update(runs_scope(e) for e in ids)
+            started, started_ms = time.monotonic(), change_journal.now_ms()
+            with self._database.read() as session:
+                vanished = [
+                    key
+                    for chunk in _chunks(ids, _IN_CHUNK)
+                    for key in session.scalars(
+                        select(IndexedDocument.key).where(
+                            IndexedDocument.kind == "run", IndexedDocument.experiment_id.in_(chunk)
+                        )
+                    )
+                ]
+            with self._database.write() as session:
+                for chunk in _chunks(vanished, _IN_CHUNK):
+                    self._remove(session, "run", chunk)
+                record_listings(session, [runs_scope(e) for e in ids], started_ms, 0)
+            with self._lock:
+                for experiment_id in ids:
+                    self._synced_at[runs_scope(experiment_id)] = started
+                    self._listed[runs_scope(experiment_id)] = 0
+        # Nothing was fetched: nothing for ``on_listed`` (which counts fetches) to see.
+        return SyncReport(removed=len(vanished))
 
     def _list_many_in_background(self, ids: list[str], seen: dict[str, float | None]) -> None:
         with self._lock:
@@ -586,19 +672,38 @@ class IndexSync:
 
     def experiment_ids(self, max_age: float = 0.0) -> list[str]:
         """The experiment folders; the last listing's if it is younger than ``max_age``
-        seconds (a search listing the experiments, then many scopes, lists them once)."""
+        seconds (a search listing the experiments, then many scopes, lists them once).
+        With ``max_age``, a listing in flight is waited for rather than started again."""
         with self._lock:
-            listed = self._experiment_folders
-        if listed is not None and time.monotonic() - listed[0] <= max_age:
-            return listed[1]
-        started = time.monotonic()
-        ids = [
-            folder.split("/")[1]
-            for folder in self._store.list_dir(keys.experiments_prefix()).folders
-        ]
-        ids = [e for e in ids if keys.is_valid_id(e)]
+            listed, pending = self._experiment_folders, self._folders_listing
+            if listed is not None and time.monotonic() - listed[0] <= max_age:
+                return listed[1]
+            if pending is None or max_age <= 0:
+                pending = self._folders_listing = Future()
+                mine = True
+            else:
+                mine = False
+        if not mine:
+            return pending.result()
+        try:
+            started = time.monotonic()
+            ids = [
+                folder.split("/")[1]
+                for folder in self._store.list_dir(keys.experiments_prefix()).folders
+            ]
+            ids = [e for e in ids if keys.is_valid_id(e)]
+        except BaseException as exc:
+            pending.set_exception(exc)
+            raise
+        finally:
+            with self._lock:
+                if self._folders_listing is pending:
+                    self._folders_listing = None
         with self._lock:
-            self._experiment_folders = (started, ids)
+            newest = self._experiment_folders
+            if newest is None or started >= newest[0]:  # not a later listing's
+                self._experiment_folders = (started, ids)
+        pending.set_result(ids)
         return ids
 
     # -- syncing -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, event
 
 from mlflow_plugin.format import change_journal, keys
 from mlflow_plugin.index import checkpoints, sync
@@ -266,6 +266,47 @@ def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_mar
         lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     )
     assert (margin_start, False) in starts  # listed off the request's path
+
+
+def test_a_new_machine_places_unknown_ids_beside_the_journals_look(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    """A search naming ids the checkpoint never listed (deleted experiments, typos)
+    needs the experiment folders' listing to place them: it runs beside the journal's
+    look, not after it, and the ids with no folder are recorded in one transaction,
+    not one each."""
+    _write_checkpoint(root_uri, twin, tmp_path)
+    second = Machine(root_uri, tmp_path)
+    index = second.store.context.index()  # the checkpoint is installed here
+    index._sync.inline_limit = 1  # the experiments come from the journal
+    objects = second.store.context.objects
+    inner_dir, inner_after = objects.list_dir, objects.list_after
+    caller, folders_listing = threading.get_ident(), threading.Event()
+    journal_waited: list[bool] = []
+
+    def list_dir(prefix: str = "") -> Any:
+        folders_listing.set()
+        return inner_dir(prefix)
+
+    def list_after(prefix: str, start_after: str) -> Any:
+        if prefix == change_journal.JOURNAL_PREFIX and threading.get_ident() == caller:
+            # Sequential code would list the folders only after this returns.
+            journal_waited.append(folders_listing.wait(10))
+        return inner_after(prefix, start_after)
+
+    objects.list_dir = list_dir  # type: ignore[method-assign]
+    objects.list_after = list_after  # type: ignore[method-assign]
+    commits: list[None] = []
+    event.listen(index._database.writer, "commit", lambda connection: commits.append(None))
+    ids = twin.experiments[0]
+    unknown = [str(max(int(e) for e in ids) + 100 + n) for n in range(40)]
+
+    rows = _rows(second.store.search_runs(ids + unknown, None, ViewType.ALL, 1000))
+    assert journal_waited[:1] == [True]
+    assert len(commits) < 10  # one per unknown id would be 40 or more
+    reference = twin.clients[1].search_runs(twin.experiments[1], "", ViewType.ALL, 1000)
+    assert sorted(rows) == sorted(_rows(reference))
+    assert _sorted(second.answers(ids + unknown)) == _sorted(twin.reference())
 
 
 def _steps_to_drop_unvouched_rows(runs: int, folder: Path) -> int:

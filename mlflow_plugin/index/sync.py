@@ -122,6 +122,15 @@ class SyncReport:
         self.unmirrorable += other.unmirrorable
 
 
+@dataclass(frozen=True)
+class _FolderListing:
+    """The experiment folders, and when the listing that found them began."""
+
+    started: float  # monotonic
+    started_ms: int  # this machine's clock, as listings are recorded
+    ids: list[str]
+
+
 def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -161,8 +170,8 @@ class IndexSync:
         self._journal_tail: int | None = None  # the newest entry this process saw
         self._window_scanned_at: float | None = None  # the last rescan of the margin began
         self._window_rescanning = False
-        self._experiment_folders: tuple[float, list[str]] | None = None  # (when, ids)
-        self._folders_listing: Future[list[str]] | None = None  # the one in flight
+        self._experiment_folders: _FolderListing | None = None  # the newest
+        self._folders_listing: tuple[float, Future[_FolderListing]] | None = None  # in flight
         # False after ``forget``: scopes the database lists as mirrored are listed again.
         self._trust_database = True
         #: Scopes that listed more documents than this re-list in the background.
@@ -251,21 +260,28 @@ class IndexSync:
             self._sync_in_background(scope, sync)
         return report
 
-    def _plan(self, scope: str, synced_at: float | None, flagged: bool) -> tuple[bool, bool, bool]:
+    def _plan(
+        self,
+        scope: str,
+        synced_at: float | None,
+        flagged: bool,
+        known: dict[str, ScopeListing] | None = None,
+    ) -> tuple[bool, bool, bool]:
         """``_fresh``'s choice for ``scope``: (must it be listed, is it large, is it listed
-        on the request's path)."""
-        known = self._known_scopes() if synced_at is None and not flagged else {}
+        on the request's path). ``known``: the database's listings, if already read."""
+        if known is None:
+            known = self._known_scopes() if synced_at is None and not flagged else {}
         must_list = flagged or (synced_at is None and scope not in known)
         large = self._documents(scope, known) > self._inline_limit(scope)
         expired = synced_at is None or time.monotonic() - synced_at > self._staleness
         return must_list, large, must_list or (expired and not large)
 
-    def _lists_now(self, scope: str) -> bool:
+    def _lists_now(self, scope: str, known: dict[str, ScopeListing]) -> bool:
         """Whether the next ``_fresh(scope)`` lists the scope before answering."""
         with self._lock:
             synced_at = self._synced_at.get(scope)
             flagged = scope in self._must_list
-        return self._plan(scope, synced_at, flagged)[2]
+        return self._plan(scope, synced_at, flagged, known)[2]
 
     def _full_listing_due(self, scopes: Sequence[str]) -> list[str]:
         """Those of ``scopes`` whose last full listing (by any process) is older than
@@ -511,21 +527,28 @@ class IndexSync:
         instead of one after the other. (With a bound of 0, no listing is reused.)
         """
         ids = list(dict.fromkeys(experiment_ids))
-        overlap = self._staleness > 0 and len(ids) > 1
-        if overlap and not self._lists_now(EXPERIMENTS_SCOPE) and self._unlisted(ids):
-            self._listers.submit(self.experiment_ids, self._staleness)
+        with self._lock:
+            unseen = [e for e in ids if runs_scope(e) not in self._synced_at]
+        # Two or more unlisted ids: ``_list_many`` asks for the folders only then.
+        if self._staleness > 0 and len(unseen) > 1:
+            known = self._known_scopes()
+            unlisted = sum(runs_scope(e) not in known for e in unseen)
+            if unlisted > 1 and not self._lists_now(EXPERIMENTS_SCOPE, known):
+                self._list_folders_in_background()
         report = self.fresh_experiments()
         report.add(self.fresh_runs(ids))
         return report
 
-    def _unlisted(self, experiment_ids: Sequence[str]) -> bool:
-        """Whether any of these ids' run scopes was never listed, here or into the database."""
+    def _list_folders_in_background(self) -> None:
+        """Start a listing of the experiment folders, unless one is fresh or in flight
+        (the search that wants it waits for it in ``_folder_listing``)."""
         with self._lock:
-            unseen = [e for e in experiment_ids if runs_scope(e) not in self._synced_at]
-        if not unseen:
-            return False
-        known = self._known_scopes()
-        return any(runs_scope(e) not in known for e in unseen)
+            listed = self._experiment_folders
+            fresh = listed is not None and time.monotonic() - listed.started <= self._staleness
+            if fresh or self._folders_listing is not None:
+                return
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: the index closes
+            self._listers.submit(self._folder_listing, self._staleness)
 
     def fresh_runs(self, experiment_ids: Iterable[str]) -> SyncReport:
         ids = list(dict.fromkeys(experiment_ids))
@@ -587,16 +610,19 @@ class IndexSync:
         report = SyncReport()
         if not ids:
             return report
-        present = set(self.experiment_ids(max_age=self._staleness)) if len(ids) > 1 else set(ids)
-        present.update(written)
         started = time.monotonic()
-        report.add(self._mirror_absent([e for e in ids if e not in present], seen))
+        listed = set(ids)
+        if len(ids) > 1:
+            folders = self._folder_listing(max_age=self._staleness)
+            present = set(folders.ids) | written
+            listed = {e for e in ids if e in present}
+            listed.update(self._record_absent([e for e in ids if e not in present], seen, folders))
 
         def one(experiment_id: str) -> SyncReport:
             sync = functools.partial(self._sync_runs, experiment_id)
             return self._list_and_sync(runs_scope(experiment_id), sync, seen[experiment_id])
 
-        for part in self._listers.map(one, [e for e in ids if e in present]):
+        for part in self._listers.map(one, [e for e in ids if e in listed]):
             report.add(part)
         took = time.monotonic() - started
         with self._lock:
@@ -604,14 +630,18 @@ class IndexSync:
                 self._list_seconds[runs_scope(experiment_id)] = took
         return report
 
-    def _mirror_absent(self, ids: list[str], seen: dict[str, float | None]) -> SyncReport:
-        """The run scopes of experiments with no folder: their indexed runs (if any)
-        leave and each scope is recorded as listed, empty; in one transaction for them
-        all (a search naming a thousand deleted ids commits once, not a thousand times).
-        As ``_list_and_sync`` per scope: under the scope's lock, and skipped where a
-        concurrent caller synced it meanwhile."""
+    def _record_absent(
+        self, ids: list[str], seen: dict[str, float | None], folders: _FolderListing
+    ) -> list[str]:
+        """Record the run scopes of ids with no experiment folder as listed and empty,
+        in one transaction for them all (a search naming a thousand deleted ids
+        commits once, not a thousand times), dated when the folder listing began.
+        Returns the ids whose scopes the index still holds runs of: those are listed
+        for real (a LIST each), which removes them in bounded transactions and
+        settles whether the folder is really gone. As ``_list_and_sync`` per scope:
+        under the scope's lock, skipped where a concurrent caller synced it meanwhile."""
         if not ids:
-            return SyncReport()
+            return []
         with contextlib.ExitStack() as held:
             for scope in sorted(runs_scope(e) for e in ids):  # one order: no deadlock
                 held.enter_context(self._scope_lock(scope))
@@ -622,28 +652,28 @@ class IndexSync:
                     if self._synced_at.get(runs_scope(e)) == seen[e]
                     or runs_scope(e) in self._must_list
                 ]
-                self._must_list.difference_update(runs_scope(e) for e in ids)
-            started, started_ms = time.monotonic(), change_journal.now_ms()
             with self._database.read() as session:
-                vanished = [
-                    key
+                holding = {
+                    experiment_id
                     for chunk in _chunks(ids, _IN_CHUNK)
-                    for key in session.scalars(
-                        select(IndexedDocument.key).where(
+                    for experiment_id in session.scalars(
+                        select(IndexedDocument.experiment_id)
+                        .where(
                             IndexedDocument.kind == "run", IndexedDocument.experiment_id.in_(chunk)
                         )
+                        .distinct()
                     )
-                ]
-            with self._database.write() as session:
-                for chunk in _chunks(vanished, _IN_CHUNK):
-                    self._remove(session, "run", chunk)
-                record_listings(session, [runs_scope(e) for e in ids], started_ms, 0)
-            with self._lock:
-                for experiment_id in ids:
-                    self._synced_at[runs_scope(experiment_id)] = started
-                    self._listed[runs_scope(experiment_id)] = 0
-        # Nothing was fetched: nothing for ``on_listed`` (which counts fetches) to see.
-        return SyncReport(removed=len(vanished))
+                }
+            empty = [runs_scope(e) for e in ids if e not in holding]
+            if empty:
+                with self._database.write() as session:
+                    record_listings(session, empty, folders.started_ms, 0)
+                with self._lock:
+                    self._must_list.difference_update(empty)
+                    for scope in empty:
+                        self._synced_at[scope] = folders.started
+                        self._listed[scope] = 0
+        return sorted(holding)
 
     def _list_many_in_background(self, ids: list[str], seen: dict[str, float | None]) -> None:
         with self._lock:
@@ -672,39 +702,44 @@ class IndexSync:
 
     def experiment_ids(self, max_age: float = 0.0) -> list[str]:
         """The experiment folders; the last listing's if it is younger than ``max_age``
-        seconds (a search listing the experiments, then many scopes, lists them once).
-        With ``max_age``, a listing in flight is waited for rather than started again."""
+        seconds (a search listing the experiments, then many scopes, lists them once)."""
+        return self._folder_listing(max_age).ids
+
+    def _folder_listing(self, max_age: float = 0.0) -> _FolderListing:
+        """``experiment_ids`` with when its listing began. With ``max_age``, a listing
+        in flight that began within it is waited for rather than started again."""
+        now = time.monotonic()
         with self._lock:
             listed, pending = self._experiment_folders, self._folders_listing
-            if listed is not None and time.monotonic() - listed[0] <= max_age:
-                return listed[1]
-            if pending is None or max_age <= 0:
-                pending = self._folders_listing = Future()
-                mine = True
+            if listed is not None and now - listed.started <= max_age:
+                return listed
+            if pending is not None and max_age > 0 and now - pending[0] <= max_age:
+                waiting = pending[1]
             else:
-                mine = False
-        if not mine:
-            return pending.result()
+                waiting = None
+                mine: Future[_FolderListing] = Future()
+                self._folders_listing = (now, mine)
+        if waiting is not None:
+            return waiting.result()
         try:
-            started = time.monotonic()
-            ids = [
-                folder.split("/")[1]
-                for folder in self._store.list_dir(keys.experiments_prefix()).folders
-            ]
-            ids = [e for e in ids if keys.is_valid_id(e)]
+            started_ms = change_journal.now_ms()
+            folders = self._store.list_dir(keys.experiments_prefix()).folders
+            ids = [f.split("/")[1] for f in folders]
+            listing = _FolderListing(now, started_ms, [e for e in ids if keys.is_valid_id(e)])
         except BaseException as exc:
-            pending.set_exception(exc)
-            raise
-        finally:
             with self._lock:
-                if self._folders_listing is pending:
+                if self._folders_listing is not None and self._folders_listing[1] is mine:
                     self._folders_listing = None
+            mine.set_exception(exc)
+            raise
         with self._lock:
+            if self._folders_listing is not None and self._folders_listing[1] is mine:
+                self._folders_listing = None
             newest = self._experiment_folders
-            if newest is None or started >= newest[0]:  # not a later listing's
-                self._experiment_folders = (started, ids)
-        pending.set_result(ids)
-        return ids
+            if newest is None or now >= newest.started:  # not a later listing's
+                self._experiment_folders = listing
+        mine.set_result(listing)
+        return listing
 
     # -- syncing -----------------------------------------------------------------------
 

@@ -210,11 +210,14 @@ def test_listings_alone_keep_the_journal_cursor_young(root_uri: str) -> None:
         assert session.get(IndexState, "journal_cursor_ms").value > first
 
 
-def test_an_id_that_named_nothing_shows_its_runs_once_created(root_uri: str) -> None:
+@pytest.mark.parametrize("staleness", [0, 0.3])
+def test_an_id_that_named_nothing_shows_its_runs_once_created(
+    root_uri: str, staleness: float
+) -> None:
     """Ids with no folder are recorded as listed and empty, all at once; one that
     later gets an experiment (created elsewhere) is listed again past the bound."""
     ids, runs = _fill(root_uri, 2)
-    store = BucketTrackingStore(_with_option(root_uri, "index_staleness=0"))
+    store = BucketTrackingStore(_with_option(root_uri, f"index_staleness={staleness}"))
     # Ids are sequential: the next experiment created takes the first of these.
     unknown = [str(max(map(int, ids)) + 1 + i) for i in range(20)]
     assert _found(store, ids + unknown) == set(runs)
@@ -224,4 +227,5 @@ def test_an_id_that_named_nothing_shows_its_runs_once_created(root_uri: str) -> 
     late_run = other.create_run(created, "user", 0, [], "late").info.run_id
     other.close()
     assert created == unknown[0]
+    time.sleep(staleness)
     assert _found(store, ids + unknown) == set(runs) | {late_run}

@@ -19,7 +19,9 @@ loaded a checkpoint) starts from there instead of listing everything again.
 
 A search naming many experiments (up to thousands: the UI's compare view, a script
 searching everything) lists the experiment folders once and lists no scope of an id
-that has none; the others are listed in parallel. When the expired scopes of one
+that has none (those are recorded empty together); the others are listed in parallel.
+When the experiments come from the journal, the folder listing starts beside the
+journal's look (``fresh_experiments_and_runs``). When the expired scopes of one
 request hold more than one listing page together, they are treated as one large
 scope: the journal brings them up to date, and they are listed in the background.
 """
@@ -78,6 +80,7 @@ from mlflow_plugin.objectstore.errors import CorruptObject
 __all__ = [
     "EXPERIMENTS_SCOPE",
     "FULL_LISTING_MS",
+    "RESCAN_DELAY_S",
     "TAIL_MS",
     "WINDOW_RESCAN_S",
     "IndexSync",
@@ -102,6 +105,9 @@ FULL_LISTING_MS = 10 * 60 * 1000
 #: whole margin is listed again in the background every ``WINDOW_RESCAN_S``.
 TAIL_MS = 10_000
 WINDOW_RESCAN_S = 60.0
+#: The margin's rescan waits this long first: the search whose look started it (a new
+#: machine's first) answers without sharing the interpreter with thousands of entries.
+RESCAN_DELAY_S = 2.0
 
 
 def runs_scope(experiment_id: str) -> str:
@@ -402,6 +408,9 @@ class IndexSync:
             self._window_rescanning = True
 
         def rescan() -> None:
+            time.sleep(RESCAN_DELAY_S)
+            if self._closed:
+                return
             changes = change_journal.changes_since(self._store, cursor)
             if self._closed:
                 return

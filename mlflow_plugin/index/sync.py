@@ -730,23 +730,25 @@ class IndexSync:
                 self._folders_listing = (now, mine)
         if waiting is not None:
             return waiting.result()
+        listing: _FolderListing | None = None
+        failure: BaseException | None = None
         try:
             started_ms = change_journal.now_ms()
             folders = self._store.list_dir(keys.experiments_prefix()).folders
             ids = [f.split("/")[1] for f in folders]
             listing = _FolderListing(now, started_ms, [e for e in ids if keys.is_valid_id(e)])
         except BaseException as exc:
-            with self._lock:
-                if self._folders_listing is not None and self._folders_listing[1] is mine:
-                    self._folders_listing = None
-            mine.set_exception(exc)
-            raise
+            failure = exc
         with self._lock:
             if self._folders_listing is not None and self._folders_listing[1] is mine:
                 self._folders_listing = None
             newest = self._experiment_folders
-            if newest is None or now >= newest.started:  # not a later listing's
-                self._experiment_folders = listing
+            if listing is not None and (newest is None or now >= newest.started):
+                self._experiment_folders = listing  # unless a later listing's is there
+        if listing is None:
+            assert failure is not None
+            mine.set_exception(failure)
+            raise failure
         mine.set_result(listing)
         return listing
 

@@ -31,7 +31,7 @@ import os
 import sqlite3
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -259,12 +259,19 @@ def _compress(source: Path, target: Path) -> None:
             out.write(chunk)
 
 
-def install_checkpoint(store: ObjectStore, path: Path, root: str) -> Checkpoint | None:
+def install_checkpoint(
+    store: ObjectStore,
+    path: Path,
+    root: str,
+    on_download: Callable[[Checkpoint], object] | None = None,
+) -> Checkpoint | None:
     """Put the newest usable checkpoint at ``path`` (which must not exist yet).
 
     Returns the checkpoint installed, or None (no usable one: the index is built from
     the bucket). Never raises: a bad checkpoint, an unreachable bucket or a folder
-    that cannot be written only costs speed.
+    that cannot be written only costs speed. ``on_download(checkpoint)`` is called as
+    each candidate's download starts (the caller may list the journal from its cursor
+    meanwhile).
     """
     trusted_since = change_journal.now_ms() - change_journal.TRUST_MS
     try:
@@ -282,6 +289,8 @@ def install_checkpoint(store: ObjectStore, path: Path, root: str) -> Checkpoint 
     for checkpoint in reversed(candidates[-KEEP:]):  # the newest first
         try:
             with _scratch(path.parent) as packed, _scratch(path.parent) as unpacked:
+                if on_download is not None:
+                    on_download(checkpoint)
                 store.get_file(checkpoint.key, packed)
                 _decompress(packed, unpacked)
                 _check_and_adopt(unpacked, root)

@@ -57,6 +57,7 @@ from mlflow_plugin.index.schema import (
     MlflowBase,
     index_stamp,
 )
+from mlflow_plugin.index.state import count_write
 
 __all__ = [
     "IndexDatabase",
@@ -118,11 +119,13 @@ class IndexDatabase:
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Session]:
-        """A transaction that holds the database's write lock from its first statement."""
+        """A transaction that holds the database's write lock from its first statement,
+        counted in the index's write generation (``state.write_generation``)."""
         with Session(self.writer) as session, session.begin():
             if _is_postgres(self.writer):  # SQLite's writer engine begins IMMEDIATE instead
                 session.execute(select(func.pg_advisory_xact_lock(_POSTGRES_LOCK)))
             yield session
+            count_write(session)
 
     def dispose(self) -> None:
         self.reader.dispose()

@@ -2,7 +2,11 @@
 
 Opened lazily by the first search, so a process that only logs never creates it.
 Each search first makes the scopes it reads fresh (see ``sync``), then answers from
-SQL and returns the indexed documents of the page. If the database file disappears
+SQL and returns the indexed documents of the page. The query also starts beside the
+freshening, on the database as it stands: if nothing was written to the database
+meanwhile (by any process: its write generation is unchanged), that answer is the one
+a query after the freshening gives, so a search past the staleness bound waits for its
+look at the bucket or its query, not for one and then the other. If the database file disappears
 (a user deleted the cache), it is recreated and filled again on the next search; if
 a query finds the file damaged, it is moved aside, rebuilt, and the call retried once.
 A SQLite index that does not exist yet starts from the bucket's newest index
@@ -11,10 +15,12 @@ checkpoint, if there is a usable one (see ``checkpoints``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from mlflow.exceptions import MlflowException
@@ -23,6 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from mlflow_plugin.format import change_journal
 from mlflow_plugin.format.documents import Document, decode_document
 from mlflow_plugin.format.run_stage import with_effective_stage
 from mlflow_plugin.index import checkpoints, queries
@@ -36,8 +43,8 @@ from mlflow_plugin.index.database import (
     unusable_index,
 )
 from mlflow_plugin.index.mlflow_internals import _DatasetSummary
-from mlflow_plugin.index.state import forget_listings
-from mlflow_plugin.index.sync import IndexSync, SyncReport
+from mlflow_plugin.index.state import forget_listings, write_generation
+from mlflow_plugin.index.sync import TAIL_MS, IndexSync, JournalLook, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 
@@ -47,6 +54,7 @@ _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 _FETCHERS = 16
 _LISTERS = 16
+_QUERIERS = 4  # queries started beside their freshening
 
 
 class QueryIndex:
@@ -63,6 +71,9 @@ class QueryIndex:
         self._staleness = staleness
         self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="mlflow-bucket-index")
         self._listers = ThreadPoolExecutor(_LISTERS, thread_name_prefix="mlflow-bucket-list")
+        self._queriers = ThreadPoolExecutor(_QUERIERS, thread_name_prefix="mlflow-bucket-query")
+        # Whether the last freshening wrote nothing (see ``_fresh_answer``).
+        self._quiet = True
         self._open_lock = threading.Lock()
         # Checkpoint writing (see ``_after_listing``), guarded by ``_open_lock``.
         self._checkpointing = False
@@ -72,13 +83,25 @@ class QueryIndex:
         self._database, self._sync = self._open()
 
     def _open(self, database: IndexDatabase | None = None) -> tuple[IndexDatabase, IndexSync]:
+        first_look: JournalLook | None = None
         if database is None and self._file is not None and not self._file.exists():
             # A new machine (or a deleted cache): start from the bucket's checkpoint.
             try:
                 self._file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 raise unusable_index(exc) from exc
-            checkpoints.install_checkpoint(self._store, self._file, self._root)
+            looks: list[JournalLook] = []
+
+            def look_ahead(checkpoint: checkpoints.Checkpoint) -> None:
+                # The journal's tail from the checkpoint's cursor, listed meanwhile: the
+                # first search's look at the journal is then done (see ``IndexSync``).
+                since, listing = checkpoint.cursor_ms, change_journal.changes_since
+                with contextlib.suppress(RuntimeError):  # the pool is shut down: closing
+                    changes = self._listers.submit(listing, self._store, since, TAIL_MS)
+                    looks.append(JournalLook(since, time.monotonic(), changes))
+
+            if checkpoints.install_checkpoint(self._store, self._file, self._root, look_ahead):
+                first_look = looks[-1] if looks else None
         database = database or open_index_database(self._url, self._root)
         return database, IndexSync(
             self._store,
@@ -87,6 +110,7 @@ class QueryIndex:
             self._fetchers,
             self._listers,
             on_listed=self._after_listing,
+            first_look=first_look,
         )
 
     def _after_listing(self, scope: str, report: SyncReport) -> None:
@@ -193,9 +217,8 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
-        damaged: list[str] = []
 
-        def query(session: Session) -> tuple[list[Document], str | None]:
+        def query(session: Session, damaged: list[str]) -> tuple[list[Document], str | None]:
             run_ids, token = queries.search_run_ids(
                 session, experiment_ids, filter_string, view_type, max_results, order_by, page_token
             )
@@ -213,11 +236,11 @@ class QueryIndex:
             ], token
 
         def search() -> tuple[list[Document], str | None]:
-            _, sync = self._current()
             # The experiments too: deleting one changes the stage of all its runs, and
             # only the experiment's document says so.
-            sync.fresh_experiments_and_runs(experiment_ids)
-            return self._answer(sync, query, damaged)
+            return self._fresh_answer(
+                lambda sync: sync.fresh_experiments_and_runs(experiment_ids), query
+            )
 
         return self._repairing(search)
 
@@ -229,9 +252,8 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
-        damaged: list[str] = []
 
-        def query(session: Session) -> tuple[list[Document], str | None]:
+        def query(session: Session, damaged: list[str]) -> tuple[list[Document], str | None]:
             ids, token = queries.search_experiment_ids(
                 session, view_type, max_results, filter_string, order_by, page_token
             )
@@ -239,9 +261,7 @@ class QueryIndex:
             return _readable(bodies, ids, damaged), token
 
         def search() -> tuple[list[Document], str | None]:
-            _, sync = self._current()
-            sync.fresh_experiments()
-            return self._answer(sync, query, damaged)
+            return self._fresh_answer(IndexSync.fresh_experiments, query)
 
         return self._repairing(search)
 
@@ -253,15 +273,47 @@ class QueryIndex:
 
         return self._repairing(summaries)
 
-    def _answer(self, sync: IndexSync, query: Callable[[Session], _T], damaged: list[str]) -> _T:
+    def _fresh_answer(
+        self, freshen: Callable[[IndexSync], object], query: Callable[[Session, list[str]], _T]
+    ) -> _T:
+        """``freshen`` the scopes ``query`` reads, then answer it (see the module doc).
+
+        The early query is tried while the last freshening wrote nothing: where syncs
+        keep writing (a bucket busy with writers) it would mostly be thrown away, and
+        searches query after freshening only, until one finds nothing to write.
+        """
+        database, sync = self._current()
+        early: Future[tuple[int, _T, list[str]]] | None = None
+        before: int | None = None
+        if self._quiet:
+            early = self._queriers.submit(_generation_and_answer, database, query)
+        else:
+            before = _generation(database)
+        try:
+            freshen(sync)
+        finally:
+            if early is not None and early.cancel():
+                early = None  # never started (every querier was busy)
+        current, sync = self._current()
+        after = _generation(current) if current is database else None
+        if early is not None:
+            with contextlib.suppress(Exception):  # asked again below, raising it there
+                before, answer, damaged = early.result()
+                if before == after and not damaged:
+                    self._quiet = True
+                    return answer
+        if before is not None:
+            self._quiet = before == after
+        return self._answer(sync, query)
+
+    def _answer(self, sync: IndexSync, query: Callable[[Session, list[str]], _T]) -> _T:
         """``query``'s answer; if it met damaged indexed copies (a checkpoint's rows come
         unchecked), those documents are read from the bucket and the query asked again."""
-        damaged.clear()
-        answer = self._read(query)
+        damaged: list[str] = []
+        answer = self._read(lambda session: query(session, damaged))
         if damaged:
-            sync.reread(list(damaged))
-            damaged.clear()
-            answer = self._read(query)
+            sync.reread(damaged)
+            answer = self._read(lambda session: query(session, []))
         return answer
 
     # -- maintenance -------------------------------------------------------------------
@@ -311,7 +363,25 @@ class QueryIndex:
         self._sync.close()
         self._fetchers.shutdown(wait=False)
         self._listers.shutdown(wait=False)
+        self._queriers.shutdown(wait=False)
         self._database.dispose()
+
+
+def _generation(database: IndexDatabase) -> int:
+    with database.read() as session:
+        return write_generation(session)
+
+
+def _generation_and_answer(
+    database: IndexDatabase, query: Callable[[Session, list[str]], _T]
+) -> tuple[int, _T, list[str]]:
+    """The database's write generation, then ``query``'s answer in the same read (one
+    snapshot on PostgreSQL; on SQLite, statements after it: an unchanged generation
+    read later says no write came between them)."""
+    damaged: list[str] = []
+    with database.read() as session:
+        generation = write_generation(session)
+        return generation, query(session, damaged), damaged
 
 
 def _readable(

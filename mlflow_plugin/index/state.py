@@ -5,7 +5,9 @@ writer's wall clock, milliseconds) and how many documents it found; ``bucket_ind
 holds the change journal's cursor: the time of the newest journal entry applied to
 every listed scope. Another process opening the same database (a restarted server
 worker, a replica on a shared PostgreSQL index, a machine that loaded a checkpoint)
-then knows which scopes it may bring up to date from the journal alone.
+then knows which scopes it may bring up to date from the journal alone. The state
+also counts the index's write transactions (``IndexDatabase.write`` adds one in
+each): a search compares the counts before its early query and after its sync.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, delete, func, select
+from sqlalchemy import BigInteger, Integer, String, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from mlflow_plugin.index.schema import IndexBase
@@ -22,15 +24,18 @@ __all__ = [
     "IndexScope",
     "IndexState",
     "ScopeListing",
+    "count_write",
     "forget_listings",
     "journal_cursor",
     "listed_scopes",
     "move_journal_cursor",
     "record_listing",
     "record_listings",
+    "write_generation",
 ]
 
 _JOURNAL_CURSOR = "journal_cursor_ms"
+_GENERATION = "write_generation"
 _IN_CHUNK = 500  # scopes per IN (...) clause, under every database's parameter limit
 
 
@@ -45,7 +50,7 @@ class IndexScope(IndexBase):
 
 
 class IndexState(IndexBase):
-    """Named integers: the change journal's cursor."""
+    """Named integers: the change journal's cursor, the write generation."""
 
     __tablename__ = "bucket_index_state"
 
@@ -67,6 +72,23 @@ def listed_scopes(session: Session) -> dict[str, ScopeListing]:
 def journal_cursor(session: Session) -> int | None:
     row = session.get(IndexState, _JOURNAL_CURSOR)
     return None if row is None else row.value
+
+
+def write_generation(session: Session) -> int:
+    """How many write transactions the index has committed (by any process): equal
+    counts read before and after some work mean nothing was written in between."""
+    value = session.scalar(select(IndexState.value).where(IndexState.name == _GENERATION))
+    return value or 0
+
+
+def count_write(session: Session) -> None:
+    """Add this write transaction to the write generation (the caller holds the
+    database's write lock, so no other writer inserts the row at the same time)."""
+    counted = session.execute(
+        update(IndexState).where(IndexState.name == _GENERATION).values(value=IndexState.value + 1)
+    )
+    if counted.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(IndexState(name=_GENERATION, value=1))
 
 
 def move_journal_cursor(session: Session, at_ms: int, *, back: bool = False) -> None:
@@ -119,6 +141,7 @@ def record_listings(
 
 
 def forget_listings(session: Session) -> None:
-    """No scope is mirrored any more (the index was emptied)."""
+    """No scope is mirrored any more (the index was emptied). The write generation
+    stays: it only ever grows, so a count read before this never reappears."""
     session.execute(delete(IndexScope))
-    session.execute(delete(IndexState))
+    session.execute(delete(IndexState).where(IndexState.name != _GENERATION))

@@ -84,6 +84,7 @@ __all__ = [
     "TAIL_MS",
     "WINDOW_RESCAN_S",
     "IndexSync",
+    "JournalLook",
     "SyncReport",
     "runs_scope",
 ]
@@ -129,6 +130,17 @@ class SyncReport:
 
 
 @dataclass(frozen=True)
+class JournalLook:
+    """A listing of the journal's tail from ``cursor_ms`` (``changes_since(store,
+    cursor_ms, TAIL_MS)``), started before the index it is for was opened: a new
+    machine lists it while it downloads a checkpoint whose cursor is ``cursor_ms``."""
+
+    cursor_ms: int
+    started: float  # monotonic
+    changes: Future[list[change_journal.Change]]
+
+
+@dataclass(frozen=True)
 class _FolderListing:
     """The experiment folders, and when the listing that found them began."""
 
@@ -153,6 +165,7 @@ class IndexSync:
         fetchers: ThreadPoolExecutor,
         listers: ThreadPoolExecutor | None = None,
         on_listed: Callable[[str, SyncReport], None] | None = None,
+        first_look: JournalLook | None = None,
     ) -> None:
         self._store = store
         self._database = database
@@ -174,6 +187,7 @@ class IndexSync:
         self._journal_lock = threading.Lock()
         self._journal_read_at: float | None = None
         self._journal_tail: int | None = None  # the newest entry this process saw
+        self._first_look = first_look  # taken by the first look, if it is still fresh
         self._window_scanned_at: float | None = None  # the last rescan of the margin began
         self._window_rescanning = False
         self._experiment_folders: _FolderListing | None = None  # the newest
@@ -383,9 +397,13 @@ class IndexSync:
                 self._journal_tail = None
             else:
                 tail = self._journal_tail
-                changes = change_journal.changes_since(
-                    self._store, cursor if tail is None else tail, TAIL_MS
-                )
+                early = self._early_look(cursor) if tail is None else None
+                if early is not None:
+                    started, changes = early
+                else:
+                    changes = change_journal.changes_since(
+                        self._store, cursor if tail is None else tail, TAIL_MS
+                    )
                 report = self._apply_changes(changes, set(known))
                 # Never past this machine's clock: a fast writer's entry, or a cursor a
                 # fast clock recorded, must not hide the entries written meanwhile.
@@ -397,6 +415,19 @@ class IndexSync:
                     self._rescan_window_in_background(cursor, known)
             self._journal_read_at = started
             return report
+
+    def _early_look(self, cursor: int) -> tuple[float, list[change_journal.Change]] | None:
+        """The ``first_look`` listing (when it began, what it found) if it listed from
+        the database's ``cursor`` within the staleness bound; once only."""
+        look, self._first_look = self._first_look, None
+        if look is None or look.cursor_ms != cursor:
+            return None
+        if time.monotonic() - look.started > self._staleness:
+            return None
+        try:
+            return look.started, look.changes.result()
+        except Exception:  # listed again by the caller, which raises what it meets
+            return None
 
     def _rescan_window_in_background(self, cursor: int, known: dict[str, ScopeListing]) -> None:
         """Apply every entry of the margin before ``cursor``, then move the database's

@@ -50,10 +50,11 @@ def root_uri(bucket_root: str) -> str:
 class Machine:
     """A store with an index file of its own, counting the run documents it reads."""
 
-    def __init__(self, root_uri: str, folder: Path) -> None:
+    def __init__(self, root_uri: str, folder: Path, staleness: float = 0.2) -> None:
         index = f"sqlite:///{folder / uuid.uuid4().hex}.sqlite"
         joiner = "&" if "?" in root_uri else "?"
-        self.store = BucketTrackingStore(f"{root_uri}{joiner}index={index}&index_staleness=0.2")
+        options = f"index={index}&index_staleness={staleness}"
+        self.store = BucketTrackingStore(f"{root_uri}{joiner}{options}")
         self.run_reads = 0
         objects = self.store.context.objects
         inner_get = objects.get
@@ -255,17 +256,56 @@ def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_mar
         objects.put(change.key.replace(lagging, f"{cursor - 60_000 + n:013d}", 1), b"")
 
     second = Machine(root_uri, tmp_path)
-    second.store.context.index()._sync.inline_limit = 1  # each experiment counts as large
     starts = _journal_listings(second)
+    second.store.context.index()._sync.inline_limit = 1  # each experiment counts as large
     second.answers(twin.experiments[0])
     tail_start = change_journal.JOURNAL_PREFIX + f"{cursor - sync.TAIL_MS:013d}"
     margin_start = change_journal.JOURNAL_PREFIX + f"{cursor - change_journal.MARGIN_MS:013d}"
-    assert starts and starts[0] == (tail_start, True)  # the request's own listing
+    assert starts and starts[0] == (tail_start, False)  # listed as the checkpoint downloads
     # The background rescan of the margin finds the lagging writer's change.
     assert _wait_for(
         lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     )
     assert (margin_start, False) in starts  # listed off the request's path
+
+
+def test_a_new_machine_lists_the_journals_tail_while_the_checkpoint_downloads(
+    root_uri: str, twin: Twin, tmp_path: Path
+) -> None:
+    """The checkpoint's key names its cursor: the listing of the journal from there
+    starts before the download, and the first search's look at the journal uses it."""
+    first = _write_checkpoint(root_uri, twin, tmp_path)
+    with first.store.context.index()._database.read() as session:
+        cursor = journal_cursor(session)
+    second = Machine(root_uri, tmp_path, staleness=60)  # the early listing is within it
+    objects = second.store.context.objects
+    inner_get_file, inner_after = objects.get_file, objects.list_after
+    caller, journal_listing = threading.get_ident(), threading.Event()
+    download_waited: list[bool] = []
+    starts: list[tuple[str, bool]] = []
+
+    def get_file(key: str, path: Any) -> None:
+        if key.startswith(checkpoints.CHECKPOINT_PREFIX):
+            # Sequential code would list the journal only after this returns.
+            download_waited.append(journal_listing.wait(10))
+        inner_get_file(key, path)
+
+    def list_after(prefix: str, start_after: str) -> Any:
+        if prefix == change_journal.JOURNAL_PREFIX:
+            starts.append((start_after, threading.get_ident() == caller))
+            journal_listing.set()
+        return inner_after(prefix, start_after)
+
+    objects.get_file = get_file  # type: ignore[method-assign]
+    objects.list_after = list_after  # type: ignore[method-assign]
+    second.store.context.index()._sync.inline_limit = 1  # the runs come from the journal
+
+    assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
+    assert download_waited == [True]
+    tail_start = change_journal.JOURNAL_PREFIX + f"{(cursor or 0) - sync.TAIL_MS:013d}"
+    assert starts[0] == (tail_start, False)
+    assert (tail_start, True) not in starts  # the search did not list it again
+    assert second.run_reads == 0
 
 
 def test_a_new_machine_places_unknown_ids_beside_the_journals_look(
@@ -279,6 +319,7 @@ def test_a_new_machine_places_unknown_ids_beside_the_journals_look(
     second = Machine(root_uri, tmp_path)
     index = second.store.context.index()  # the checkpoint is installed here
     index._sync.inline_limit = 1  # the experiments come from the journal
+    index._sync._first_look = None  # the search looks at the journal itself
     objects = second.store.context.objects
     inner_dir, inner_after = objects.list_dir, objects.list_after
     caller, folders_listing = threading.get_ident(), threading.Event()

@@ -15,15 +15,19 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.entities import Metric, Param, RunTag, ViewType
 from mlflow.exceptions import MlflowException
 
-from mlflow_plugin.index import sync
+from mlflow_plugin.format import change_journal
+from mlflow_plugin.index import queries, sync
 from mlflow_plugin.index.schema import index_stamp
 from mlflow_plugin.objectstore import LocalObjectStore
 from mlflow_plugin.tracking.store import BucketTrackingStore
@@ -90,6 +94,9 @@ class _Clock:
 
     def monotonic(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
 
 
 def test_another_process_change_shows_after_the_staleness_bound(
@@ -299,6 +306,62 @@ def test_a_large_scope_follows_the_change_journal(
     assert _search_tags(store, experiment_id, "state") == ["before", "before", "after", "before"]
 
 
+def test_a_search_past_the_bound_queries_beside_its_look_at_the_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The query starts beside the journal's look; its answer is kept only when the
+    look wrote nothing, and after a look that wrote, the next search queries after."""
+    clock, uri, store, experiment_id, run_ids = _large_scope(tmp_path, monkeypatch)
+    query_started = threading.Event()
+    inner_search = queries.search_run_ids
+
+    def search_run_ids(*args: Any, **kwargs: Any) -> Any:
+        query_started.set()
+        return inner_search(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "search_run_ids", search_run_ids)
+    objects = store.context.objects
+    inner_after = objects.list_after
+    journal_waited: list[bool] = []
+
+    def list_after(prefix: str, start_after: str) -> Any:
+        if prefix == change_journal.JOURNAL_PREFIX:
+            # Sequential code would query only after this returns.
+            journal_waited.append(query_started.wait(patience))
+        return inner_after(prefix, start_after)
+
+    monkeypatch.setattr(objects, "list_after", list_after)
+
+    def search_past_the_bound() -> list[str | None]:
+        query_started.clear()
+        clock.now += 0.6
+        return _search_tags(store, experiment_id, "state")
+
+    # The first look at the journal (nothing new) and the margin's rescan it starts.
+    monkeypatch.setattr(sync, "RESCAN_DELAY_S", 0.0)
+    patience = 0.0
+    assert _search_tags(store, experiment_id, "state") == ["before"] * 4
+    assert _wait_until(lambda: not store._index()._sync._window_rescanning)
+    patience = 10.0
+    journal_waited.clear()
+    assert search_past_the_bound() == ["before"] * 4
+    assert journal_waited == [True]
+    # Another writer's change: the look finds it, so the early answer is not the one given.
+    other = BucketTrackingStore(uri)
+    other.set_tag(run_ids[2], RunTag("state", "after"))
+    other.flush()
+    assert search_past_the_bound() == ["before", "before", "after", "before"]
+    assert journal_waited == [True, True]
+    # That look wrote: the next search queries after its look only.
+    patience = 0.5
+    assert search_past_the_bound() == ["before", "before", "after", "before"]
+    assert journal_waited == [True, True, False]
+    # This one wrote nothing: the next starts its query early again.
+    patience = 10.0
+    assert search_past_the_bound() == ["before", "before", "after", "before"]
+    assert journal_waited == [True, True, False, True]
+
+
 def test_a_large_scope_is_relisted_in_the_background(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -320,6 +383,15 @@ def test_a_large_scope_is_relisted_in_the_background(
     while _search_tags(store, experiment_id, "state")[2] != "after":
         assert time.monotonic() < deadline, "the background sync never landed"
         time.sleep(0.1)
+
+
+def _wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def _steps_to_read_a_page(runs: int, folder: Path) -> int:

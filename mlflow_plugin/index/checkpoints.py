@@ -45,7 +45,7 @@ from mlflow_plugin.index.schema import (
     IndexMeta,
     index_stamp,
 )
-from mlflow_plugin.index.state import IndexState
+from mlflow_plugin.index.state import WRITE_GENERATION, IndexState
 from mlflow_plugin.objectstore import NotFound, ObjectStore, ObjectStoreError
 
 __all__ = [
@@ -228,6 +228,10 @@ def _check_and_adopt(path: Path, root: str) -> int:
                 connection.execute(statement)
             connection.execute(
                 f"UPDATE {IndexMeta.__tablename__} SET value = ? WHERE name = 'root'", (root,)
+            )
+            # Its writer's count of writes means nothing here (and may be any value).
+            connection.execute(
+                f"DELETE FROM {IndexState.__tablename__} WHERE name = ?", (WRITE_GENERATION,)
             )
             connection.execute("COMMIT")
             connection.execute("PRAGMA journal_mode=WAL")

@@ -118,14 +118,19 @@ class IndexDatabase:
         return Session(self.reader)
 
     @contextlib.contextmanager
-    def write(self) -> Iterator[Session]:
-        """A transaction that holds the database's write lock from its first statement,
-        counted in the index's write generation (``state.write_generation``)."""
+    def write(self, *, bookkeeping: bool = False) -> Iterator[Session]:
+        """A transaction that holds the database's write lock from its first statement.
+
+        Counted in the index's write generation (``state.write_generation``) unless it is
+        ``bookkeeping``: it writes only the index's own records (listings, the journal's
+        cursor), none of the rows a search reads.
+        """
         with Session(self.writer) as session, session.begin():
             if _is_postgres(self.writer):  # SQLite's writer engine begins IMMEDIATE instead
                 session.execute(select(func.pg_advisory_xact_lock(_POSTGRES_LOCK)))
             yield session
-            count_write(session)
+            if not bookkeeping:
+                count_write(session)
 
     def dispose(self) -> None:
         self.reader.dispose()

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -29,7 +28,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from mlflow_plugin.format import change_journal
 from mlflow_plugin.format.documents import Document, decode_document
 from mlflow_plugin.format.run_stage import with_effective_stage
 from mlflow_plugin.index import checkpoints, queries
@@ -44,7 +42,7 @@ from mlflow_plugin.index.database import (
 )
 from mlflow_plugin.index.mlflow_internals import _DatasetSummary
 from mlflow_plugin.index.state import forget_listings, write_generation
-from mlflow_plugin.index.sync import TAIL_MS, IndexSync, JournalLook, SyncReport
+from mlflow_plugin.index.sync import IndexSync, JournalLook, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 
@@ -72,8 +70,7 @@ class QueryIndex:
         self._fetchers = ThreadPoolExecutor(_FETCHERS, thread_name_prefix="mlflow-bucket-index")
         self._listers = ThreadPoolExecutor(_LISTERS, thread_name_prefix="mlflow-bucket-list")
         self._queriers = ThreadPoolExecutor(_QUERIERS, thread_name_prefix="mlflow-bucket-query")
-        # Whether the last freshening wrote nothing (see ``_fresh_answer``).
-        self._quiet = True
+        self._last_sync_wrote_nothing = True  # see ``_fresh_answer``
         self._open_lock = threading.Lock()
         # Checkpoint writing (see ``_after_listing``), guarded by ``_open_lock``.
         self._checkpointing = False
@@ -93,15 +90,18 @@ class QueryIndex:
             looks: list[JournalLook] = []
 
             def look_ahead(checkpoint: checkpoints.Checkpoint) -> None:
-                # The journal's tail from the checkpoint's cursor, listed meanwhile: the
-                # first search's look at the journal is then done (see ``IndexSync``).
-                since, listing = checkpoint.cursor_ms, change_journal.changes_since
-                with contextlib.suppress(RuntimeError):  # the pool is shut down: closing
-                    changes = self._listers.submit(listing, self._store, since, TAIL_MS)
-                    looks.append(JournalLook(since, time.monotonic(), changes))
+                # The journal from the checkpoint's cursor, listed meanwhile: the first
+                # search's look at the journal is then done (see ``IndexSync``).
+                if self._staleness > 0:  # with a bound of 0 no look is reused
+                    with contextlib.suppress(RuntimeError):  # the pool is shut down: closing
+                        cursor = checkpoint.cursor_ms
+                        looks.append(JournalLook.start(self._listers, self._store, cursor))
 
-            if checkpoints.install_checkpoint(self._store, self._file, self._root, look_ahead):
-                first_look = looks[-1] if looks else None
+            installed = checkpoints.install_checkpoint(
+                self._store, self._file, self._root, look_ahead
+            )
+            if installed is not None and looks and looks[-1].cursor_ms == installed.cursor_ms:
+                first_look = looks[-1]
         database = database or open_index_database(self._url, self._root)
         return database, IndexSync(
             self._store,
@@ -217,7 +217,6 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
-
         def query(session: Session, damaged: list[str]) -> tuple[list[Document], str | None]:
             run_ids, token = queries.search_run_ids(
                 session, experiment_ids, filter_string, view_type, max_results, order_by, page_token
@@ -252,7 +251,6 @@ class QueryIndex:
         order_by: Sequence[str] | None,
         page_token: str | None,
     ) -> tuple[list[Document], str | None]:
-
         def query(session: Session, damaged: list[str]) -> tuple[list[Document], str | None]:
             ids, token = queries.search_experiment_ids(
                 session, view_type, max_results, filter_string, order_by, page_token
@@ -283,28 +281,35 @@ class QueryIndex:
         searches query after freshening only, until one finds nothing to write.
         """
         database, sync = self._current()
-        early: Future[tuple[int, _T, list[str]]] | None = None
-        before: int | None = None
-        if self._quiet:
-            early = self._queriers.submit(_generation_and_answer, database, query)
-        else:
-            before = _generation(database)
+        early = self._early_query(database, query)
+        before = None if early is not None else _generation(database)
         try:
             freshen(sync)
         finally:
             if early is not None and early.cancel():
-                early = None  # never started (every querier was busy)
+                early = None  # never started (every querier was busy): nothing to check
         current, sync = self._current()
         after = _generation(current) if current is database else None
         if early is not None:
             with contextlib.suppress(Exception):  # asked again below, raising it there
                 before, answer, damaged = early.result()
-                if before == after and not damaged:
-                    self._quiet = True
-                    return answer
         if before is not None:
-            self._quiet = before == after
-        return self._answer(sync, query)
+            self._last_sync_wrote_nothing = before == after
+        if early is None or not self._last_sync_wrote_nothing or before is None:
+            return self._answer(sync, query)
+        if damaged:
+            sync.reread(damaged)
+            return self._read(lambda session: query(session, []))
+        return answer
+
+    def _early_query(
+        self, database: IndexDatabase, query: Callable[[Session, list[str]], _T]
+    ) -> Future[tuple[int, _T, list[str]]] | None:
+        if not self._last_sync_wrote_nothing:
+            return None
+        with contextlib.suppress(RuntimeError):  # the pool is shut down: the index closes
+            return self._queriers.submit(_generation_and_answer, database, query)
+        return None
 
     def _answer(self, sync: IndexSync, query: Callable[[Session, list[str]], _T]) -> _T:
         """``query``'s answer; if it met damaged indexed copies (a checkpoint's rows come
@@ -348,7 +353,7 @@ class QueryIndex:
         def clear() -> None:
             database, sync = self._current()
             clear_index(database)
-            with database.write() as session:
+            with database.write(bookkeeping=True) as session:
                 forget_listings(session)
             sync.forget()
 

@@ -60,8 +60,9 @@ __all__ = [
 #: version is dropped and rebuilt from the bucket. 2: documents are checked against the
 #: format's schema before they are mirrored (an index of 1 may hold damaged ones).
 #: 3: MLflow's tables are created without foreign keys. 4: the scopes' listing times and
-#: the change journal's cursor (``index.state``).
-INDEX_VERSION = 4
+#: the change journal's cursor (``index.state``). 5: the write generation, which every
+#: process writing the index must count (``IndexDatabase.write``).
+INDEX_VERSION = 5
 
 MLFLOW_TABLES: list[Table] = [
     model.__table__

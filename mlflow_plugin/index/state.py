@@ -12,6 +12,7 @@ each): a search compares the counts before its early query and after its sync.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -23,6 +24,7 @@ from mlflow_plugin.index.schema import IndexBase
 __all__ = [
     "IndexScope",
     "IndexState",
+    "WRITE_GENERATION",
     "ScopeListing",
     "count_write",
     "forget_listings",
@@ -36,6 +38,8 @@ __all__ = [
 
 _JOURNAL_CURSOR = "journal_cursor_ms"
 _GENERATION = "write_generation"
+#: The state's row of the write generation (a checkpoint drops its writer's count).
+WRITE_GENERATION = _GENERATION
 _IN_CHUNK = 500  # scopes per IN (...) clause, under every database's parameter limit
 
 
@@ -63,10 +67,19 @@ class ScopeListing(NamedTuple):
     documents: int
 
 
-def listed_scopes(session: Session) -> dict[str, ScopeListing]:
-    """Every listed scope (plain tuples: thousands are read before many searches)."""
+def listed_scopes(session: Session, only: Sequence[str] | None = None) -> dict[str, ScopeListing]:
+    """Every listed scope, or those of ``only`` (plain tuples: thousands are read
+    before many searches)."""
     query = select(IndexScope.scope, IndexScope.listed_at_ms, IndexScope.documents)
-    return {scope: ScopeListing(at, documents) for scope, at, documents in session.execute(query)}
+    if only is None:
+        return {scope: ScopeListing(at, n) for scope, at, n in session.execute(query)}
+    return {
+        scope: ScopeListing(at, n)
+        for start in range(0, len(only), _IN_CHUNK)
+        for scope, at, n in session.execute(
+            query.where(IndexScope.scope.in_(only[start : start + _IN_CHUNK]))
+        )
+    }
 
 
 def journal_cursor(session: Session) -> int | None:
@@ -83,12 +96,17 @@ def write_generation(session: Session) -> int:
 
 def count_write(session: Session) -> None:
     """Add this write transaction to the write generation (the caller holds the
-    database's write lock, so no other writer inserts the row at the same time)."""
+    database's write lock, so no other writer inserts the row at the same time).
+
+    A database without the row (new, rebuilt, or a checkpoint just adopted) starts at
+    a random count: a count read from a file another process has since replaced is
+    not met again by chance.
+    """
     counted = session.execute(
         update(IndexState).where(IndexState.name == _GENERATION).values(value=IndexState.value + 1)
     )
     if counted.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(IndexState(name=_GENERATION, value=1))
+        session.add(IndexState(name=_GENERATION, value=secrets.randbits(62)))
 
 
 def move_journal_cursor(session: Session, at_ms: int, *, back: bool = False) -> None:

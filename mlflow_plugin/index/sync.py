@@ -139,6 +139,13 @@ class JournalLook:
     started: float  # monotonic
     changes: Future[list[change_journal.Change]]
 
+    @classmethod
+    def start(cls, pool: ThreadPoolExecutor, store: ObjectStore, cursor_ms: int) -> JournalLook:
+        """Start listing the journal from ``cursor_ms`` on ``pool``."""
+        started = time.monotonic()
+        changes = pool.submit(change_journal.changes_since, store, cursor_ms, TAIL_MS)
+        return cls(cursor_ms, started, changes)
+
 
 @dataclass(frozen=True)
 class _FolderListing:
@@ -307,7 +314,7 @@ class IndexSync:
         """Those of ``scopes`` whose last full listing (by any process) is older than
         ``full_listing_ms``, or than ten times what it took this process."""
         with self._database.read() as session:
-            known = listed_scopes(session)
+            known = listed_scopes(session, scopes)
         now = change_journal.now_ms()
         due = []
         for scope in scopes:
@@ -329,7 +336,7 @@ class IndexSync:
                 self._must_list.discard(scope)
             started, started_ms = time.monotonic(), change_journal.now_ms()
             report = sync()
-            with self._database.write() as session:
+            with self._database.write(bookkeeping=True) as session:
                 record_listing(session, scope, started_ms, report.listed)
             with self._lock:
                 self._synced_at[scope] = started
@@ -392,7 +399,7 @@ class IndexSync:
             elif now - cursor > change_journal.TRUST_MS:
                 with self._lock:
                     self._must_list.update(known)
-                with self._database.write() as session:  # the listings move it back
+                with self._database.write(bookkeeping=True) as session:  # listings move it back
                     move_journal_cursor(session, now - change_journal.MARGIN_MS)
                 self._journal_tail = None
             else:
@@ -459,7 +466,7 @@ class IndexSync:
     def _advance_cursor(self, to_ms: int, known: dict[str, ScopeListing]) -> None:
         """Move the database's cursor forward to ``to_ms``, but never past the start of a
         listing recorded since ``known`` was read: its scope's entries were not applied."""
-        with self._database.write() as session:
+        with self._database.write(bookkeeping=True) as session:
             relisted = [
                 row.listed_at_ms
                 for scope, row in listed_scopes(session).items()
@@ -706,7 +713,7 @@ class IndexSync:
                 }
             empty = [runs_scope(e) for e in ids if e not in holding]
             if empty:
-                with self._database.write() as session:
+                with self._database.write(bookkeeping=True) as session:
                     record_listings(session, empty, folders.started_ms, 0)
                 with self._lock:
                     self._must_list.difference_update(empty)

@@ -255,13 +255,14 @@ def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_mar
         lagging = f"{change.at_ms:013d}"
         objects.put(change.key.replace(lagging, f"{cursor - 60_000 + n:013d}", 1), b"")
 
-    second = Machine(root_uri, tmp_path)
+    second = Machine(root_uri, tmp_path, staleness=60)  # the early listing is within it
     starts = _journal_listings(second)
     second.store.context.index()._sync.inline_limit = 1  # each experiment counts as large
     second.answers(twin.experiments[0])
     tail_start = change_journal.JOURNAL_PREFIX + f"{cursor - sync.TAIL_MS:013d}"
     margin_start = change_journal.JOURNAL_PREFIX + f"{cursor - change_journal.MARGIN_MS:013d}"
     assert starts and starts[0] == (tail_start, False)  # listed as the checkpoint downloads
+    assert (margin_start, True) not in starts  # never on the request's path
     # The background rescan of the margin finds the lagging writer's change.
     assert _wait_for(
         lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())

@@ -342,6 +342,8 @@ def test_a_search_past_the_bound_queries_beside_its_look_at_the_journal(
     patience = 0.0
     assert _search_tags(store, experiment_id, "state") == ["before"] * 4
     assert _wait_until(lambda: not store._index()._sync._window_rescanning)
+    # One look with nothing to write, after the rescan's: the next starts its query early.
+    assert search_past_the_bound() == ["before"] * 4
     patience = 10.0
     journal_waited.clear()
     assert search_past_the_bound() == ["before"] * 4

@@ -33,7 +33,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -185,10 +185,13 @@ class IndexSync:
         self._listed: dict[str, int] = {}  # scope -> documents its last listing found
         self._list_seconds: dict[str, float] = {}  # scope -> how long that listing took
         self._written: dict[str, set[str]] = {}  # scope -> keys this process wrote since
+        # Scopes whose written keys a search took and is re-reading (see ``_taking_written``).
+        self._rereading: dict[str, int] = {}
         self._must_list: set[str] = set()
         self._background: set[str] = set()
         self._closed = False
         self._lock = threading.Lock()
+        self._rereads_done = threading.Condition(self._lock)
         self._scope_locks: dict[str, threading.Lock] = {}
         # The change journal is read for every scope at once, at most once per bound.
         self._journal_lock = threading.Lock()
@@ -265,13 +268,13 @@ class IndexSync:
         request up for seconds, is brought up to date from the change journal (one
         listing for every scope) and listed in full in the background now and then.
         """
-        with self._lock:
-            synced_at = self._synced_at.get(scope)
-            written = self._written.pop(scope, set())
-            flagged = scope in self._must_list
-        must_list, large, list_now = self._plan(scope, synced_at, flagged)
-        report = SyncReport()
-        try:
+        with self._taking_written([scope]) as taken:
+            written = taken[scope]
+            with self._lock:
+                synced_at = self._synced_at.get(scope)
+                flagged = scope in self._must_list
+            must_list, large, list_now = self._plan(scope, synced_at, flagged)
+            report = SyncReport()
             if list_now:
                 report.add(self._list_and_sync(scope, sync, synced_at))
             else:
@@ -279,13 +282,39 @@ class IndexSync:
                     report.add(self._catch_up_journal())
                 if written:
                     report.add(self._reread(scope, kind, sorted(written)))
-        except BaseException:
-            with self._lock:
-                self._written.setdefault(scope, set()).update(written)
-            raise
         if large and not must_list and self._full_listing_due([scope]):
             self._sync_in_background(scope, sync)
         return report
+
+    @contextlib.contextmanager
+    def _taking_written(self, scopes: Sequence[str]) -> Iterator[dict[str, set[str]]]:
+        """Take this process's writes to ``scopes`` not yet re-read: the caller re-reads
+        (or lists) them before it answers; if it fails, they are put back.
+
+        Another thread's search may have taken some of them (this caller's own write
+        among them) and still be re-reading them: those re-reads are waited for first,
+        so no search answers before the writes of its own thread are in the index.
+        """
+        with self._lock:
+            self._rereads_done.wait_for(lambda: not any(s in self._rereading for s in scopes))
+            taken = {scope: self._written.pop(scope, set()) for scope in scopes}
+            busy = [scope for scope, keys in taken.items() if keys]
+            for scope in busy:
+                self._rereading[scope] = self._rereading.get(scope, 0) + 1
+        try:
+            yield taken
+        except BaseException:
+            with self._lock:
+                for scope in busy:
+                    self._written.setdefault(scope, set()).update(taken[scope])
+            raise
+        finally:
+            with self._lock:
+                for scope in busy:
+                    self._rereading[scope] -= 1
+                    if not self._rereading[scope]:
+                        del self._rereading[scope]
+                self._rereads_done.notify_all()
 
     def _plan(
         self,
@@ -615,34 +644,30 @@ class IndexSync:
     def _fresh_many(self, ids: list[str]) -> SyncReport:
         """``_fresh`` for the run scopes of many experiments at once (see the module doc)."""
         now = time.monotonic()
-        with self._lock:
-            seen = {e: self._synced_at.get(runs_scope(e)) for e in ids}
-            written = {e: self._written.pop(runs_scope(e), set()) for e in ids}
-            flagged = {e for e in ids if runs_scope(e) in self._must_list}
-        known = self._known_scopes() if any(t is None for t in seen.values()) else {}
-        must_list = [
-            e for e in ids if e in flagged or (seen[e] is None and runs_scope(e) not in known)
-        ]
-        expired = [
-            e
-            for e in ids
-            if e not in must_list and (seen[e] is None or now - (seen[e] or now) > self._staleness)
-        ]
-        large = sum(self._documents(runs_scope(e), known) for e in expired) > self.inline_limit
-        inline = must_list if large else must_list + expired
-        report = SyncReport()
-        try:
+        with self._taking_written([runs_scope(e) for e in ids]) as taken:
+            written = {e: taken[runs_scope(e)] for e in ids}
+            with self._lock:
+                seen = {e: self._synced_at.get(runs_scope(e)) for e in ids}
+                flagged = {e for e in ids if runs_scope(e) in self._must_list}
+            known = self._known_scopes() if any(t is None for t in seen.values()) else {}
+            must_list = [
+                e for e in ids if e in flagged or (seen[e] is None and runs_scope(e) not in known)
+            ]
+            expired = [
+                e
+                for e in ids
+                if e not in must_list
+                and (seen[e] is None or now - (seen[e] or now) > self._staleness)
+            ]
+            large = sum(self._documents(runs_scope(e), known) for e in expired) > self.inline_limit
+            inline = must_list if large else must_list + expired
+            report = SyncReport()
             report.add(self._list_many(inline, seen, {e for e in inline if written[e]}))
             if large:
                 report.add(self._catch_up_journal())
             for e in ids:
                 if e not in inline and written[e]:
                     report.add(self._reread(runs_scope(e), "run", sorted(written[e])))
-        except BaseException:
-            with self._lock:
-                for e, keys_written in written.items():
-                    self._written.setdefault(runs_scope(e), set()).update(keys_written)
-            raise
         if large:
             due = set(self._full_listing_due([runs_scope(e) for e in expired]))
             self._list_many_in_background([e for e in expired if runs_scope(e) in due], seen)

@@ -146,6 +146,36 @@ def test_own_writes_show_at_once_whatever_the_bound(root_uri: str) -> None:
     assert names == [renamed]
 
 
+def test_own_writes_show_at_once_in_every_thread(tmp_path: Path) -> None:
+    """Threads sharing one store each tag their own run, then search for that tag at once:
+    a search must wait for another thread's re-read that took its write along."""
+    store = BucketTrackingStore(f"bucket+file:{tmp_path / 'root'}?index_staleness=3600")
+    experiment_id = store.create_experiment("threads")
+    threads = 4
+    run_ids = [
+        store.create_run(experiment_id, "u", 0, [], f"r{i}").info.run_id for i in range(threads)
+    ]
+    store.search_runs([experiment_id], None, ViewType.ALL)  # the index holds them all
+    in_step, missed = threading.Barrier(threads), []
+
+    def tag_and_search(i: int) -> None:
+        for k in range(20):
+            value = f"{i}-{k}"
+            in_step.wait()
+            store.set_tag(run_ids[i], RunTag("t", value))
+            # One experiment, then several (a second, single-scope and many-scope path).
+            ids = [experiment_id] if k % 2 else [experiment_id, "999999"]
+            if not store.search_runs(ids, f"tags.t = '{value}'", ViewType.ALL):
+                missed.append(value)
+
+    workers = [threading.Thread(target=tag_and_search, args=(i,)) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert not missed
+
+
 def test_a_sync_fetches_only_changed_documents(root_uri: str) -> None:
     store = BucketTrackingStore(root_uri)
     _experiment_id, run_ids = _fill(store, 12)

@@ -32,6 +32,7 @@ from mlflow_plugin.index.state import journal_cursor
 from mlflow_plugin.objectstore import ObjectStore, StoredObject, open_object_store
 from mlflow_plugin.objectstore import parse_store_uri as parse
 from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.polling import wait_until
 
 _SEARCHES: list[tuple[str | None, int, list[str]]] = [
     (None, ViewType.ACTIVE_ONLY, []),
@@ -195,7 +196,7 @@ def test_a_large_experiment_follows_the_journal_after_the_checkpoint(
     assert _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     assert second.run_reads == 0
     # The first look's rescan of the journal's margin (in the background) is done.
-    assert _wait_for(lambda: not index_sync._window_rescanning)
+    assert wait_until(lambda: not index_sync._window_rescanning)
 
     twin.on_run("run-3", lambda c, r: c.set_tag(r, "state", "after"))
     twin.run(1, "run-late", "0", 0.8, "after")
@@ -220,15 +221,6 @@ def _journal_listings(machine: Machine) -> list[tuple[str, bool]]:
 
     objects.list_after = recorded  # type: ignore[method-assign]
     return starts
-
-
-def _wait_for(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_margin(
@@ -264,7 +256,7 @@ def test_a_new_machine_reads_the_journal_from_the_checkpoints_cursor_not_its_mar
     assert starts and starts[0] == (tail_start, False)  # listed as the checkpoint downloads
     assert (margin_start, True) not in starts  # never on the request's path
     # The background rescan of the margin finds the lagging writer's change.
-    assert _wait_for(
+    assert wait_until(
         lambda: _sorted(second.answers(twin.experiments[0])) == _sorted(twin.reference())
     )
     assert (margin_start, False) in starts  # listed off the request's path

@@ -18,7 +18,6 @@ import textwrap
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from mlflow_plugin.index import queries, sync
 from mlflow_plugin.index.schema import index_stamp
 from mlflow_plugin.objectstore import LocalObjectStore
 from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.polling import wait_until
 from tests.servers import S3Endpoint
 
 
@@ -371,7 +371,7 @@ def test_a_search_past_the_bound_queries_beside_its_look_at_the_journal(
     monkeypatch.setattr(sync, "RESCAN_DELAY_S", 0.0)
     patience = 0.0
     assert _search_tags(store, experiment_id, "state") == ["before"] * 4
-    assert _wait_until(lambda: not store._index()._sync._window_rescanning)
+    assert wait_until(lambda: not store._index()._sync._window_rescanning)
     # One look with nothing to write, after the rescan's: the next starts its query early.
     assert search_past_the_bound() == ["before"] * 4
     patience = 10.0
@@ -415,15 +415,6 @@ def test_a_large_scope_is_relisted_in_the_background(
     while _search_tags(store, experiment_id, "state")[2] != "after":
         assert time.monotonic() < deadline, "the background sync never landed"
         time.sleep(0.1)
-
-
-def _wait_until(condition: Callable[[], bool], seconds: float = 30.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def _steps_to_read_a_page(runs: int, folder: Path) -> int:

@@ -1,16 +1,16 @@
 """``QueryIndex``: what the tracking store asks of its index.
 
-Opened lazily by the first search, so a process that only logs never creates it.
-Each search first makes the scopes it reads fresh (see ``sync``), then answers from
-SQL and returns the indexed documents of the page. The query also starts beside the
-freshening, on the database as it stands: if nothing was written to the database
-meanwhile (by any process: its write generation is unchanged), that answer is the one
-a query after the freshening gives, so a search past the staleness bound waits for its
-look at the bucket or its query, not for one and then the other. If the database file disappears
-(a user deleted the cache), it is recreated and filled again on the next search; if
-a query finds the file damaged, it is moved aside, rebuilt, and the call retried once.
-A SQLite index that does not exist yet starts from the bucket's newest index
-checkpoint, if there is a usable one (see ``checkpoints``).
+Opened lazily by the first search, so a process that only logs never creates it. Each
+search first makes the scopes it reads fresh (see ``sync``), then answers from SQL and
+returns the indexed documents of the page. The query also starts beside the freshening,
+on the database as it stands: if nothing was written to the database meanwhile (by any
+process: its write generation is unchanged), that answer is the one a query after the
+freshening gives, so a search past the staleness bound waits for its look at the bucket
+or its query, not for one and then the other. If the database file disappears (a user
+deleted the cache), it is recreated and filled again on the next search; if a query
+finds the file damaged, it is moved aside, rebuilt, and the call retried once. A SQLite
+index that does not exist yet starts from the bucket's newest index checkpoint, if there
+is a usable one (see ``checkpoints``).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.moto_atomic import make_conditional_writes_atomic
+from tests.moto_patches import patch_moto
 
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -80,7 +80,7 @@ def free_port(avoid_grpc_clash: bool = False) -> int:
 def moto_endpoint() -> Iterator[S3Endpoint]:
     from moto.server import ThreadedMotoServer
 
-    make_conditional_writes_atomic()
+    patch_moto()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -90,10 +90,10 @@ def moto_endpoint() -> Iterator[S3Endpoint]:
         server.stop()
 
 
-# moto's server, in a process of its own, with atomic conditional writes (tests/moto_atomic.py).
+# moto's server, in a process of its own, with atomic conditional writes (tests/moto_patches.py).
 _ATOMIC_MOTO_SERVER = (
     f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r}); "
-    "from tests.moto_atomic import main; main()"
+    "from tests.moto_patches import main; main()"
 )
 
 
@@ -137,7 +137,7 @@ class InterruptibleMotoEndpoint:
     def __init__(self, bucket: str) -> None:
         from moto.server import ThreadedMotoServer
 
-        make_conditional_writes_atomic()
+        patch_moto()
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self._server.start()
@@ -157,7 +157,7 @@ class InterruptibleMotoEndpoint:
     def up(self) -> None:
         from moto.server import ThreadedMotoServer
 
-        make_conditional_writes_atomic()
+        patch_moto()
 
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
         self._server.start()

@@ -95,7 +95,7 @@ class ObjectStoreConformance:
 
     #: The backend decides a conditional write's condition and the write in one step, so
     #: racing writers have exactly one winner. moto on its own does not; the suite's moto
-    #: fixture makes it (``tests/moto_atomic.py``), as real S3 and SeaweedFS are.
+    #: fixture makes it (``tests/moto_patches.py``), as real S3 and SeaweedFS are.
     atomic_conditional_writes = True
 
     @pytest.fixture

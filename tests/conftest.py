@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -33,6 +34,27 @@ os.environ["MLFLOW_BUCKET_SPOOL_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-t
 os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-test-index-")
 # Removed when this process's tests are done (pytest_unconfigure): each run made two more.
 _SCRATCH_FOLDERS = (os.environ["MLFLOW_BUCKET_SPOOL_DIR"], os.environ["MLFLOW_BUCKET_INDEX_DIR"])
+
+
+# A worker keeps much of what its tests made: moto's objects, and the stores MLflow caches
+# per URI (up to 100) with their threads. After a few hundred tests that is millions of
+# objects, and every full collection walked them all, a second or more each time (and
+# ``autolog`` starts with one). So what the tests leave is frozen now and then, and later
+# collections walk only what was made since.
+_FREEZE_EVERY = 100  # tests; and after each test file
+_tests_since_freeze = 0
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    global _tests_since_freeze
+    yield  # the test's fixtures, and its file's when it was the last, are torn down
+    _tests_since_freeze += 1
+    file_done = nextitem is None or nextitem.path != item.path
+    if file_done or _tests_since_freeze >= _FREEZE_EVERY:
+        gc.collect()  # what is garbage now is freed, not frozen
+        gc.freeze()
+        _tests_since_freeze = 0
 
 
 @pytest.fixture(scope="module", autouse=True)

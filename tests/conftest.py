@@ -48,6 +48,8 @@ _tests_since_freeze = 0
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     global _tests_since_freeze
+    if nextitem is None:
+        _upload_what_stores_hold()  # while the session's S3 endpoints are still up
     yield  # the test's fixtures, and its file's when it was the last, are torn down
     _tests_since_freeze += 1
     file_done = nextitem is None or nextitem.path != item.path
@@ -55,6 +57,17 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         gc.collect()  # what is garbage now is freed, not frozen
         gc.freeze()
         _tests_since_freeze = 0
+
+
+def _upload_what_stores_hold() -> None:
+    """Close every write buffer of this process now, as its exit would.
+
+    At exit the session's moto servers are gone, and a buffer still holding points for
+    one (a store a test dropped) retried its upload for seconds before giving up.
+    """
+    from mlflow_plugin.tracking.write_buffer import close_live_buffers
+
+    close_live_buffers()
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -66,7 +66,7 @@ from mlflow_plugin.objectstore.backoff import Backoff
 from mlflow_plugin.objectstore.errors import CorruptObject
 from mlflow_plugin.tracking.spool import OpenLine, Spool
 
-__all__ = ["RunNotWritable", "WriteBuffer", "WriteSettings"]
+__all__ = ["RunNotWritable", "WriteBuffer", "WriteSettings", "close_live_buffers"]
 
 _logger = logging.getLogger(__name__)
 
@@ -116,7 +116,8 @@ _CLOSE_BACKOFF = Backoff(first=0.1, ceiling=2.0)
 
 
 @atexit.register
-def _flush_at_exit() -> None:
+def close_live_buffers() -> None:
+    """Close every write buffer of this process, as its exit does."""
     # Closing also removes an empty spool folder. MLflow's own exit hook (end_run) may
     # still log after this one; the buffer keeps working, without the spool.
     for buffer in list(_live_buffers):

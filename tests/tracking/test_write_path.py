@@ -257,6 +257,44 @@ def test_a_forked_child_keeps_its_own_points_and_the_parents(tmp_path: Path) -> 
     assert [m.step for m in client.get_metric_history(run_id, "child")] == list(range(3))
 
 
+def _history_in_forked_child(store: BucketTrackingStore, run_id: str) -> None:
+    steps = [m.step for m in store.get_metric_history(run_id, "m")]
+    os._exit(0 if steps == list(range(3)) else 1)
+
+
+def test_a_forked_child_reads_through_a_pool_of_its_own(tmp_path: Path) -> None:
+    """The parent's read threads do not exist in a forked child: reading there through
+    the parent's pool would wait for ever."""
+    import multiprocessing
+
+    store = BucketTrackingStore(f"bucket+file://{tmp_path / 'root'}")
+    run_id = store.create_run("0", "u", 0, [], "r").info.run_id
+    store.log_batch(run_id, [Metric("m", float(s), s, s) for s in range(3)], [], [])
+    store.flush()
+    assert len(store.get_metric_history(run_id, "m")) == 3  # the parent's pool has threads
+    child = multiprocessing.get_context("fork").Process(
+        target=_history_in_forked_child, args=(store, run_id)
+    )
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+
+
+def test_a_store_no_longer_referenced_is_freed(tmp_path: Path) -> None:
+    """Nothing process-wide keeps a store's context (its index, pools and threads)
+    alive once its owner drops it: MLflow caches 100 stores and drops the oldest."""
+    import gc
+    import weakref
+
+    store = BucketTrackingStore(f"bucket+file://{tmp_path / 'root'}")
+    store.create_experiment("e")
+    assert len(store.search_experiments()) == 2  # the index is open too
+    context = weakref.ref(store.context)
+    del store
+    gc.collect()
+    assert context() is None
+
+
 def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) -> None:
     from mlflow_plugin.tracking.write_buffer import WriteSettings
 

@@ -21,6 +21,7 @@ from tests.servers import (
     moto_endpoint,
     postgres_server,
     seaweedfs_endpoint,
+    upload_before_stopping,
 )
 
 # boto3 reads credentials when a client is created; set them before any test runs,
@@ -36,38 +37,42 @@ os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-t
 _SCRATCH_FOLDERS = (os.environ["MLFLOW_BUCKET_SPOOL_DIR"], os.environ["MLFLOW_BUCKET_INDEX_DIR"])
 
 
-# A worker keeps much of what its tests made: moto's objects, and the stores MLflow caches
-# per URI (up to 100) with their threads. After a few hundred tests that is millions of
-# objects, and every full collection walked them all, a second or more each time (and
-# ``autolog`` starts with one). So what the tests leave is frozen now and then, and later
-# collections walk only what was made since.
-_FREEZE_EVERY = 100  # tests; and after each test file
+# A worker keeps much of what its tests made: moto's objects above all, and the stores
+# MLflow caches per URI (up to 100). After a few hundred tests that is millions of
+# objects, and every full collection walked them all, a second or more each time
+# (``autolog`` starts with one). So what the tests leave is frozen after each file and
+# every 100 tests, and later collections walk only what was made since. At a file's end
+# MLflow's store caches are emptied first, so its stores are freed rather than frozen; a
+# store cached at a freeze inside a file stays in memory for the worker's life (memory
+# only: frozen objects cost collections nothing).
+_FREEZE_EVERY = 100  # tests
 _tests_since_freeze = 0
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     global _tests_since_freeze
-    if nextitem is None:
-        _upload_what_stores_hold()  # while the session's S3 endpoints are still up
     yield  # the test's fixtures, and its file's when it was the last, are torn down
+    if nextitem is None:
+        return  # the worker exits: nothing left to speed up
     _tests_since_freeze += 1
-    file_done = nextitem is None or nextitem.path != item.path
+    file_done = nextitem.path != item.path
+    if file_done:
+        _forget_cached_stores()
     if file_done or _tests_since_freeze >= _FREEZE_EVERY:
         gc.collect()  # what is garbage now is freed, not frozen
         gc.freeze()
         _tests_since_freeze = 0
 
 
-def _upload_what_stores_hold() -> None:
-    """Close every write buffer of this process now, as its exit would.
+def _forget_cached_stores() -> None:
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    At exit the session's moto servers are gone, and a buffer still holding points for
-    one (a store a test dropped) retried its upload for seconds before giving up.
-    """
-    from mlflow_plugin.tracking.write_buffer import close_live_buffers
-
-    close_live_buffers()
+    tracking_utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
+    registry = registry_utils._model_registry_store_registry  # created at first use
+    if registry is not None:
+        registry._get_store_with_resolved_uri.cache_clear()
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -97,12 +102,14 @@ def mlflow_defaults_after_each_file() -> Iterator[None]:
 def moto_s3() -> Iterator[S3Endpoint]:
     with moto_endpoint() as endpoint:
         yield endpoint
+        upload_before_stopping()
 
 
 @pytest.fixture(scope="session")
 def seaweedfs_s3() -> Iterator[S3Endpoint]:
     with seaweedfs_endpoint() as endpoint:
         yield endpoint
+        upload_before_stopping()
 
 
 @pytest.fixture(scope="session")

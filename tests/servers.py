@@ -57,6 +57,15 @@ class S3Endpoint:
         return bucket
 
 
+def upload_before_stopping() -> None:
+    """Close every write buffer of this process, as its exit would: called by a session's
+    endpoint fixture before its server stops. At exit the server is gone, and a buffer
+    still holding points for it (a store a test dropped) retried its upload for seconds."""
+    from mlflow_plugin.tracking.write_buffer import close_live_buffers
+
+    close_live_buffers()
+
+
 def free_port(avoid_grpc_clash: bool = False) -> int:
     """A free port; SeaweedFS also binds port+10000 for gRPC, so keep that free too."""
     for _ in range(200):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.proxy import FaultPolicy, FaultProxy
-from tests.servers import S3Endpoint, moto_process_endpoint
+from tests.servers import S3Endpoint, moto_process_endpoint, upload_before_stopping
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +18,7 @@ def torture_moto() -> Iterator[S3Endpoint]:
     """moto competing with nobody for the test process's GIL (the proxy lives there)."""
     with moto_process_endpoint() as endpoint:
         yield endpoint
+        upload_before_stopping()
 
 
 @pytest.fixture(params=["bucket+file", "bucket+s3"])

@@ -37,14 +37,12 @@ os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-t
 _SCRATCH_FOLDERS = (os.environ["MLFLOW_BUCKET_SPOOL_DIR"], os.environ["MLFLOW_BUCKET_INDEX_DIR"])
 
 
-# A worker keeps much of what its tests made: moto's objects above all, and the stores
-# MLflow caches per URI (up to 100). After a few hundred tests that is millions of
-# objects, and every full collection walked them all, a second or more each time
-# (``autolog`` starts with one). So what the tests leave is frozen after each file and
-# every 100 tests, and later collections walk only what was made since. At a file's end
-# MLflow's store caches are emptied first, so its stores are freed rather than frozen; a
-# store cached at a freeze inside a file stays in memory for the worker's life (memory
-# only: frozen objects cost collections nothing).
+# A worker keeps much of what its tests made: moto's objects, and every store a test
+# opened (each registers a fork hook, which keeps it for the process's life). After a
+# few hundred tests that is millions of objects, and every full collection walked them
+# all, a second or more each time (``autolog`` starts with one). So what the tests leave
+# is frozen after each file and every 100 tests, and later collections walk only what
+# was made since.
 _FREEZE_EVERY = 100  # tests
 _tests_since_freeze = 0
 
@@ -56,23 +54,10 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if nextitem is None:
         return  # the worker exits: nothing left to speed up
     _tests_since_freeze += 1
-    file_done = nextitem.path != item.path
-    if file_done:
-        _forget_cached_stores()
-    if file_done or _tests_since_freeze >= _FREEZE_EVERY:
+    if nextitem.path != item.path or _tests_since_freeze >= _FREEZE_EVERY:
         gc.collect()  # what is garbage now is freed, not frozen
         gc.freeze()
         _tests_since_freeze = 0
-
-
-def _forget_cached_stores() -> None:
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    tracking_utils._tracking_store_registry._get_store_with_resolved_uri.cache_clear()
-    registry = registry_utils._model_registry_store_registry  # created at first use
-    if registry is not None:
-        registry._get_store_with_resolved_uri.cache_clear()
 
 
 @pytest.fixture(scope="module", autouse=True)

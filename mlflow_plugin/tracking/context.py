@@ -26,7 +26,6 @@ import logging
 import os
 import threading
 import uuid
-import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -118,21 +117,6 @@ def check_run_active(doc: Document) -> None:
     check_active(doc, "run")
 
 
-# The contexts alive in this process, so that a forked child gives each a read pool of
-# its own. One fork hook for all of them: a hook per context (a bound method) stays in
-# the interpreter's list for the process's life, and with it every context ever opened,
-# its index, its pools and their threads.
-_live_contexts: weakref.WeakSet[StoreContext] = weakref.WeakSet()
-
-
-def _new_readers_in_forked_child() -> None:
-    for context in list(_live_contexts):
-        context.new_readers()
-
-
-os.register_at_fork(after_in_child=_new_readers_in_forked_child)
-
-
 class StoreContext:
     """The state one tracking store's collaborators share; raises storage errors as they are.
 
@@ -182,7 +166,8 @@ class StoreContext:
             root_identity(location), cache_max_bytes(location)
         )
         self.readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
-        _live_contexts.add(self)  # a forked child cannot use the parent's pool threads
+        # A forked child cannot use the parent's pool threads; give it a pool of its own.
+        os.register_at_fork(after_in_child=self._new_readers)
         spool_dir = spool_settings(location)
         self.spool_root = spool_root(spool_dir, root_identity(location)) if spool_dir else None
         self.buffer = WriteBuffer(
@@ -201,8 +186,7 @@ class StoreContext:
             self.recovery = SpoolRecovery(self.spool_root, self.buffer.upload)
             self.recovery.start()
 
-    def new_readers(self) -> None:
-        """A pool of its own, for a forked child."""
+    def _new_readers(self) -> None:
         self.readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
 
     # -- the query index -------------------------------------------------------------

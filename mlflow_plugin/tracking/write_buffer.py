@@ -114,11 +114,6 @@ _CLOSE_RETRY_SECONDS = 60.0
 _CLOSE_RETRY_SECONDS_SPOOLED = 10.0
 _CLOSE_BACKOFF = Backoff(first=0.1, ceiling=2.0)
 
-# A flusher that found nothing to upload this many times in a row stops; the next append
-# starts another. One that never stopped would keep its buffer, and the store around it,
-# alive after the store's owner dropped it (MLflow keeps 100 stores and drops the oldest).
-_IDLE_FLUSHES_BEFORE_STOPPING = 3
-
 
 @atexit.register
 def close_live_buffers() -> None:
@@ -221,11 +216,6 @@ class WriteBuffer:
                 self._start_flusher()
         self._seal()
 
-    def flusher_running(self) -> bool:
-        """Whether a flusher thread runs now (it stops when idle; an append starts one)."""
-        with self._lock:
-            return self._thread is not None
-
     def pending(self, run_id: str) -> bool:
         with self._lock:
             queue = self._runs.get(run_id)
@@ -240,7 +230,6 @@ class WriteBuffer:
         self._thread.start()
 
     def _flush_loop(self) -> None:
-        idle_flushes = 0
         while not self._closed:
             self._wake.wait(self._settings.flush_interval)
             self._wake.clear()
@@ -248,12 +237,6 @@ class WriteBuffer:
                 self.flush(raise_errors=False)
             except Exception:  # the flusher must outlive any one failure; the data stays queued
                 _logger.exception("background flush failed; retrying at the next interval")
-            with self._lock:  # appends start a flusher under this lock when there is none
-                holds_data = any(q.has_open() or q.sealed for q in self._runs.values())
-                idle_flushes = 0 if holds_data else idle_flushes + 1
-                if idle_flushes >= _IDLE_FLUSHES_BEFORE_STOPPING:
-                    self._thread = None
-                    return
 
     def _seal(self) -> None:
         """Seal every run's open batch (all at once: the spool's open log is one file)."""

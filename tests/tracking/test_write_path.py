@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import signal
@@ -10,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import uuid
-import weakref
 from pathlib import Path
 
 import pytest
@@ -18,9 +16,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking._tracking_service.utils import _get_store
 
-from mlflow_plugin.tracking.context import StoreContext
 from mlflow_plugin.tracking.store import BucketTrackingStore
-from tests.polling import wait_until
 from tests.servers import S3Endpoint, interruptible_moto_endpoint
 
 
@@ -282,44 +278,6 @@ def test_a_forked_child_reads_through_a_pool_of_its_own(tmp_path: Path) -> None:
     child.start()
     child.join(60)
     assert child.exitcode == 0
-
-
-def test_a_store_no_longer_referenced_is_freed(tmp_path: Path) -> None:
-    """Nothing process-wide keeps a store's context (its index, pools and threads)
-    alive once its owner drops it: MLflow caches 100 stores and drops the oldest."""
-    store = BucketTrackingStore(f"bucket+file://{tmp_path / 'root'}")
-    store.create_experiment("e")
-    assert len(store.search_experiments()) == 2  # the index is open too
-    context = weakref.ref(store.context)
-    del store
-    gc.collect()
-    assert context() is None
-
-
-def _log_and_let_the_flusher_stop(uri: str) -> tuple[str, weakref.ref[StoreContext]]:
-    """A store that logs twice, its flusher stopping after each; the run and its context."""
-    store = BucketTrackingStore(uri)
-    buffer = store.context.buffer
-    run_id = store.create_run("0", "u", 0, [], "r").info.run_id
-    store.log_batch(run_id, [Metric("m", 0.0, 0, 0)], [], [])  # the flusher starts
-    assert wait_until(lambda: not buffer.flusher_running())
-    store.log_batch(run_id, [Metric("m", 1.0, 1, 1)], [], [RunTag("t", "1")])
-    assert buffer.flusher_running()  # started again
-    assert wait_until(lambda: not buffer.flusher_running())
-    return run_id, weakref.ref(store.context)
-
-
-def test_a_store_that_logged_is_freed_once_its_points_are_uploaded(tmp_path: Path) -> None:
-    """Its flusher stops after a few idle intervals, and starts again at the next call."""
-    run_id, context = _log_and_let_the_flusher_stop(
-        f"bucket+file://{tmp_path / 'root'}?flush_interval=0.05"
-    )
-    # Uploaded by the flusher alone, no flush() called: a reader of the bucket sees both.
-    reader = BucketTrackingStore(f"bucket+file://{tmp_path / 'root'}")
-    assert [m.step for m in reader.get_metric_history(run_id, "m")] == [0, 1]
-    assert reader.get_run(run_id).data.tags["t"] == "1"
-    gc.collect()
-    assert context() is None
 
 
 def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) -> None:

@@ -140,6 +140,11 @@ def get_worker() -> BackgroundWorker:
         with _worker_lock:
             if _worker is None:
                 _worker = BackgroundWorker()
+                # The store's exit hook (closing its write buffers) must run after this
+                # one, which logs what is queued here: atexit runs the last registered
+                # first, and the store module registers its hook when first imported.
+                import mlflow_plugin.tracking.write_buffer  # noqa: F401
+
                 atexit.register(_flush_at_exit)
     return _worker
 

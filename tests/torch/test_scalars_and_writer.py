@@ -261,3 +261,32 @@ def test_writers_never_closed_end_their_runs_at_exit(
     assert {r.info.status for r in runs.values()} == {"FINISHED"}
     assert history(any_client, runs["train"].info.run_id, "loss") == [(s, s) for s in range(5)]
     assert history(any_client, runs["val"].info.run_id, "loss") == [(s, -s) for s in range(5)]
+
+
+# A process that logs to a run it joined (another rank, a run id given) starts the worker
+# before it builds a store: the store's exit hook was then registered after the worker's,
+# ran first, closed the write buffers, and the worker's last points met a closed buffer.
+_LOG_TO_A_JOINED_RUN = """
+import sys
+from mlflow_plugin.torch.scalars import RunTarget
+from mlflow_plugin.torch.worker import get_worker
+
+uri, run_id = sys.argv[1:3]
+worker, target = get_worker(), RunTarget(run_id, uri)
+worker.log_scalar(target, "loss", 1.0, 0, 1)
+worker.flush()  # the store is built now, after the worker registered its exit hook
+worker.log_scalar(target, "loss", 2.0, 1, 2)  # queued; the exit hooks must store it
+"""
+
+
+def test_points_queued_at_exit_are_stored_when_the_worker_started_first(
+    client: MlflowClient,
+) -> None:
+    run_id = client.create_run("0").info.run_id
+    done = subprocess.run(
+        [sys.executable, "-c", _LOG_TO_A_JOINED_RUN, mlflow.get_tracking_uri(), run_id],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert history(client, run_id, "loss") == [(0, 1.0), (1, 2.0)]

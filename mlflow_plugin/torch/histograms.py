@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 _HEADER = 8  # first, last, num, nonfinite, sum, sum_squares, min, max
+_CHUNK = 8192  # values per step of the CPU binning: 64 KiB buffers, reused
 # CPU values copied for the worker thread to bin, all snapshots alive together at most.
 _SNAPSHOT_ELEMENTS = 1 << 22
 # Reentrant: a snapshot freed by the cyclic collector releases at any bytecode boundary.
@@ -82,7 +83,7 @@ class HostSnapshot:
 
     def packed(self) -> torch.Tensor:
         """``device_histograms`` of the copied tensors, in the calling thread."""
-        return device_histograms(self.values.split(self.sizes), self.bins)
+        return torch.from_numpy(host_histograms(self.values, self.sizes, self.bins))
 
 
 def histogram_rows(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.Tensor | HostSnapshot:
@@ -150,13 +151,15 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     fill = torch.full((count,), math.inf, dtype=dtype, device=device)
     lo = fill.scatter_reduce(0, segment, torch.where(finite, flat, math.inf), "amin")
     hi = (-fill).scatter_reduce(0, segment, torch.where(finite, flat, -math.inf), "amax")
-    lo = torch.where(present, lo, 0.0)
-    hi = torch.where(present, hi, 0.0)
+    lo = torch.where(present, lo, 0.0) + 0.0  # + 0.0: a -0.0 bound is 0.0 on every path
+    hi = torch.where(present, hi, 0.0) + 0.0
     # A constant input gets v ± 0.5, wider where that rounds back to v (|v| >= 2**52).
     half = (lo.abs() * CONSTANT_RELATIVE_HALF_WIDTH).clamp_(min=0.5)
     half = torch.where(hi <= lo, half, 0.0)
     first, last = lo - half, hi + half
-    start, scale = first[segment], (bins / (last - first))[segment]
+    # A true division, as NumPy's: ``bins / tensor`` is a reciprocal times ``bins`` in
+    # torch, one ulp off for some widths, which moves values on a bin edge.
+    start, scale = first[segment], (torch.full_like(first, bins) / (last - first))[segment]
     clean = torch.where(finite, flat, start)
     index = ((clean - start) * scale).floor().clamp_(0, bins - 1).long() + segment * bins
     # index_add_ keeps this on the device; bincount would size its output from a host read.
@@ -168,6 +171,60 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     nonfinite = zeros.index_add(0, segment, (~finite).to(dtype))
     header = torch.stack([first, last, num, nonfinite, total, squares, lo, hi], dim=1)
     return torch.cat([header, counts.reshape(count, bins)], dim=1)
+
+
+def host_histograms(values: torch.Tensor, sizes: Sequence[int], bins: int) -> np.ndarray:
+    """``device_histograms`` of CPU values (segments of ``sizes``), computed with NumPy.
+
+    The same bins, ranges and counts at a fraction of the CPU: torch's scatter kernels
+    are slow on the CPU, and this runs on the worker thread beside the training loop.
+    Sums are NumPy's (pairwise within a chunk), so they may differ from a device's in
+    the last bits, as two devices' do. The arithmetic goes through one small buffer,
+    chunk by chunk (fresh pages for model-sized temporaries cost more than the
+    arithmetic); only the float64 copy of the values and a mask per tensor are whole.
+    """
+    flat = values.reshape(-1).to(torch.float64).numpy()
+    rows = np.zeros((len(sizes), _HEADER + bins))
+    scratch = np.empty(min(_CHUNK, flat.size))
+    index = np.empty(scratch.size, dtype=np.int64)
+    offset = 0
+    with np.errstate(all="ignore"):  # overflow gives inf, as on a device: no warning
+        for row, size in zip(rows, sizes, strict=True):
+            segment = flat[offset : offset + size]
+            offset += size
+            finite = np.isfinite(segment)
+            if not finite.all():
+                row[3] = size - np.count_nonzero(finite)
+                segment = segment[finite]
+            _host_row(segment, bins, row, scratch, index)
+    return rows
+
+
+def _host_row(
+    values: np.ndarray, bins: int, row: np.ndarray, scratch: np.ndarray, index: np.ndarray
+) -> None:
+    """Fill ``row`` (header and counts) from finite ``values``; header[3] is set already."""
+    if values.size == 0:
+        lo = hi = 0.0
+    else:
+        lo, hi = float(values.min()) + 0.0, float(values.max()) + 0.0
+    half = max(abs(lo) * CONSTANT_RELATIVE_HALF_WIDTH, 0.5) if hi <= lo else 0.0
+    first, last = lo - half, hi + half
+    scale = bins / (last - first)
+    counts = row[_HEADER:]
+    total = squares = 0.0
+    for start in range(0, values.size, scratch.size):
+        chunk = values[start : start + scratch.size]
+        x, i = scratch[: chunk.size], index[: chunk.size]
+        np.subtract(chunk, first, out=x)
+        np.multiply(x, scale, out=x)
+        np.floor(x, out=x)
+        np.clip(x, 0, bins - 1, out=x)
+        np.copyto(i, x, casting="unsafe")
+        counts += np.bincount(i, minlength=bins)
+        total += float(chunk.sum())
+        squares += float(np.dot(chunk, chunk))
+    row[[0, 1, 2, 4, 5, 6, 7]] = first, last, values.size, total, squares, lo, hi
 
 
 def _flat_values(tensors: Sequence[torch.Tensor], bins: int) -> list[torch.Tensor]:

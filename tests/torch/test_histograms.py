@@ -19,6 +19,7 @@ from mlflow_plugin.torch.histograms import (
     device_histogram,
     device_histograms,
     histogram_rows,
+    host_histograms,
     unpack_histogram,
     unpack_histograms,
 )
@@ -285,3 +286,36 @@ def test_a_sparse_tensor_is_binned_over_its_stored_values(
 def test_an_empty_tensor_is_refused_at_the_call(client: MlflowClient) -> None:
     with mlflow.start_run(), pytest.raises(ValueError, match="empty tensor"):
         log_histogram("nothing", torch.zeros(0, 3), step=0)
+
+
+@pytest.mark.parametrize("bins", [16, 100, 1000])
+def test_the_workers_cpu_binning_gives_the_device_kernels_histograms(bins: int) -> None:
+    # The worker bins CPU snapshots with NumPy, chunk by chunk: the same bins, ranges and
+    # counts as device_histograms, sums equal but for rounding (as between two devices).
+    generator = torch.Generator().manual_seed(5)
+    large = torch.randn(3 * 8192 + 17, generator=generator, dtype=torch.float64)
+    large[[5, 9000, 20000]] = torch.tensor([math.nan, math.inf, -math.inf], dtype=torch.float64)
+    tensors = [
+        large,
+        torch.arange(19.0),  # values on bin edges: 9 is on one for 1,000 bins
+        torch.arange(7.0),
+        torch.full((6,), 2.0),
+        torch.full((2,), math.nan),
+        torch.tensor([-0.0, 0.0]),
+        torch.tensor([1e200, 1.0], dtype=torch.float64),  # its square overflows
+        torch.randint(-5, 5, (1000,), generator=generator),
+        torch.tensor([True, False, True]),
+        torch.randn(40, generator=generator).to(torch.bfloat16),
+    ]
+    snapshot = histogram_rows(tensors, bins)
+    assert isinstance(snapshot, HostSnapshot)
+    host = torch.from_numpy(host_histograms(snapshot.values, snapshot.sizes, bins))
+    device = device_histograms(tensors, bins)
+    sums = [4, 5]  # the header's sum and sum of squares
+    exact = [c for c in range(host.shape[1]) if c not in sums]
+    assert torch.equal(host[:, exact], device[:, exact])
+    assert torch.allclose(host[:, sums], device[:, sums], rtol=1e-12, equal_nan=True)
+    assert torch.equal(snapshot.packed(), host)  # what the worker calls
+    assert host[5, 6].item() == 0.0 and math.copysign(1.0, host[5, 6].item()) == 1.0
+    edges = np.histogram(np.arange(19.0), bins)[0]
+    assert host[1, 8:].tolist() == edges.astype(float).tolist()  # numpy.histogram's bins

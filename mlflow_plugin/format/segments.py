@@ -12,7 +12,7 @@ import io
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,8 +41,9 @@ _SCHEMA = pa.schema(
 )
 
 
-@dataclass(frozen=True)
-class MetricPoint:
+class MetricPoint(NamedTuple):
+    """One metric value as stored (a tuple: every logged point makes one, made cheaply)."""
+
     key: str
     value: float
     timestamp: int

@@ -7,9 +7,12 @@ would have. MLflow's error code of the cause is kept.
 
 from __future__ import annotations
 
-from mlflow.entities import Metric
+from collections.abc import Sequence
+
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, ErrorCode
+
+from mlflow_plugin.format.segments import MetricPoint
 
 __all__ = ["background_failure", "error_code", "unstored_points_error"]
 
@@ -25,11 +28,13 @@ def _reason(exc: BaseException) -> str:
     return exc.message if isinstance(exc, MlflowException) else repr(exc)
 
 
-def unstored_points_error(run_id: str, lost: list[Metric], cause: BaseException) -> MlflowException:
+def unstored_points_error(
+    run_id: str, lost: Sequence[MetricPoint], cause: BaseException
+) -> MlflowException:
     """An MlflowException naming the run, the metrics and the points that were not stored."""
     counts: dict[str, int] = {}
-    for metric in lost:
-        counts[metric.key] = counts.get(metric.key, 0) + 1
+    for point in lost:
+        counts[point.key] = counts.get(point.key, 0) + 1
     names = ", ".join(f"{key!r} ({n})" for key, n in list(counts.items())[:10])
     more = f" and {len(counts) - 10} more metrics" if len(counts) > 10 else ""
     error = MlflowException(

@@ -4,7 +4,8 @@ A value may be a Python number or a one-element tensor on any device. Appending 
 reads a tensor (``.item()`` on a CUDA tensor waits for the GPU); at drain time the
 tensors of each device are stacked and copied to the host once, and the points go to
 the run's tracking store (what ``MlflowClient.log_batch`` calls) in chunks of at most
-1,000 (MLflow's batch limit), each Metric built once.
+1,000 (MLflow's batch limit): to a bucket store as plain points (``log_points``, no
+``Metric`` per point), to any other store as Metrics built once.
 
 Names are mapped to keys MLflow accepts when a point is appended (``names.mlflow_key``),
 so the upload cannot fail on a name. If a chunk still fails, it is split by metric and
@@ -15,6 +16,7 @@ errors naming the run, the metrics and the number of points.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections import deque
@@ -25,12 +27,13 @@ from typing import Any
 import torch
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
-from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+from mlflow.protos.databricks_pb2 import DATA_LOSS, INVALID_PARAMETER_VALUE, ErrorCode
 from mlflow.store.tracking.abstract_store import AbstractStore
 from mlflow.tracking import MlflowClient
 from mlflow.tracking.fluent import get_active_model_id
 from mlflow.utils.validation import MAX_METRICS_PER_BATCH
 
+from mlflow_plugin.format.segments import MetricPoint
 from mlflow_plugin.summaries.names import mlflow_key
 from mlflow_plugin.torch.distributed import rank_key
 from mlflow_plugin.torch.errors import unstored_points_error
@@ -44,6 +47,7 @@ __all__ = [
 
 ScalarValue = float | int | torch.Tensor | Any
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_DATA_LOSS = ErrorCode.Name(DATA_LOSS)  # an MlflowException's error_code
 
 
 @dataclass(frozen=True)
@@ -122,66 +126,89 @@ class ScalarBuffer:
         # What MlflowClient.log_batch would attach to each metric: the draining thread's
         # active model (MLFLOW_ACTIVE_MODEL_ID on the worker thread), read once, not per point.
         model_id = get_active_model_id()
-        by_run: dict[RunTarget, list[Metric]] = {}
-        unread: dict[RunTarget, tuple[list[Metric], BaseException]] = {}
-        metrics: list[Metric] = []
+        by_run: dict[RunTarget, list[MetricPoint]] = {}
+        unread: dict[RunTarget, tuple[list[MetricPoint], BaseException]] = {}
+        rows: list[MetricPoint] = []
         last: RunTarget | None = None
         for index, ((target, key, _, step, timestamp), value) in enumerate(
             zip(points, values, strict=True)
         ):
             if unreadable and index in unreadable:  # a tensor that could not be read
                 lost, _cause = unread.setdefault(target, ([], unreadable[index]))
-                lost.append(Metric(key, math.nan, timestamp, step))
+                lost.append(MetricPoint(key, math.nan, timestamp, step))
                 continue
             if target is not last:  # points come in runs of one target: one lookup per run
-                metrics, last = by_run.setdefault(target, []), target
-            metrics.append(Metric(key, value, timestamp, step, model_id))
+                rows, last = by_run.setdefault(target, []), target
+            rows.append(MetricPoint(key, value, timestamp, step))
         errors = [
             unstored_points_error(target.run_id, lost, cause)
             for target, (lost, cause) in unread.items()
         ]
-        for target, run_metrics in by_run.items():
-            store = _store_of(self._client_for(target.tracking_uri))
-            for start in range(0, len(run_metrics), MAX_METRICS_PER_BATCH):
-                chunk = run_metrics[start : start + MAX_METRICS_PER_BATCH]
-                error = _log_chunk(store, target.run_id, chunk)
-                if error is not None:
-                    errors.append(error)
+        for target, run_points in by_run.items():
+            log = _batch_logger(self._client_for(target.tracking_uri), target.run_id, model_id)
+            for start in range(0, len(run_points), MAX_METRICS_PER_BATCH):
+                chunk = run_points[start : start + MAX_METRICS_PER_BATCH]
+                errors.extend(_log_chunk(log, target.run_id, chunk))
         return errors
 
 
-def _store_of(client: MlflowClient) -> AbstractStore:
-    """The tracking store behind ``client``, which its ``log_batch(synchronous=True)`` calls.
+def _batch_logger(
+    client: MlflowClient, run_id: str, model_id: str | None
+) -> Callable[[list[MetricPoint]], None]:
+    """What stores a chunk of the run's points: the tracking store behind ``client``.
 
-    Called directly, the points skip that wrapper's second copy of every Metric (values
-    are floats and the model id is attached already) and its usage event per call; the
-    store still validates each batch as it would for any client.
+    Called directly, the points skip ``MlflowClient.log_batch``'s second copy of every
+    Metric and its usage event per call; the store still checks every batch. A bucket
+    store takes the points as they are (``log_points``: no ``Metric`` per point);
+    another store, or points linked to a model, go through its ``log_batch``.
     """
     store: AbstractStore = client._tracking_client.store
-    return store
+    log_points = getattr(store, "log_points", None)
+    if model_id is None and log_points is not None:
+        return functools.partial(log_points, run_id)
+
+    def log_metrics(chunk: list[MetricPoint]) -> None:
+        metrics = [Metric(p.key, p.value, p.timestamp, p.step, model_id) for p in chunk]
+        store.log_batch(run_id, metrics=metrics, params=[], tags=[])
+
+    return log_metrics
 
 
-def _log_chunk(store: AbstractStore, run_id: str, chunk: list[Metric]) -> MlflowException | None:
-    """Log ``chunk``; if it is refused, each metric alone. The error for what was lost."""
+def _log_chunk(
+    log: Callable[[list[MetricPoint]], None], run_id: str, chunk: list[MetricPoint]
+) -> list[MlflowException]:
+    """Log ``chunk``; if it is refused, each metric alone. Errors for what was lost.
+
+    A DATA_LOSS error names earlier batches the store could not keep (and stored nothing
+    of this call): it is reported as it is and the chunk is tried again.
+    """
+    errors: list[MlflowException] = []
     try:
-        store.log_batch(run_id, metrics=chunk, params=[], tags=[])
-        return None
+        log(chunk)
+        return errors
     except Exception as exc:
         first = exc
-    by_key: dict[str, list[Metric]] = {}
-    for metric in chunk:
-        by_key.setdefault(metric.key, []).append(metric)
+    if isinstance(first, MlflowException) and first.error_code == _DATA_LOSS:
+        errors.append(first)
+        try:
+            log(chunk)
+            return errors
+        except Exception as exc:
+            first = exc
+    by_key: dict[str, list[MetricPoint]] = {}
+    for point in chunk:
+        by_key.setdefault(point.key, []).append(point)
     if len(by_key) == 1:
-        return unstored_points_error(run_id, chunk, first)
-    lost: list[Metric] = []
+        return [*errors, unstored_points_error(run_id, chunk, first)]
+    lost: list[MetricPoint] = []
     cause: Exception = first
     for group in by_key.values():
         try:
-            store.log_batch(run_id, metrics=group, params=[], tags=[])
+            log(group)
         except Exception as exc:
             lost.extend(group)
             cause = exc
-    return unstored_points_error(run_id, lost, cause) if lost else None
+    return [*errors, unstored_points_error(run_id, lost, cause)] if lost else errors
 
 
 def _host_values(values: list[Any]) -> tuple[list[float], dict[int, BaseException]]:

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
+from typing import cast
 
 from mlflow.entities import (
     LifecycleStage,
@@ -52,6 +53,7 @@ from mlflow.utils.name_utils import _generate_random_name
 from mlflow.utils.time import get_current_time_millis
 from mlflow.utils.uri import append_to_uri_path
 from mlflow.utils.validation import (
+    MAX_METRICS_PER_BATCH,
     _validate_batch_log_data,
     _validate_batch_log_limits,
     _validate_param_keys_unique,
@@ -93,6 +95,7 @@ from mlflow_plugin.tracking.recovery import RecoveryReport, SpoolRecovery
 from mlflow_plugin.tracking.run_lifecycle import RunLifecycle
 from mlflow_plugin.tracking.validation import (
     plain_metric_points,
+    plain_points,
     stored_metric_value,
     validate_max_results,
     validate_metric_ranges,
@@ -413,7 +416,34 @@ class Runs:
         # The hot path (metrics and tags of a run already checked): memory and spool only.
         if points is None:
             points = _metric_points(metrics)
-        self._buffer.append(run_id, experiment_id, points, {t.key: t.value for t in tags})
+        self._buffered(run_id, experiment_id, points, {t.key: t.value for t in tags}, operation)
+
+    def log_points(self, run_id: str, points: list[MetricPoint]) -> None:
+        """``log_batch`` of metrics given as points, with no ``Metric`` per point (what the
+        PyTorch helpers drain, thousands at a time). Plain points are checked in one pass;
+        any other batch, or a run not yet checked, takes ``log_batch``'s path and errors.
+        """
+        stored = plain_points(points)
+        experiment_id = self._writable_runs.get(run_id) if type(run_id) is str else None
+        if stored is None or experiment_id is None or len(points) > MAX_METRICS_PER_BATCH:
+            # Anything but a point (from an untyped caller) meets log_batch's checks as is.
+            metrics = [Metric(*p) if type(p) is MetricPoint else cast(Metric, p) for p in points]
+            self.log_batch(run_id, metrics, [], [])
+            return
+        if self._buffer.refusals:
+            self.raise_refusals(run_id, "this log_batch call was not stored either")
+        self._buffered(run_id, experiment_id, stored, {}, "log_batch")
+
+    def _buffered(
+        self,
+        run_id: str,
+        experiment_id: str,
+        points: list[MetricPoint],
+        tags: dict[str, str],
+        operation: str,
+    ) -> None:
+        """Append a checked call to the write buffer; uploaded at once where calls must be."""
+        self._buffer.append(run_id, experiment_id, points, tags)
         if self._uploads_each_call():
             with mlflow_errors(), _unexpected_errors(f"{operation} of run {run_id}"):
                 self._upload_call(run_id)

@@ -112,6 +112,7 @@ class BucketTrackingStore(KindsNotStoredMixin, AbstractStore):
     _get_deleted_runs = Delegated("_runs", Runs.get_deleted_runs)
     delete_tag = Delegated("_runs", Runs.delete_tag)
     log_batch = Delegated("_runs", Runs.log_batch)
+    log_points = Delegated("_runs", Runs.log_points)
     flush = Delegated("_runs", Runs.flush)
     recover_spools = Delegated("_runs", Runs.recover_spools)
     close = Delegated("_runs", Runs.close)

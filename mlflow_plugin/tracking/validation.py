@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from mlflow.entities import Metric
@@ -16,6 +17,7 @@ from mlflow_plugin.format.segments import MetricPoint
 
 __all__ = [
     "plain_metric_points",
+    "plain_points",
     "stored_metric_value",
     "validate_max_results",
     "validate_metric_ranges",
@@ -108,6 +110,27 @@ def plain_metric_points(metrics: list[Any]) -> list[MetricPoint] | None:
         stored = value + 0.0 if value - value == 0.0 else stored_metric_value(value)
         points.append(MetricPoint(key, stored, timestamp, step))
     return points
+
+
+def plain_points(points: Sequence[MetricPoint]) -> list[MetricPoint] | None:
+    """``plain_metric_points`` for metrics given as points, with no ``Metric`` each."""
+    stored: list[MetricPoint] = []
+    for point in points:
+        if type(point) is not MetricPoint:
+            return None
+        key, value, timestamp, step = point
+        if not (
+            type(value) is float
+            and type(timestamp) is int
+            and type(step) is int
+            and 0 <= timestamp <= _INT64_MAX
+            and _INT64_MIN <= step <= _INT64_MAX
+            and (key in _valid_names or _valid_name(key))
+        ):
+            return None
+        stored_value = value + 0.0 if value - value == 0.0 else stored_metric_value(value)
+        stored.append(MetricPoint(key, stored_value, timestamp, step))
+    return stored
 
 
 def _valid_name(key: object) -> bool:

@@ -28,6 +28,7 @@ __all__ = [
     "device_histogram",
     "device_histograms",
     "histogram_rows",
+    "host_histograms",
     "stored_values",
     "unpack_histogram",
     "unpack_histograms",

@@ -138,9 +138,7 @@ class AutologRun(RunContext):
         ...     run.log({"loss": loss, "acc": acc})
         """
         at = self.step if step is None else int(step)
-        worker, stamp, target = get_worker(), now_ms(), self.target
-        for key, value in metrics.items():
-            worker.log_scalar(target, key, value, at, stamp)
+        get_worker().log_scalars(self.target, metrics.items(), at, now_ms())
         if step is None and self.optimizer is None:
             self.step += 1
 

@@ -137,9 +137,8 @@ def log_scalars(
     target: RunTarget, main_tag: str, values: dict[str, Any], step: int, walltime: float | None
 ) -> None:
     """One metric per entry, named ``main_tag/tag`` (TensorBoard writes sub-runs)."""
-    worker, stamp = get_worker(), millis(walltime)
-    for tag, value in values.items():
-        worker.log_scalar(target, f"{main_tag}/{tag}", value, step, stamp)
+    entries = ((f"{main_tag}/{tag}", value) for tag, value in values.items())
+    get_worker().log_scalars(target, entries, step, millis(walltime))
 
 
 def log_values_histogram(

@@ -39,6 +39,7 @@ from mlflow_plugin.torch.distributed import rank_key
 from mlflow_plugin.torch.errors import unstored_points_error
 
 __all__ = [
+    "PendingPoint",
     "RunTarget",
     "ScalarBuffer",
     "ScalarValue",
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 ScalarValue = float | int | torch.Tensor | Any
+# A queued point: where it goes, its mapped key, value (float or tensor), step and time.
+PendingPoint = tuple["RunTarget", str, Any, int, int]
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DATA_LOSS = ErrorCode.Name(DATA_LOSS)  # an MlflowException's error_code
 
@@ -70,7 +73,7 @@ class ScalarBuffer:
 
     def __init__(self, client_for: Callable[[str], MlflowClient], high_water: int = 20_000):
         self._client_for = client_for
-        self._pending: deque[tuple[RunTarget, str, Any, int, int]] = deque()
+        self._pending: deque[PendingPoint] = deque()
         # (run id, name) -> MLflow key: one lookup per call; two names never share a key in a run.
         self._keys: dict[tuple[str, str], str] = {}
         self.high_water = high_water
@@ -86,17 +89,36 @@ class ScalarBuffer:
         ``key`` is mapped to a key MLflow accepts; a value or time MLflow would refuse is
         refused here, so nothing pending can fail the upload on its own.
         """
-        slot = (target.run_id, key)
-        mapped = self._keys.get(slot)
-        if mapped is None:
-            # "rank1/<key>" when every rank of a process group logs (distributed).
-            mapped = self._keys[slot] = mlflow_key(rank_key(key), scope=target.run_id)
-        return self.append_mapped(target, mapped, value, step, timestamp_ms)
+        self._pending.append(self.entry(target, key, value, step, timestamp_ms))
+        return len(self._pending) >= self.high_water
+
+    def append_all(self, entries: list[PendingPoint]) -> bool:
+        """Queue points made by ``entry`` (all of a call, once every one was accepted)."""
+        self._pending.extend(entries)
+        return len(self._pending) >= self.high_water
 
     def append_mapped(
         self, target: RunTarget, key: str, value: ScalarValue, step: int, timestamp_ms: int
     ) -> bool:
         """``append`` of a key mapped already (a helper's derived metric, ``derived_key``)."""
+        self._pending.append(self._mapped_entry(target, key, value, step, timestamp_ms))
+        return len(self._pending) >= self.high_water
+
+    def entry(
+        self, target: RunTarget, key: str, value: ScalarValue, step: int, timestamp_ms: int
+    ) -> PendingPoint:
+        """The point ``append`` would queue (key mapped, value and time checked), unqueued."""
+        slot = (target.run_id, key)
+        mapped = self._keys.get(slot)
+        if mapped is None:
+            # "rank1/<key>" when every rank of a process group logs (distributed).
+            mapped = self._keys[slot] = mlflow_key(rank_key(key), scope=target.run_id)
+        return self._mapped_entry(target, mapped, value, step, timestamp_ms)
+
+    @staticmethod
+    def _mapped_entry(
+        target: RunTarget, key: str, value: ScalarValue, step: int, timestamp_ms: int
+    ) -> PendingPoint:
         step = int(step)
         if not (_INT64_MIN <= step <= _INT64_MAX and 0 <= timestamp_ms <= _INT64_MAX):
             raise MlflowException(
@@ -109,12 +131,13 @@ class ScalarBuffer:
                 raise ValueError(
                     f"metric {key!r}: expected a one-element tensor, got {value.shape}"
                 )
-            # detach() so a loss tensor does not keep its autograd graph alive until the drain.
-            value = value.detach()
+            # A copy of its value now, as TensorBoard reads it at the call: the tensor may
+            # change in place before the drain (a running total). On a device the copy is
+            # one queued kernel, not a sync; detached, it keeps no autograd graph alive.
+            value = value.detach().clone()
         else:
             value = float(value)
-        self._pending.append((target, key, value, step, timestamp_ms))
-        return len(self._pending) >= self.high_water
+        return (target, key, value, step, timestamp_ms)
 
     def drain(self) -> list[MlflowException]:
         """Log every point pending now; returns one error per chunk not (fully) stored."""

@@ -13,10 +13,11 @@ because hooks run in reverse order of registration and MLflow registers at impor
 from __future__ import annotations
 
 import atexit
+import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from mlflow.tracking import MlflowClient
 
@@ -31,8 +32,11 @@ __all__ = ["BackgroundWorker", "RunTarget", "current_target", "flush", "get_work
 class BackgroundWorker:
     """Drains a ScalarBuffer and runs tasks in submission order, on a daemon thread."""
 
-    def __init__(self, interval: float = 2.0) -> None:
+    def __init__(self, interval: float = 2.0, synchronous: bool = False) -> None:
         self.interval = interval
+        # In a forked child, which may end with os._exit (multiprocessing does) and skip
+        # every exit hook: each call is logged before it returns, as the store does there.
+        self.synchronous = synchronous
         self._clients: dict[str, MlflowClient] = {}
         self.scalars = ScalarBuffer(self.client)
         self._tasks: deque[Callable[[], None]] = deque()
@@ -56,17 +60,46 @@ class BackgroundWorker:
     def log_scalar(
         self, target: RunTarget, key: str, value: object, step: int, timestamp_ms: int
     ) -> None:
-        """Buffer one point for the user; first raises what background work failed to do."""
+        """Buffer one point for the user; first raises what background work failed to do
+        (a call that raises queues nothing)."""
         if self._errors:
             self.raise_pending()
         if self.scalars.append(target, key, value, step, timestamp_ms):
             self._wake.set()
+        if self.synchronous:
+            self._drain_now()
+
+    def log_scalars(
+        self,
+        target: RunTarget,
+        values: Iterable[tuple[str, object]],
+        step: int,
+        timestamp_ms: int,
+    ) -> None:
+        """``log_scalar`` of each (key, value), all or none: one value refused refuses the
+        call, as ``MlflowClient.log_batch`` refuses a batch."""
+        if self._errors:
+            self.raise_pending()
+        entries = [self.scalars.entry(target, k, v, step, timestamp_ms) for k, v in values]
+        if self.scalars.append_all(entries):
+            self._wake.set()
+        if self.synchronous:
+            self._drain_now()
 
     def submit(self, task: Callable[[], None]) -> None:
         """Queue ``task`` for the user; first raises what background work failed to do."""
         if self._errors:
             self.raise_pending()
         self.enqueue(task)
+        if self.synchronous:
+            self._drain_now()
+
+    def _drain_now(self) -> None:
+        """Log what is queued in the caller's thread and raise what could not be (no
+        flush hooks, no dashboard: those are for an explicit flush)."""
+        with self._drain_lock:
+            self._drain()
+        self.raise_pending()
 
     def enqueue(self, task: Callable[[], None]) -> None:
         """Run ``task`` on the worker thread, after every task queued before it.
@@ -131,6 +164,17 @@ class BackgroundWorker:
 
 _worker: BackgroundWorker | None = None
 _worker_lock = threading.Lock()
+_forked = False  # this process is a fork of one that imported the helpers
+
+
+def _after_fork_in_child() -> None:
+    """The parent's worker thread does not exist here, and its queued points are the
+    parent's to log: the child starts a worker of its own, which logs each call at once."""
+    global _worker, _worker_lock, _forked
+    _worker, _worker_lock, _forked = None, threading.Lock(), True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_worker() -> BackgroundWorker:
@@ -139,7 +183,7 @@ def get_worker() -> BackgroundWorker:
     if _worker is None:
         with _worker_lock:
             if _worker is None:
-                _worker = BackgroundWorker()
+                _worker = BackgroundWorker(synchronous=_forked)
                 # The store's exit hook (closing its write buffers) must run after this
                 # one, which logs what is queued here: atexit runs the last registered
                 # first, and the store module registers its hook when first imported.

@@ -117,7 +117,6 @@ class SummaryWriter(RunContext):
         self.target = RunTarget(run_id, mlflow.get_tracking_uri())
         if opens_run:
             distributed.publish_run_id(run_id)
-        self._worker = get_worker()
         self._closed = False
 
     @property
@@ -138,8 +137,8 @@ class SummaryWriter(RunContext):
         new_style: bool = False,
         double_precision: bool = False,
     ) -> None:
-        """A metric point; a tensor value is read at flush time, not now."""
-        self._worker.log_scalar(self.target, tag, scalar_value, global_step or 0, millis(walltime))
+        """A metric point; a tensor value is copied now (no device sync) and read later."""
+        get_worker().log_scalar(self.target, tag, scalar_value, global_step or 0, millis(walltime))
 
     def add_scalars(
         self,
@@ -399,7 +398,7 @@ class SummaryWriter(RunContext):
 
     def flush(self) -> None:
         """Log everything buffered so far; raises if a background write failed."""
-        self._worker.flush()
+        get_worker().flush()
 
     def close(self) -> None:
         """Flush, and end the run if this writer started it (it is still the active one).

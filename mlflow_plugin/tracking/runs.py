@@ -423,11 +423,16 @@ class Runs:
         PyTorch helpers drain, thousands at a time). Plain points are checked in one pass;
         any other batch, or a run not yet checked, takes ``log_batch``'s path and errors.
         """
-        stored = plain_points(points)
+        batch = points if type(points) is list else None  # an untyped caller's generator...
+        stored = None if batch is None else plain_points(batch)
         experiment_id = self._writable_runs.get(run_id) if type(run_id) is str else None
-        if stored is None or experiment_id is None or len(points) > MAX_METRICS_PER_BATCH:
-            # Anything but a point (from an untyped caller) meets log_batch's checks as is.
-            metrics = [Metric(*p) if type(p) is MetricPoint else cast(Metric, p) for p in points]
+        if stored is None or experiment_id is None or len(stored) > MAX_METRICS_PER_BATCH:
+            # Anything but a list of points meets log_batch's checks (and errors) as it is.
+            metrics = (
+                [Metric(*p) if type(p) is MetricPoint else cast(Metric, p) for p in batch]
+                if batch is not None
+                else cast(list[Metric], points)
+            )
             self.log_batch(run_id, metrics, [], [])
             return
         if self._buffer.refusals:

@@ -120,7 +120,8 @@ def plain_points(points: Sequence[MetricPoint]) -> list[MetricPoint] | None:
             return None
         key, value, timestamp, step = point
         if not (
-            type(value) is float
+            type(key) is str
+            and type(value) is float
             and type(timestamp) is int
             and type(step) is int
             and 0 <= timestamp <= _INT64_MAX

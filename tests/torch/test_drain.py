@@ -139,10 +139,13 @@ def test_points_are_refused_as_log_batch_refuses_the_same_metrics(
         metrics = [Metric(*p) for p in points]
         expected = _refusal(store.log_batch, target_run, metrics, [], [])
         assert _refusal(store.log_points, target_run, points) == expected, points[-1]
+    # What an untyped caller may pass is refused with MLflow's input error, never raw.
+    odd_batches: list[object] = [[MetricPoint(["k"], 1.0, 1, 0)], iter([good]), None]
+    for odd in [*odd_batches, [("ok", 1.0, 1, 0)]]:
+        assert _refusal(store.log_points, run_id, odd)[0] == "INVALID_PARAMETER_VALUE", odd
     assert history(any_client, run_id, "ok") == [(0, 1.0)]
-    store.log_points(
-        run_id, [good, MetricPoint("other", 3, 1, 0)]
-    )  # an int value: log_batch's path
+    # An int value is not a plain point: the call takes log_batch's path.
+    store.log_points(run_id, [good, MetricPoint("other", 3, 1, 0)])
     assert history(any_client, run_id, "ok") == [(0, 1.0), (1, 2.0)]
     assert history(any_client, run_id, "other") == [(0, 3.0)]
 

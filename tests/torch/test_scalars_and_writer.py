@@ -290,3 +290,59 @@ def test_points_queued_at_exit_are_stored_when_the_worker_started_first(
     )
     assert done.returncode == 0, done.stderr
     assert history(client, run_id, "loss") == [(0, 1.0), (1, 2.0)]
+
+
+def test_a_forked_child_logs_each_call_before_it_returns(any_client: MlflowClient) -> None:
+    # multiprocessing's fork children end with os._exit: no exit hook runs, and the
+    # parent's worker thread does not exist in the child, so nothing would drain there.
+    with SummaryWriter() as writer:
+        writer.add_scalar("parent", 1.0, 0)
+        mt.flush()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            code = 1
+            try:
+                for step in range(20):
+                    writer.add_scalar("child", float(step), step)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        writer.add_scalar("parent", 2.0, 1)
+    assert history(any_client, writer.run_id, "child") == [(s, float(s)) for s in range(20)]
+    assert history(any_client, writer.run_id, "parent") == [(0, 1.0), (1, 2.0)]
+
+
+def test_a_call_that_raises_stores_nothing_and_costs_no_other_call_its_points(
+    client: MlflowClient,
+) -> None:
+    from mlflow_plugin.torch.worker import get_worker
+
+    with SummaryWriter() as writer:
+        with pytest.raises(TypeError):  # None is no number: the whole call is refused,
+            writer.add_scalars("m", {"a": 1.0, "bad": None, "c": 3.0}, 0)
+        writer.add_scalars("m", {"a": 1.0, "c": 3.0}, 1)  # as log_batch refuses a batch
+        # A value that cannot be read fails later, in the background drain; the next
+        # call reports it (and queues nothing), the one after is logged as usual.
+        writer.add_scalar("unreadable", torch.empty((), device="meta"), 0)
+        worker = get_worker()
+        with worker._drain_lock:
+            worker._drain()  # what the background thread does every 2 s
+        with pytest.raises(MlflowException, match="unreadable"):
+            writer.add_scalar("good", 41.0, 0)
+        writer.add_scalar("good", 42.0, 1)
+        mt.flush()
+    assert history(client, writer.run_id, "m/a") == [(1, 1.0)]
+    assert history(client, writer.run_id, "m/c") == [(1, 3.0)]
+    assert history(client, writer.run_id, "good") == [(1, 42.0)]
+
+
+def test_a_tensor_is_logged_with_its_value_at_the_call(client: MlflowClient) -> None:
+    # As TensorBoard reads it: a running total changed in place before the drain.
+    total = torch.zeros(())
+    with SummaryWriter() as writer:
+        for step in range(3):
+            total += 1.0
+            writer.add_scalar("total", total, step)
+    assert history(client, writer.run_id, "total") == [(0, 1.0), (1, 2.0), (2, 3.0)]

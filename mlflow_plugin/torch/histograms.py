@@ -160,9 +160,19 @@ def device_histograms(tensors: Sequence[torch.Tensor], bins: int = 64) -> torch.
     first, last = lo - half, hi + half
     # A true division, as NumPy's: ``bins / tensor`` is a reciprocal times ``bins`` in
     # torch, one ulp off for some widths, which moves values on a bin edge.
-    start, scale = first[segment], (torch.full_like(first, bins) / (last - first))[segment]
+    width = last - first
+    scale = torch.full_like(first, bins) / width
+    start = first[segment]
     clean = torch.where(finite, flat, start)
-    index = ((clean - start) * scale).floor().clamp_(0, bins - 1).long() + segment * bins
+    position = (clean - start) * scale[segment]
+    # A range past float's limit (width inf) or a few subnormals wide (bins / width inf)
+    # takes halves or a division: without it its bin would be NaN and fail the pass.
+    usual = (torch.isfinite(scale) & (scale > 0))[segment]
+    wide = ((clean * 0.5 - start * 0.5) / (last * 0.5 - first * 0.5)[segment]) * bins
+    narrow = ((clean - start) / width[segment]) * bins
+    unusual = torch.where(torch.isinf(width)[segment], wide, narrow)
+    position = torch.where(usual, position, unusual)
+    index = position.floor().clamp_(0, bins - 1).long() + segment * bins
     # index_add_ keeps this on the device; bincount would size its output from a host read.
     counts = torch.zeros(count * bins, dtype=dtype, device=device).index_add_(0, index, weight)
     kept = clean * weight
@@ -211,14 +221,25 @@ def _host_row(
         lo, hi = float(values.min()) + 0.0, float(values.max()) + 0.0
     half = max(abs(lo) * CONSTANT_RELATIVE_HALF_WIDTH, 0.5) if hi <= lo else 0.0
     first, last = lo - half, hi + half
-    scale = bins / (last - first)
+    width = last - first
+    scale = bins / width
     counts = row[_HEADER:]
     total = squares = 0.0
     for start in range(0, values.size, scratch.size):
         chunk = values[start : start + scratch.size]
         x, i = scratch[: chunk.size], index[: chunk.size]
-        np.subtract(chunk, first, out=x)
-        np.multiply(x, scale, out=x)
+        if math.isinf(width):  # past float's range: halves (as device_histograms)
+            np.multiply(chunk, 0.5, out=x)
+            np.subtract(x, first * 0.5, out=x)
+            np.divide(x, last * 0.5 - first * 0.5, out=x)
+            np.multiply(x, bins, out=x)
+        elif not (math.isfinite(scale) and scale > 0):  # a few subnormals wide
+            np.subtract(chunk, first, out=x)
+            np.divide(x, width, out=x)
+            np.multiply(x, bins, out=x)
+        else:
+            np.subtract(chunk, first, out=x)
+            np.multiply(x, scale, out=x)
         np.floor(x, out=x)
         np.clip(x, 0, bins - 1, out=x)
         np.copyto(i, x, casting="unsafe")
@@ -277,7 +298,10 @@ def unpack_histograms(
 def _record(host: list[float], key: str, step: int, timestamp: int) -> HistogramStats:
     first, last, num, nonfinite, total, squares, lo, hi = host[:_HEADER]
     counts = host[_HEADER:]
-    edges = np.linspace(first, last, len(counts) + 1).tolist()
+    if math.isinf(last - first):  # a range past float's limit: linspace's edges are NaN
+        edges = (np.linspace(first * 0.5, last * 0.5, len(counts) + 1) * 2.0).tolist()
+    else:
+        edges = np.linspace(first, last, len(counts) + 1).tolist()
     return HistogramStats(
         key, step, timestamp, edges, counts, int(num), int(nonfinite), lo, hi, total, squares
     )

@@ -303,6 +303,8 @@ def test_the_workers_cpu_binning_gives_the_device_kernels_histograms(bins: int) 
         torch.full((2,), math.nan),
         torch.tensor([-0.0, 0.0]),
         torch.tensor([1e200, 1.0], dtype=torch.float64),  # its square overflows
+        torch.tensor([-1.7e308, 0.0, 1.7e308], dtype=torch.float64),  # width past float's
+        torch.tensor([0.0, 5e-311, 1e-310], dtype=torch.float64),  # bins / width overflows
         torch.randint(-5, 5, (1000,), generator=generator),
         torch.tensor([True, False, True]),
         torch.randn(40, generator=generator).to(torch.bfloat16),
@@ -316,6 +318,11 @@ def test_the_workers_cpu_binning_gives_the_device_kernels_histograms(bins: int) 
     assert torch.equal(host[:, exact], device[:, exact])
     assert torch.allclose(host[:, sums], device[:, sums], rtol=1e-12, equal_nan=True)
     assert torch.equal(snapshot.packed(), host)  # what the worker calls
+    assert torch.equal(host[:, 8:].sum(dim=1), host[:, 2])  # every finite value in a bin
+    for row in (7, 8):  # the extreme ranges: the low end, the middle, the high end
+        assert host[row, 8:].nonzero().flatten().tolist() == [0, bins // 2, bins - 1]
+    records = unpack_histograms(host, [str(i) for i in range(len(tensors))], 0, 0)
+    assert all(math.isfinite(edge) for record in records for edge in record.edges)
     assert host[5, 6].item() == 0.0 and math.copysign(1.0, host[5, 6].item()) == 1.0
     edges = np.histogram(np.arange(19.0), bins)[0]
     assert host[1, 8:].tolist() == edges.astype(float).tolist()  # numpy.histogram's bins

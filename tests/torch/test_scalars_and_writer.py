@@ -346,3 +346,48 @@ def test_a_tensor_is_logged_with_its_value_at_the_call(client: MlflowClient) -> 
             total += 1.0
             writer.add_scalar("total", total, step)
     assert history(client, writer.run_id, "total") == [(0, 1.0), (1, 2.0), (2, 3.0)]
+
+
+# A trainer preempted by SIGTERM between two drains of the helpers' worker (2 s apart).
+_LOG_THEN_WAIT = """
+import sys, time
+from mlflow_plugin.torch import SummaryWriter
+
+writer = SummaryWriter()
+for step in range(50):
+    writer.add_scalar("loss", float(step), step)
+print(writer.run_id, flush=True)  # every call above returned
+time.sleep(120)
+"""
+
+
+def test_sigterm_lets_the_helpers_queued_points_reach_the_spool(
+    client: MlflowClient, tmp_path: Path
+) -> None:
+    import signal
+
+    from mlflow_plugin.tracking.store import BucketTrackingStore
+
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()}
+    trainer = subprocess.Popen(
+        [sys.executable, "-c", _LOG_THEN_WAIT],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert trainer.stdout is not None
+        run_id = trainer.stdout.readline().strip()
+        trainer.send_signal(signal.SIGTERM)
+        assert trainer.wait(timeout=60) == -signal.SIGTERM  # it still ends as SIGTERM ends it
+    finally:
+        if trainer.poll() is None:
+            trainer.kill()
+            trainer.wait()
+        if trainer.stdout is not None:
+            trainer.stdout.close()
+    # A store opened after it recovers what the dead trainer's spool holds.
+    store = BucketTrackingStore(mlflow.get_tracking_uri())
+    stored = [(m.step, m.value) for m in store.get_metric_history(run_id, "loss")]
+    assert stored == [(s, float(s)) for s in range(50)]

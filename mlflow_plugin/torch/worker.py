@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 
 from mlflow.tracking import MlflowClient
 
-from mlflow_plugin.torch import distributed, termination
+from mlflow_plugin.torch import distributed
 from mlflow_plugin.torch.dashboard import after_flush
 from mlflow_plugin.torch.errors import background_failure
 from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
@@ -46,7 +46,6 @@ class BackgroundWorker:
         self._errors_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         self._wake = threading.Event()
-        self._drain_waiters: list[threading.Event] = []  # set after the next drain
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="mlflow-torch-logger", daemon=True)
         self._thread.start()
@@ -150,24 +149,12 @@ class BackgroundWorker:
         except Exception as exc:  # unexpected: reported, and the worker thread lives on
             self._record_error(exc)
 
-    def drain_from_thread(self, timeout: float) -> bool:
-        """Have the worker thread drain now; True once it has (False: not in ``timeout``)."""
-        if self.synchronous or not self._thread.is_alive():
-            return True  # nothing waits for a drain here
-        done = threading.Event()
-        self._drain_waiters.append(done)
-        self._wake.set()
-        return done.wait(timeout)
-
     def _run(self) -> None:
         while not self._stopped:
             self._wake.wait(self.interval)
             self._wake.clear()
-            waiters, self._drain_waiters = self._drain_waiters, []
             with self._drain_lock:
                 self._drain()
-            for waiter in waiters:
-                waiter.set()
 
     def close(self) -> None:
         self._stopped = True
@@ -197,7 +184,6 @@ def get_worker() -> BackgroundWorker:
         with _worker_lock:
             if _worker is None:
                 _worker = BackgroundWorker(synchronous=_forked)
-                termination.drain_on_sigterm(_worker.drain_from_thread)
                 # The store's exit hook (closing its write buffers) must run after this
                 # one, which logs what is queued here: atexit runs the last registered
                 # first, and the store module registers its hook when first imported.

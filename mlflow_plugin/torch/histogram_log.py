@@ -21,6 +21,7 @@ image-key rule, so no tag can fail the worker's uploads.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
@@ -98,6 +99,16 @@ class _Series:
 _series: dict[tuple[RunTarget, str], _Series] = {}
 _series_lock = threading.Lock()
 _hooked: set[int] = set()
+
+
+def _forget_after_fork() -> None:
+    """A forked child starts empty: the parent's histograms are the parent's to write, and
+    its lock may be held by a thread that does not exist in the child."""
+    global _series, _series_lock, _hooked
+    _series, _series_lock, _hooked = {}, threading.Lock(), set()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def log_histogram(

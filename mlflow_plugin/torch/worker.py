@@ -48,7 +48,8 @@ class BackgroundWorker:
         self._wake = threading.Event()
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="mlflow-torch-logger", daemon=True)
-        self._thread.start()
+        if not synchronous:  # a synchronous worker drains in the caller's thread
+            self._thread.start()
 
     def client(self, tracking_uri: str) -> MlflowClient:
         """One client per tracking URI, reused by every drain."""

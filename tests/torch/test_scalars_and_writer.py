@@ -298,20 +298,26 @@ def test_a_forked_child_logs_each_call_before_it_returns(any_client: MlflowClien
     with SummaryWriter() as writer:
         writer.add_scalar("parent", 1.0, 0)
         mt.flush()
+        writer.add_histogram("weights", torch.arange(4.0), 0)  # pending in the parent
         pid = os.fork()
         if pid == 0:  # the child: never returns into pytest
             code = 1
             try:
                 for step in range(20):
                     writer.add_scalar("child", float(step), step)
+                writer.add_histogram("child_weights", torch.arange(8.0), 0)
+                mt.flush()  # writes the child's histograms, not the parent's pending ones
                 code = 0
             finally:
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         writer.add_scalar("parent", 2.0, 1)
-    assert history(any_client, writer.run_id, "child") == [(s, float(s)) for s in range(20)]
-    assert history(any_client, writer.run_id, "parent") == [(0, 1.0), (1, 2.0)]
+    run_id = writer.run_id
+    assert history(any_client, run_id, "child") == [(s, float(s)) for s in range(20)]
+    assert history(any_client, run_id, "parent") == [(0, 1.0), (1, 2.0)]
+    assert [h.step for h in mt.read_histograms(run_id, "weights")] == [0]  # written once
+    assert [h.num for h in mt.read_histograms(run_id, "child_weights")] == [8]
 
 
 def test_a_call_that_raises_stores_nothing_and_costs_no_other_call_its_points(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from mlflow.entities import Metric
@@ -92,33 +92,22 @@ def plain_metric_points(metrics: list[Any]) -> list[MetricPoint] | None:
     in this one pass (what logging calls send, point after point). For anything else
     the caller runs the full checks, whose errors are MLflow's word for word.
     """
-    points: list[MetricPoint] = []
-    for metric in metrics:
-        if type(metric) is not Metric:
-            return None
-        key, value, timestamp, step = metric.key, metric.value, metric.timestamp, metric.step
-        if not (
-            type(value) is float
-            and type(timestamp) is int
-            and type(step) is int
-            and 0 <= timestamp <= _INT64_MAX
-            and _INT64_MIN <= step <= _INT64_MAX
-            and (key in _valid_names or _valid_name(key))
-        ):
-            return None
-        # value - value is 0.0 for a finite value only (inf - inf and NaN give NaN).
-        stored = value + 0.0 if value - value == 0.0 else stored_metric_value(value)
-        points.append(MetricPoint(key, stored, timestamp, step))
-    return points
+    if any(type(metric) is not Metric for metric in metrics):
+        return None
+    return _stored_points((m.key, m.value, m.timestamp, m.step) for m in metrics)
 
 
 def plain_points(points: Sequence[MetricPoint]) -> list[MetricPoint] | None:
     """``plain_metric_points`` for metrics given as points, with no ``Metric`` each."""
+    if any(type(point) is not MetricPoint for point in points):
+        return None
+    return _stored_points(points)
+
+
+def _stored_points(rows: Iterable[tuple[Any, Any, Any, Any]]) -> list[MetricPoint] | None:
+    """(key, value, timestamp, step) rows as stored points, or None if any is not plain."""
     stored: list[MetricPoint] = []
-    for point in points:
-        if type(point) is not MetricPoint:
-            return None
-        key, value, timestamp, step = point
+    for key, value, timestamp, step in rows:
         if not (
             type(key) is str
             and type(value) is float
@@ -129,6 +118,7 @@ def plain_points(points: Sequence[MetricPoint]) -> list[MetricPoint] | None:
             and (key in _valid_names or _valid_name(key))
         ):
             return None
+        # value - value is 0.0 for a finite value only (inf - inf and NaN give NaN).
         stored_value = value + 0.0 if value - value == 0.0 else stored_metric_value(value)
         stored.append(MetricPoint(key, stored_value, timestamp, step))
     return stored

@@ -154,7 +154,7 @@ def _refuse_an_earlier_batch(client: MlflowClient, run_id: str) -> None:
     """What a flush leaves when the run refused a batch as too old: a refusal for the
     run's next call to report (DATA_LOSS)."""
     buffer = client._tracking_client.store._runs._buffer
-    refused = BatchTooOld(RunBatch(run_id, "0", "an-old-writer", 7, []), 0)
+    refused = BatchTooOld(RunBatch(run_id, "0", "an-old-writer", 7, [], sealed_at=1), 0)
     buffer.refusals.setdefault(run_id, []).append(refused)
 
 

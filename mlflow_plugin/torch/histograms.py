@@ -223,23 +223,23 @@ def _host_row(
     first, last = lo - half, hi + half
     width = last - first
     scale = bins / width
+    usual = math.isfinite(scale) and scale > 0
+    # Otherwise, as device_histograms: a division, by halves past float's range.
+    factor = 0.5 if math.isinf(width) else 1.0
+    origin, span = first * factor, last * factor - first * factor
     counts = row[_HEADER:]
     total = squares = 0.0
     for start in range(0, values.size, scratch.size):
         chunk = values[start : start + scratch.size]
         x, i = scratch[: chunk.size], index[: chunk.size]
-        if math.isinf(width):  # past float's range: halves (as device_histograms)
-            np.multiply(chunk, 0.5, out=x)
-            np.subtract(x, first * 0.5, out=x)
-            np.divide(x, last * 0.5 - first * 0.5, out=x)
-            np.multiply(x, bins, out=x)
-        elif not (math.isfinite(scale) and scale > 0):  # a few subnormals wide
-            np.subtract(chunk, first, out=x)
-            np.divide(x, width, out=x)
-            np.multiply(x, bins, out=x)
-        else:
+        if usual:
             np.subtract(chunk, first, out=x)
             np.multiply(x, scale, out=x)
+        else:
+            np.multiply(chunk, factor, out=x)
+            np.subtract(x, origin, out=x)
+            np.divide(x, span, out=x)
+            np.multiply(x, bins, out=x)
         np.floor(x, out=x)
         np.clip(x, 0, bins - 1, out=x)
         np.copyto(i, x, casting="unsafe")

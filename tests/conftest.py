@@ -37,12 +37,11 @@ os.environ["MLFLOW_BUCKET_INDEX_DIR"] = tempfile.mkdtemp(prefix="mlflow-bucket-t
 _SCRATCH_FOLDERS = (os.environ["MLFLOW_BUCKET_SPOOL_DIR"], os.environ["MLFLOW_BUCKET_INDEX_DIR"])
 
 
-# A worker keeps much of what its tests made: moto's objects, and every store a test
-# opened (each registers a fork hook, which keeps it for the process's life). After a
-# few hundred tests that is millions of objects, and every full collection walked them
-# all, a second or more each time (``autolog`` starts with one). So what the tests leave
-# is frozen after each file and every 100 tests, and later collections walk only what
-# was made since.
+# A worker keeps much of what its tests made: moto's objects, and the last 100 stores
+# MLflow's store cache holds. After a few hundred tests that is millions of objects, and
+# every full collection walked them all, a second or more each time (``autolog`` starts
+# with one). So what the tests leave is frozen after each file and every 100 tests, and
+# later collections walk only what was made since.
 _FREEZE_EVERY = 100  # tests
 _tests_since_freeze = 0
 

@@ -26,6 +26,7 @@ import logging
 import os
 import threading
 import uuid
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -117,6 +118,19 @@ def check_run_active(doc: Document) -> None:
     check_active(doc, "run")
 
 
+# Weakly held: a hook registered per context would keep every store a process ever
+# opened alive (os.register_at_fork never lets go of its callables).
+_live_contexts: weakref.WeakSet[StoreContext] = weakref.WeakSet()
+
+
+def _new_readers_after_fork() -> None:
+    for context in list(_live_contexts):
+        context._new_readers()
+
+
+os.register_at_fork(after_in_child=_new_readers_after_fork)
+
+
 class StoreContext:
     """The state one tracking store's collaborators share; raises storage errors as they are.
 
@@ -167,7 +181,7 @@ class StoreContext:
         )
         self.readers = ThreadPoolExecutor(_READ_WORKERS, thread_name_prefix="mlflow-bucket-read")
         # A forked child cannot use the parent's pool threads; give it a pool of its own.
-        os.register_at_fork(after_in_child=self._new_readers)
+        _live_contexts.add(self)
         spool_dir = spool_settings(location)
         self.spool_root = spool_root(spool_dir, root_identity(location)) if spool_dir else None
         self.buffer = WriteBuffer(

@@ -108,6 +108,9 @@ def _reset_after_fork() -> None:
 os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+# Flush intervals with nothing to upload before the flusher thread stops.
+_IDLE_WAKES_BEFORE_STOPPING = 2
+
 # How long closing keeps retrying uploads that fail: with no spool, unsent points would
 # be lost, so longer; with one, they are safe on disk for `sync` or the next process.
 _CLOSE_RETRY_SECONDS = 60.0
@@ -166,6 +169,11 @@ class WriteBuffer:
         self._thread: threading.Thread | None = None
         self._closed = False
         _live_buffers.add(self)
+        if spool is not None:
+            # A buffer dropped unclosed (its store no longer used) has uploaded everything
+            # (its flusher keeps it alive until then): its folder is left, unlocked, to the
+            # next recovery, as a dead writer's is.
+            weakref.finalize(self, spool.close, remove=False).atexit = False
 
     # -- the hot path ------------------------------------------------------------------
 
@@ -230,6 +238,7 @@ class WriteBuffer:
         self._thread.start()
 
     def _flush_loop(self) -> None:
+        idle_wakes = 0
         while not self._closed:
             self._wake.wait(self._settings.flush_interval)
             self._wake.clear()
@@ -237,6 +246,16 @@ class WriteBuffer:
                 self.flush(raise_errors=False)
             except Exception:  # the flusher must outlive any one failure; the data stays queued
                 _logger.exception("background flush failed; retrying at the next interval")
+            # A thread that never ends would keep its buffer, and the store that owns it,
+            # alive for the life of the process, however idle; the next write starts one.
+            with self._lock:
+                idle_wakes = 0 if self._holds_anything() else idle_wakes + 1
+                if idle_wakes >= _IDLE_WAKES_BEFORE_STOPPING:
+                    self._thread = None
+                    return
+
+    def _holds_anything(self) -> bool:
+        return any(queue.has_open() or queue.sealed for queue in self._runs.values())
 
     def _seal(self) -> None:
         """Seal every run's open batch (all at once: the spool's open log is one file)."""

@@ -17,6 +17,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking._tracking_service.utils import _get_store
 
 from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.polling import wait_until
 from tests.servers import S3Endpoint, interruptible_moto_endpoint
 
 
@@ -278,6 +279,45 @@ def test_a_forked_child_reads_through_a_pool_of_its_own(tmp_path: Path) -> None:
     child.start()
     child.join(60)
     assert child.exitcode == 0
+
+
+def test_a_store_no_longer_used_is_freed_after_uploading_what_it_held(tmp_path: Path) -> None:
+    """A dropped store (MLflow keeps 100 in its cache, then lets go) uploads what it
+    buffered, then its flusher thread stops and the store is freed: nothing a process
+    registers (a fork hook, a thread) keeps every store it ever opened alive."""
+    import gc
+    import weakref
+
+    uri = f"bucket+file://{tmp_path / 'root'}?flush_interval=0.05"
+    store = BucketTrackingStore(uri)
+    run_id = store.create_run("0", "u", 0, [], "r").info.run_id
+    store.log_batch(run_id, [Metric("m", float(s), s, s) for s in range(3)], [], [])
+    context, flusher = weakref.ref(store.context), store.context.buffer._thread
+    assert flusher is not None
+    del store  # the points are only buffered: the flusher uploads them first
+
+    assert wait_until(lambda: gc.collect() >= 0 and context() is None)
+    assert wait_until(lambda: not flusher.is_alive())
+    reader = BucketTrackingStore(uri)
+    assert [m.step for m in reader.get_metric_history(run_id, "m")] == [0, 1, 2]
+    reader.close()
+
+
+def test_an_idle_store_starts_its_flusher_again_for_the_next_write(tmp_path: Path) -> None:
+    import threading
+
+    uri = f"bucket+file://{tmp_path / 'root'}?flush_interval=0.05"
+    store = BucketTrackingStore(uri)
+    run_id = store.create_run("0", "u", 0, [], "r").info.run_id
+    buffer = store.context.buffer
+    store.log_batch(run_id, [Metric("m", 0.0, 0, 0)], [], [])
+    assert wait_until(lambda: buffer._thread is None)  # uploaded, idle: the thread stopped
+    store.log_batch(run_id, [Metric("m", 1.0, 1, 1)], [], [])
+    assert isinstance(buffer._thread, threading.Thread)
+    reader = BucketTrackingStore(uri)
+    assert wait_until(lambda: len(reader.get_metric_history(run_id, "m")) == 2)
+    store.close()
+    reader.close()
 
 
 def test_a_long_outage_keeps_memory_bounded_and_loses_nothing(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ let CI pass without testing it.
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 import signal
@@ -66,6 +67,10 @@ def upload_before_stopping() -> None:
     close_live_buffers()
 
 
+#: SeaweedFS binds each service's port + 10000 for gRPC too.
+GRPC_PORT_OFFSET = 10000
+
+
 def free_port(avoid_grpc_clash: bool = False) -> int:
     """A free port; SeaweedFS also binds port+10000 for gRPC, so keep that free too."""
     for _ in range(200):
@@ -74,11 +79,11 @@ def free_port(avoid_grpc_clash: bool = False) -> int:
             port = int(sock.getsockname()[1])
         if not avoid_grpc_clash:
             return port
-        if port + 10000 > 65535:
+        if port + GRPC_PORT_OFFSET > 65535:
             continue
         with socket.socket() as sock:
             try:
-                sock.bind(("127.0.0.1", port + 10000))
+                sock.bind(("127.0.0.1", port + GRPC_PORT_OFFSET))
             except OSError:
                 continue
         return port
@@ -201,6 +206,16 @@ def weed_binary() -> str:
     return found
 
 
+def _remove_local_sockets(ports: list[int]) -> None:
+    """weed's services each leave a socket in /tmp named after their port (or their gRPC
+    port), whatever $TMPDIR says: without this every run left a dozen there."""
+    for port in ports:
+        for suffix in (port, port + GRPC_PORT_OFFSET):
+            for name in glob.glob(f"/tmp/seaweedfs-*-{suffix}.sock"):
+                with contextlib.suppress(OSError):
+                    os.remove(name)
+
+
 @contextmanager
 def seaweedfs_endpoint(timeout: float = 60.0) -> Iterator[S3Endpoint]:
     workdir = tempfile.mkdtemp(prefix="seaweedfs-")
@@ -243,6 +258,7 @@ def seaweedfs_endpoint(timeout: float = 60.0) -> Iterator[S3Endpoint]:
             process.kill()
             process.wait()
         shutil.rmtree(workdir, ignore_errors=True)
+        _remove_local_sockets(ports)
 
 
 def _log_tail(log_path: str | Path) -> str:

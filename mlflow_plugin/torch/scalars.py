@@ -47,9 +47,8 @@ __all__ = [
 ]
 
 ScalarValue = float | int | torch.Tensor | Any
-# A queued point: where it goes, its mapped key, value (float or tensor), step, time and
-# the model it is linked to (the caller's active model, as mlflow.log_metric links it).
-PendingPoint = tuple["RunTarget", str, Any, int, int, str | None]
+# A queued point: where it goes, its mapped key, value (float or tensor), step and time.
+PendingPoint = tuple["RunTarget", str, Any, int, int]
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DATA_LOSS = ErrorCode.Name(DATA_LOSS)  # an MlflowException's error_code
 
@@ -138,9 +137,7 @@ class ScalarBuffer:
             value = value.detach().clone()
         else:
             value = float(value)
-        # Read in the caller's thread: MLflow keeps the active model per thread, and the
-        # drain runs on the worker's.
-        return (target, key, value, step, timestamp_ms, get_active_model_id())
+        return (target, key, value, step, timestamp_ms)
 
     def drain(self) -> list[MlflowException]:
         """Log every point pending now; returns one error per chunk not (fully) stored."""
@@ -149,27 +146,28 @@ class ScalarBuffer:
             return []
         points = [self._pending.popleft() for _ in range(count)]
         values, unreadable = _host_values([p[2] for p in points])
-        by_run: dict[tuple[RunTarget, str | None], list[MetricPoint]] = {}
+        # What MlflowClient.log_batch would attach to each metric: the draining thread's
+        # active model (MLFLOW_ACTIVE_MODEL_ID on the worker thread), read once, not per point.
+        model_id = get_active_model_id()
+        by_run: dict[RunTarget, list[MetricPoint]] = {}
         unread: dict[RunTarget, tuple[list[MetricPoint], BaseException]] = {}
         rows: list[MetricPoint] = []
-        last: tuple[RunTarget | None, str | None] = (None, None)
-        for index, ((target, key, _, step, timestamp, model_id), value) in enumerate(
+        last: RunTarget | None = None
+        for index, ((target, key, _, step, timestamp), value) in enumerate(
             zip(points, values, strict=True)
         ):
             if unreadable and index in unreadable:  # a tensor that could not be read
                 lost, _cause = unread.setdefault(target, ([], unreadable[index]))
                 lost.append(MetricPoint(key, math.nan, timestamp, step))
                 continue
-            # Points come in runs of one target and model: one lookup per run of them.
-            if target is not last[0] or model_id != last[1]:
-                last = (target, model_id)
-                rows = by_run.setdefault(last, [])
+            if target is not last:  # points come in runs of one target: one lookup per run
+                rows, last = by_run.setdefault(target, []), target
             rows.append(MetricPoint(key, value, timestamp, step))
         errors = [
             unstored_points_error(target.run_id, lost, cause)
             for target, (lost, cause) in unread.items()
         ]
-        for (target, model_id), run_points in by_run.items():
+        for target, run_points in by_run.items():
             log = _batch_logger(self._client_for(target.tracking_uri), target.run_id, model_id)
             for start in range(0, len(run_points), MAX_METRICS_PER_BATCH):
                 chunk = run_points[start : start + MAX_METRICS_PER_BATCH]

@@ -277,7 +277,7 @@ def test_a_refused_metric_in_a_batch_never_takes_the_others(any_client: MlflowCl
     for step in STEPS:
         buffer.append(target, "loss", step, step, 1)
         # A point that skipped the call-time mapping (as every point did before it).
-        buffer._pending.append((target, "x" * 300, 1.0, step, 1, None))
+        buffer._pending.append((target, "x" * 300, 1.0, step, 1))
         buffer.append(target, "acc", -step, step, 1)
     (error,) = buffer.drain()
     assert error.error_code == "INVALID_PARAMETER_VALUE"

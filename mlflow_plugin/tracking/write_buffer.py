@@ -19,8 +19,8 @@ clock (``run_batches``), so the order of uploads never decides a tag's value.
 Flushes happen on a timer (``flush_interval`` seconds), when ``flush_points``
 points are buffered, before any read or other change of the same run in this
 process (so a process always sees its own writes), on ``flush()``, and at
-interpreter exit. In a forked child (``synchronous``) the store uploads after each
-call itself, so that the upload's errors reach the caller as MLflow's. Past
+interpreter exit. In a forked child and after ``close`` (``synchronous``) the store
+uploads after each call itself, so that the upload's errors reach the caller as MLflow's. Past
 ``max_buffered_points`` (an endpoint that stays down), sealed batches that are safe
 in the spool leave memory (they are read back from disk when uploaded), so memory
 stays bounded while the spool grows, with a warning. Without a spool, ``append``
@@ -121,7 +121,7 @@ _CLOSE_BACKOFF = Backoff(first=0.1, ceiling=2.0)
 @atexit.register
 def close_live_buffers() -> None:
     """Close every write buffer of this process, as its exit does: after this, a buffer
-    uploads what it is given at flushes, reads of its runs and exit only."""
+    uploads each call before the call returns."""
     # Closing also removes an empty spool folder. MLflow's own exit hook (end_run) may
     # still log after this one; the buffer keeps working, without the spool.
     for buffer in list(_live_buffers):
@@ -155,7 +155,7 @@ class WriteBuffer:
         self._runs: dict[str, _RunQueue] = {}
         self._buffered = 0  # points in memory: open and sealed-but-not-uploaded
         self._open = 0  # points not sealed yet: what the flush threshold counts
-        self._synchronous = False  # set in a forked child, which may exit without atexit
+        self._synchronous = False  # see ``synchronous``
         self._offloaded: set[int] = set()  # sequences whose points live only in the spool
         # Runs whose last upload met a damaged document: retrying within seconds cannot
         # help, so closing does not wait for them (their batches stay in the spool).
@@ -179,7 +179,8 @@ class WriteBuffer:
 
     @property
     def synchronous(self) -> bool:
-        """Whether every call must be uploaded before it returns (a forked child)."""
+        """Whether every call must be uploaded before it returns: in a forked child, after
+        ``close``, and when no flusher thread could be started."""
         return self._synchronous
 
     def append(
@@ -232,10 +233,17 @@ class WriteBuffer:
     # -- flushing ----------------------------------------------------------------------
 
     def _start_flusher(self) -> None:
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=self._flush_loop, name="mlflow-bucket-flusher", daemon=True
         )
-        self._thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had (a limit, or interpreter shutdown)
+            # Then nothing would upload in the background: each call uploads itself, the
+            # one being accepted included (the store checks ``synchronous`` after it).
+            self._synchronous = True
+            return
+        self._thread = thread
 
     def _flush_loop(self) -> None:
         idle_wakes = 0
@@ -515,3 +523,6 @@ class WriteBuffer:
             if self._spool is not None:
                 self._spool.close(remove=not self._runs)
                 self._spool = None
+            # With no flusher and no spool, a later call is uploaded before it returns:
+            # nothing else would keep it (a dropped store is freed, not flushed at exit).
+            self._synchronous = True

@@ -298,9 +298,50 @@ def test_a_store_no_longer_used_is_freed_after_uploading_what_it_held(tmp_path: 
 
     assert wait_until(lambda: gc.collect() >= 0 and context() is None)
     assert wait_until(lambda: not flusher.is_alive())
-    reader = BucketTrackingStore(uri)
+    # Uploaded by the dropped store itself, not left in its spool for a recovery.
+    reader = BucketTrackingStore(uri, recover_in_background=False)
     assert [m.step for m in reader.get_metric_history(run_id, "m")] == [0, 1, 2]
     reader.close()
+
+
+def test_a_store_used_after_closing_uploads_each_call_before_it_returns(tmp_path: Path) -> None:
+    """After ``close`` (exit hooks, a fixture) there is no flusher and no spool: a later
+    call is stored before it returns, so dropping the store loses nothing."""
+    import gc
+
+    uri = f"bucket+file://{tmp_path / 'root'}?flush_interval=3600"
+    store = BucketTrackingStore(uri)
+    run_id = store.create_run("0", "u", 0, [], "r").info.run_id
+    store.log_batch(run_id, [Metric("m", 0.0, 0, 0)], [], [])
+    store.close()
+    store.log_batch(run_id, [Metric("m", 1.0, 1, 1)], [], [])
+    del store
+    gc.collect()
+    reader = BucketTrackingStore(uri, recover_in_background=False)
+    assert [m.step for m in reader.get_metric_history(run_id, "m")] == [0, 1]
+    reader.close()
+
+
+def test_a_flusher_that_cannot_start_makes_each_call_upload_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    uri = f"bucket+file://{tmp_path / 'root'}?flush_interval=3600"
+    store = BucketTrackingStore(uri)
+    run_id = store.create_run("0", "u", 0, [], "r").info.run_id
+
+    def refuse(thread: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(threading.Thread, "start", refuse)
+        store.log_batch(run_id, [Metric("m", 0.0, 0, 0)], [], [])  # accepted, no error
+    store.log_batch(run_id, [Metric("m", 1.0, 1, 1)], [], [])
+    reader = BucketTrackingStore(uri, recover_in_background=False)
+    assert [m.step for m in reader.get_metric_history(run_id, "m")] == [0, 1]
+    reader.close()
+    store.close()
 
 
 def test_an_idle_store_starts_its_flusher_again_for_the_next_write(tmp_path: Path) -> None:

@@ -500,6 +500,10 @@ class WriteBuffer:
         endpoint answering errors) is tried again for a while: without a spool what
         is left here at exit is lost, and with one it waits for the next process.
         """
+        # From now on a call is uploaded before it returns: no flusher and no spool will
+        # be left to keep it (a dropped store is freed, not flushed at exit), and a call
+        # racing this close must not slip in after its last flush.
+        self._synchronous = True
         spooled = self._spool is not None and self._spool.usable
         deadline = time.monotonic() + (
             _CLOSE_RETRY_SECONDS_SPOOLED if spooled else _CLOSE_RETRY_SECONDS
@@ -523,6 +527,3 @@ class WriteBuffer:
             if self._spool is not None:
                 self._spool.close(remove=not self._runs)
                 self._spool = None
-            # With no flusher and no spool, a later call is uploaded before it returns:
-            # nothing else would keep it (a dropped store is freed, not flushed at exit).
-            self._synchronous = True

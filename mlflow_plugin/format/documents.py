@@ -34,6 +34,7 @@ __all__ = [
     "create_document",
     "decode",
     "decode_document",
+    "decode_text",
     "encode",
     "read_document",
     "read_or_none",
@@ -85,8 +86,16 @@ def decode(data: bytes) -> Document:
     The bytes must be UTF-8 (``UnicodeDecodeError`` is a ``ValueError``): given bytes,
     ``json.loads`` would also guess UTF-16 and UTF-32, which the format does not allow.
     """
+    return decode_text(data.decode("utf-8"))
+
+
+def decode_text(text: str) -> Document:
+    """The document in ``text`` (already decoded from UTF-8); ``ValueError`` if not one."""
+    # The hook costs a call per JSON object, half of a decode: only a text that can hold
+    # a marker (``\u0024`` spells a "$" in an escaped key) pays for it.
+    hook = _decode_float if "$float" in text or "\\u0024" in text else None
     try:
-        doc = json.loads(data.decode("utf-8"), object_hook=_decode_float)
+        doc = json.loads(text, object_hook=hook)
     except (TypeError, AttributeError, RecursionError) as exc:
         # A malformed float marker, or nesting deeper than the parser's recursion limit.
         raise ValueError(f"not a document: {exc}") from None

@@ -7,7 +7,6 @@ on the name claim, on the model document and on every version number.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from uuid import uuid4
 
 from mlflow import MlflowClient
 
+from tests.processes import SPAWN
 from tests.servers import S3Endpoint
 
 WORKERS = 6
@@ -42,7 +42,7 @@ def _register(uri: str, worker: int, barrier: Any, results: Any) -> None:
 
 
 def _race(uri: str) -> None:
-    context = multiprocessing.get_context("spawn")
+    context = SPAWN
     barrier = context.Barrier(WORKERS)
     results = context.Queue()
     workers = [

@@ -46,7 +46,7 @@ from mlflow_plugin.index.sync import IndexSync, JournalLook, SyncReport
 from mlflow_plugin.objectstore import ObjectStore
 from mlflow_plugin.objectstore.errors import CorruptObject
 
-__all__ = ["QueryIndex"]
+__all__ = ["CheckedBodies", "QueryIndex"]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")

@@ -314,7 +314,14 @@ class LocalObjectStore(ObjectStore):
         # Collected before the first yield: an error is raised by the call, not mid-way.
         return iter([_info(key, st) for key, st in sorted(found, key=lambda item: item[0])])
 
-    def _walk(self, prefix: str) -> _Found:
+    def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
+        check_prefix(prefix)
+        check_prefix(start_after)
+        with self._errors("list", prefix):
+            found = self._walk(prefix, start_after)
+        return iter([_info(key, st) for key, st in sorted(found, key=lambda item: item[0])])
+
+    def _walk(self, prefix: str, start_after: str = "") -> _Found:
         folder, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
         self._unlinked(prefix, start)
@@ -326,8 +333,8 @@ class LocalObjectStore(ObjectStore):
                 if _is_internal(name):
                     continue
                 key = base + name
-                if not key.startswith(prefix):
-                    continue
+                if not key.startswith(prefix) or key <= start_after:
+                    continue  # not stat-ed: the tail of a journal of thousands is listed
                 with contextlib.suppress(FileNotFoundError):
                     st = os.lstat(os.path.join(dirpath, name))
                     if stat.S_ISREG(st.st_mode):  # links are not objects (see above)

@@ -197,9 +197,6 @@ class IndexSync:
         self._journal_lock = threading.Lock()
         self._journal_read_at: float | None = None
         self._journal_tail: int | None = None  # the newest entry this process saw
-        # The last look's entries that were applied: the tail the next look lists again
-        # (``TAIL_MS``, for entries landing late) is not read back into the index.
-        self._applied_tail: frozenset[str] = frozenset()
         self._first_look = first_look  # taken by the first look, if it is still fresh
         self._window_scanned_at: float | None = None  # the last rescan of the margin began
         self._window_rescanning = False
@@ -211,9 +208,6 @@ class IndexSync:
         self.inline_limit = _INLINE_LIMIT
         #: How often such a scope is listed in full (see ``FULL_LISTING_MS``).
         self.full_listing_ms = FULL_LISTING_MS
-        # When each large scope was last listed in full, as its listing row last said:
-        # rows only get newer, so while that is recent enough a search need not read it.
-        self._full_listing_seen: dict[str, int] = {}
 
     # -- freshness ---------------------------------------------------------------------
 
@@ -237,8 +231,6 @@ class IndexSync:
             self._trust_database = False
             self._journal_read_at = None
             self._journal_tail = None
-            self._applied_tail = frozenset()
-            self._full_listing_seen.clear()
             self._window_scanned_at = None
 
     def _scope_lock(self, scope: str) -> threading.Lock:
@@ -350,30 +342,18 @@ class IndexSync:
     def _full_listing_due(self, scopes: Sequence[str]) -> list[str]:
         """Those of ``scopes`` whose last full listing (by any process) is older than
         ``full_listing_ms``, or than ten times what it took this process."""
-        now = change_journal.now_ms()
-
-        def due(scope: str, listed_at_ms: int | None) -> bool:
-            every = max(self.full_listing_ms, 10_000 * self._list_seconds.get(scope, 0.0))
-            return listed_at_ms is None or now - listed_at_ms > every
-
-        with self._lock:
-            unsure = [s for s in scopes if due(s, self._full_listing_seen.get(s))]
-        if not unsure:
-            return []
         with self._database.read() as session:
-            known = listed_scopes(session, unsure)
-        found = []
-        for scope in unsure:
+            known = listed_scopes(session, scopes)
+        now = change_journal.now_ms()
+        due = []
+        for scope in scopes:
             row = known.get(scope)
+            every = max(self.full_listing_ms, 10_000 * self._list_seconds.get(scope, 0.0))
             # A listing time in the future is another machine's clock: list again.
-            if row is None or row.listed_at_ms > now + change_journal.MARGIN_MS:
-                found.append(scope)
-                continue
-            with self._lock:
-                self._full_listing_seen[scope] = row.listed_at_ms
-            if due(scope, row.listed_at_ms):
-                found.append(scope)
-        return found
+            future = row is not None and row.listed_at_ms > now + change_journal.MARGIN_MS
+            if row is None or future or now - row.listed_at_ms > every:
+                due.append(scope)
+        return due
 
     def _list_and_sync(
         self, scope: str, sync: Callable[[], SyncReport], seen_synced_at: float | None
@@ -451,7 +431,6 @@ class IndexSync:
                 with self._database.write(bookkeeping=True) as session:  # listings move it back
                     move_journal_cursor(session, now - change_journal.MARGIN_MS)
                 self._journal_tail = None
-                self._applied_tail = frozenset()
             else:
                 tail = self._journal_tail
                 early = self._early_look(cursor) if tail is None else None
@@ -461,11 +440,7 @@ class IndexSync:
                     changes = change_journal.changes_since(
                         self._store, cursor if tail is None else tail, TAIL_MS
                     )
-                unapplied = [c for c in changes if c.key not in self._applied_tail]
-                report, applied = self._apply_changes(unapplied, set(known))
-                self._applied_tail = frozenset(
-                    applied | {c.key for c in changes if c.key in self._applied_tail}
-                )
+                report = self._apply_changes(changes, set(known))
                 # Never past this machine's clock: a fast writer's entry, or a cursor a
                 # fast clock recorded, must not hide the entries written meanwhile.
                 newest = max((c.at_ms for c in changes), default=cursor)
@@ -506,7 +481,7 @@ class IndexSync:
             changes = change_journal.changes_since(self._store, cursor)
             if self._closed:
                 return
-            self._apply_changes(changes, set(known))[0]
+            self._apply_changes(changes, set(known))
             if changes and not self._closed:
                 newest = max(c.at_ms for c in changes)
                 self._advance_cursor(min(newest, change_journal.now_ms()), known)
@@ -530,17 +505,12 @@ class IndexSync:
 
     def _apply_changes(
         self, changes: Sequence[change_journal.Change], known: set[str]
-    ) -> tuple[SyncReport, set[str]]:
-        """Read again what the entries say changed in listed scopes; also returns the
-        keys of the entries applied (those of scopes not yet listed are left out: the
-        next look applies them again, should the scope's listing have missed them)."""
+    ) -> SyncReport:
         wanted: dict[str, dict[str, str | None]] = {}  # scope -> document key -> digest
-        applied: set[str] = set()
         for change in changes:
             scope = runs_scope(change.experiment_id)
-            runs_known = scope in known
             if change.every_run:
-                if runs_known:
+                if scope in known:
                     with self._lock:
                         self._must_list.add(scope)
                 scope, key = EXPERIMENTS_SCOPE, keys.experiment_key(change.experiment_id)
@@ -552,8 +522,6 @@ class IndexSync:
             if scope in known:
                 # The newest entry of a document decides; an unknown outcome reads it.
                 wanted.setdefault(scope, {})[key] = digest
-                if runs_known or not change.every_run:
-                    applied.add(change.key)
         digests = {
             key: digest for documents in wanted.values() for key, digest in documents.items()
         }
@@ -565,7 +533,7 @@ class IndexSync:
             or key not in indexed
             or change_journal.etag_digest(indexed[key]) != digest
         ]
-        return self.reread(stale), applied
+        return self.reread(stale)
 
     def _indexed_etags(self, document_keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}

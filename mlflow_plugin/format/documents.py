@@ -92,8 +92,9 @@ def decode(data: bytes) -> Document:
 def decode_text(text: str) -> Document:
     """The document in ``text`` (already decoded from UTF-8); ``ValueError`` if not one."""
     # The hook costs a call per JSON object, half of a decode: only a text that can hold
-    # a marker (``\u0024`` spells a "$" in an escaped key) pays for it.
-    hook = _decode_float if "$float" in text or "\\u0024" in text else None
+    # a marker pays for it. A "$float" key needs a "$", written as is or as ``\u0024``
+    # (any of its letters may be escaped too: ``"$\u0066loat"``).
+    hook = _decode_float if "$" in text or "\\u0024" in text else None
     try:
         doc = json.loads(text, object_hook=hook)
     except (TypeError, AttributeError, RecursionError) as exc:

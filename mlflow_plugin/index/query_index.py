@@ -16,7 +16,9 @@ is a usable one (see ``checkpoints``).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -399,14 +401,21 @@ class CheckedBodies:
     schema the first time this process reads it; one that is not a valid document is
     left out (with a warning) and its key added to ``damaged``. The check was a third of
     a warm search's time (1,000 runs and their experiments a page), so the texts found
-    valid are remembered by the hash of (key, text): a changed text hashes anew and is
-    checked again. Past ``limit`` hashes (about 70 bytes each: 17 MB for the default) the
-    memory starts over.
+    valid are remembered by a keyed digest of (key, text): a changed text digests anew
+    and is checked again, and with a key drawn per process nobody can make a damaged
+    row collide with a valid one (Python's ``hash`` is predictable under a fixed
+    ``PYTHONHASHSEED``). Past ``limit`` digests (about 90 bytes each: 22 MB for the
+    default) the memory starts over.
     """
 
     def __init__(self, limit: int = 250_000) -> None:
-        self._valid: set[int] = set()
+        self._valid: set[bytes] = set()
         self._limit = limit
+        self._secret = os.urandom(16)
+
+    def _digest(self, key: str, body: str) -> bytes:
+        text = f"{len(key)}:{key}{body}".encode("utf-8", "surrogatepass")
+        return hashlib.blake2b(text, digest_size=16, key=self._secret).digest()
 
     def readable(
         self, bodies: dict[str, tuple[str, str]], ids: Sequence[str], damaged: list[str]
@@ -417,7 +426,7 @@ class CheckedBodies:
             if entity_id not in bodies:
                 continue
             key, body = bodies[entity_id]
-            fingerprint = hash((key, body))
+            fingerprint = self._digest(key, body)
             try:
                 if fingerprint in self._valid:
                     documents.append(decode_text(body))

@@ -12,6 +12,7 @@ import pytest
 from mlflow_plugin.format import documents, schema
 from mlflow_plugin.format.documents import (
     decode_document,
+    decode_text,
     encode,
     read_document,
     update_document,
@@ -43,6 +44,19 @@ def test_a_document_not_in_utf8_is_damaged_and_named(encoding: str) -> None:
     assert json.loads(data)["run_id"] == "abc"  # what Python's json would have accepted
     with pytest.raises(CorruptObject, match=re.escape(f"corrupt document '{RUN_KEY}'")):
         decode_document(RUN_KEY, data)
+
+
+@pytest.mark.parametrize(
+    "marker",
+    ['"$float"', '"\\u0024float"', '"$\\u0066loat"', '"\\u0024\\u0066\\u006coat"'],
+    ids=["as-is", "escaped-dollar", "escaped-letter", "escaped-both"],
+)
+def test_a_float_marker_is_restored_however_its_key_is_escaped(marker: str) -> None:
+    text = '{"m":{' + marker + ':"-Infinity"},"n":[{' + marker + ':"NaN"}],"x":1.5}'
+    assert json.loads(text)["m"] == {"$float": "-Infinity"}  # the key JSON means
+    doc = decode_text(text)
+    assert doc["m"] == float("-inf") and doc["n"][0] != doc["n"][0] and doc["x"] == 1.5
+    assert decode_text(encode(doc).decode("utf-8"))["m"] == float("-inf")
 
 
 @pytest.mark.parametrize("writers", [{"w": None}, {"w": "3"}, {"w": 1.5}, {"w": True}, ["w"]])

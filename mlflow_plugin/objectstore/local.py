@@ -309,19 +309,20 @@ class LocalObjectStore(ObjectStore):
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         check_prefix(prefix)
-        with self._errors("list", prefix):
-            found = self._walk(prefix)
-        # Collected before the first yield: an error is raised by the call, not mid-way.
-        return iter([_info(key, st) for key, st in sorted(found, key=lambda item: item[0])])
+        return self._listing(prefix, "")
 
     def list_after(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
         check_prefix(prefix)
         check_prefix(start_after)
+        return self._listing(prefix, start_after)
+
+    def _listing(self, prefix: str, start_after: str) -> Iterator[ObjectInfo]:
         with self._errors("list", prefix):
             found = self._walk(prefix, start_after)
+        # Collected before the first yield: an error is raised by the call, not mid-way.
         return iter([_info(key, st) for key, st in sorted(found, key=lambda item: item[0])])
 
-    def _walk(self, prefix: str, start_after: str = "") -> _Found:
+    def _walk(self, prefix: str, start_after: str) -> _Found:
         folder, _, _ = prefix.rpartition("/")
         start = self.root.joinpath(*folder.split("/")) if folder else self.root
         self._unlinked(prefix, start)

@@ -145,6 +145,12 @@ class ObjectStore(ABC):
     #: Whether compare-and-swap holds between processes (not only between threads).
     supports_cross_process_cas: bool = True
 
+    @property
+    def bucket_location(self) -> str:
+        """The whole bucket this store is a prefix of (a folder store: itself). A server
+        honours conditional writes for a bucket, whatever the prefix."""
+        return self.location
+
     @abstractmethod
     def get(self, key: str) -> StoredObject:
         """Return the object's bytes and ETag; raise ``NotFound`` if absent."""

@@ -41,6 +41,10 @@ class ObservedObjectStore(ObjectStore):
         self.location = inner.location
         self.supports_cross_process_cas = inner.supports_cross_process_cas
 
+    @property
+    def bucket_location(self) -> str:
+        return self.inner.bucket_location
+
     def _observe(self, key: str, write: Callable[[], str]) -> str:
         etag: str | None = None
         landed = True

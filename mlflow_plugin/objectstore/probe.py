@@ -58,10 +58,11 @@ def check_conditional_writes(store: ObjectStore) -> None:
 
 
 def check_conditional_writes_once(store: ObjectStore) -> None:
-    """``check_conditional_writes``, remembered per location for the life of the process."""
+    """``check_conditional_writes``, remembered per bucket for the life of the process
+    (a process that opens many prefixes of one bucket probes it once)."""
     with _verified_lock:
-        if store.location in _verified:
+        if store.bucket_location in _verified:
             return
     check_conditional_writes(store)
     with _verified_lock:
-        _verified.add(store.location)
+        _verified.add(store.bucket_location)

@@ -217,6 +217,11 @@ class S3ObjectStore(ObjectStore):
         )
 
     @property
+    def bucket_location(self) -> str:
+        where = f"s3://{self.bucket}"
+        return f"{where} at {self.settings.endpoint_url}" if self.settings.endpoint_url else where
+
+    @property
     def client(self) -> S3Client:
         return self._client
 

@@ -29,6 +29,7 @@ from tests.hostile.corpus import World, head, normalise, to_json
 from tests.hostile.guards import outside_root_unchanged
 from tests.hostile.inputs import CASES, InputCase
 from tests.servers import S3Endpoint
+from tests.sqlite_reference import migrated_sqlite_uri
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ class TestHostileInputs:
             place = folder / f"{backend}-{group.replace(' ', '-')}"
             place.mkdir()
             if backend == "sqlite":
-                uri = f"sqlite:///{place}/reference.db"
+                uri = migrated_sqlite_uri(place / "reference.db")
             elif backend == "bucket_file":
                 uri = f"bucket+file://{place}/root"
             else:

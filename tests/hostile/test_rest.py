@@ -30,6 +30,7 @@ from mlflow_plugin.format import keys
 from mlflow_plugin.objectstore import open_object_store
 from tests.hostile.corpus import World, register
 from tests.servers import S3Endpoint, mlflow_server
+from tests.sqlite_reference import migrated_sqlite_uri
 
 TIMEOUT = 30.0
 
@@ -256,7 +257,7 @@ def servers(
 ) -> Iterator[dict[str, Server]]:
     folder = tmp_path_factory.mktemp("hostile-rest")
     uris = {
-        "sqlite": f"sqlite:///{folder}/reference.db",
+        "sqlite": migrated_sqlite_uri(folder / "reference.db"),
         "bucket_file": f"bucket+file://{folder}/root",
         "bucket_s3": f"bucket+s3://{moto_s3.shared_bucket}/hostile-rest/{uuid4().hex}"
         f"?endpoint_url={moto_s3.url}",

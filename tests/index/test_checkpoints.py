@@ -33,6 +33,7 @@ from mlflow_plugin.objectstore import ObjectStore, StoredObject, open_object_sto
 from mlflow_plugin.objectstore import parse_store_uri as parse
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.polling import wait_until
+from tests.sqlite_reference import migrated_sqlite_uri
 
 _SEARCHES: list[tuple[str | None, int, list[str]]] = [
     (None, ViewType.ACTIVE_ONLY, []),
@@ -94,7 +95,7 @@ class Twin:
     """The same calls on the bucket and on ``sqlite:///``; run ids kept by name."""
 
     def __init__(self, root_uri: str, sqlite_path: Path) -> None:
-        self.clients = [MlflowClient(root_uri), MlflowClient(f"sqlite:///{sqlite_path}")]
+        self.clients = [MlflowClient(root_uri), MlflowClient(migrated_sqlite_uri(sqlite_path))]
         self.experiments: list[list[str]] = [[], []]
         self.runs: list[dict[str, str]] = [{}, {}]
 

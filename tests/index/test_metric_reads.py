@@ -14,12 +14,15 @@ from mlflow.entities import Metric
 from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
 from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.sqlite_reference import migrated_sqlite_uri
 
 
 @pytest.fixture
 def stores(tmp_path: Path) -> Iterator[tuple[BucketTrackingStore, SqlAlchemyStore]]:
     bucket = BucketTrackingStore(f"bucket+file:{tmp_path / 'root'}")
-    sqlite = SqlAlchemyStore(f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts"))
+    sqlite = SqlAlchemyStore(
+        migrated_sqlite_uri(tmp_path / "mlflow.db"), str(tmp_path / "artifacts")
+    )
     yield bucket, sqlite
     bucket.close()
     sqlite.engine.dispose()

@@ -20,6 +20,7 @@ from mlflow.utils.validation import _validate_batch_log_data
 from mlflow_plugin.format.run_batches import BatchTooOld, RunBatch
 from mlflow_plugin.format.segments import MetricPoint
 from mlflow_plugin.torch.scalars import RunTarget, ScalarBuffer
+from tests.sqlite_reference import migrated_sqlite_uri
 from tests.torch.conftest import history
 
 
@@ -97,7 +98,7 @@ def test_a_bucket_store_takes_the_drained_points_as_they_are(
 
 
 def test_another_store_gets_the_drained_points_through_its_log_batch(tmp_path: Path) -> None:
-    client = MlflowClient(f"sqlite:///{tmp_path}/reference.db")
+    client = MlflowClient(migrated_sqlite_uri(tmp_path / "reference.db"))
     run_id = client.create_run(client.create_experiment("reference")).info.run_id
     buffer = ScalarBuffer(lambda uri: client)
     target = RunTarget(run_id, client.tracking_uri)

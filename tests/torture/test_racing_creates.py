@@ -21,6 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from tests.faults.proxy import FaultPolicy
 from tests.processes import SPAWN
+from tests.sqlite_reference import migrated_sqlite_uri
 from tests.torture.conftest import FaultyRoot
 from tests.torture.figures import Figures, record, size
 
@@ -57,7 +58,7 @@ def _race(uri: str, names: list[str], worker: int, barrier: Any, results: Any) -
 
 def test_mlflow_gives_logged_models_of_one_name_ids_of_their_own(tmp_path: Path) -> None:
     """The reference: MLflow's own SQL store on sqlite."""
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(migrated_sqlite_uri(tmp_path / "mlflow.db"))
     experiment_id = client.create_experiment("reference")
     first = client.create_logged_model(experiment_id, name="same")
     second = client.create_logged_model(experiment_id, name="same")

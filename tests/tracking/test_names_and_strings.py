@@ -51,6 +51,7 @@ from mlflow_plugin.registry import keys as registry_keys
 from mlflow_plugin.registry.store import BucketRegistryStore
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.servers import S3Endpoint, mlflow_server
+from tests.sqlite_reference import migrated_sqlite_uri
 
 SURROGATE = "train\udcff.py"  # what os.fsdecode makes of b"train\xff.py"
 WAIT_S = 60.0
@@ -153,7 +154,7 @@ def test_lone_surrogates_are_refused_at_every_write_entry_point(uri: str, tmp_pa
     client = MlflowClient(uri, registry_uri=uri)
     ours = _outcomes(client)
     # The registry too: left to MLflow, it follows whatever registry URI is set globally.
-    reference_uri = f"sqlite:///{tmp_path / 'reference.db'}"
+    reference_uri = migrated_sqlite_uri(tmp_path / "reference.db")
     reference = _outcomes(MlflowClient(reference_uri, registry_uri=reference_uri))
 
     # sqlite:/// refuses each (INTERNAL_ERROR where its database's encoder fails, which is
@@ -593,7 +594,7 @@ def test_deleting_and_restoring_an_experiment_moves_every_run_like_sqlite(
     uri: str, tmp_path: Path
 ) -> None:
     answers = []
-    for store_uri in (uri, f"sqlite:///{tmp_path / 'reference.db'}"):
+    for store_uri in (uri, migrated_sqlite_uri(tmp_path / "reference.db")):
         client = MlflowClient(store_uri)
         experiment_id, run_ids = _fill(client, 40)
         client.log_metric(run_ids[0], "loss", 0.5)  # a run with buffered writes, too

@@ -34,6 +34,7 @@ from mlflow.entities import (
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from tests.servers import S3Endpoint, mlflow_server
+from tests.sqlite_reference import migrated_sqlite_uri
 
 STEPS = 50
 ARTIFACT_PATH = "notes/readme.txt"
@@ -118,7 +119,7 @@ def tracking_uri(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
         moto_s3: S3Endpoint = request.getfixturevalue("moto_s3")
         prefix = f"server/{uuid.uuid4().hex}"
         return f"bucket+s3://{moto_s3.shared_bucket}/{prefix}?endpoint_url={moto_s3.url}"
-    return f"sqlite:///{root}/mlflow.db"
+    return migrated_sqlite_uri(root / "mlflow.db")
 
 
 def _fill_store(tracking_uri: str, scratch: Path) -> Logged:

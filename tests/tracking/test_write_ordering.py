@@ -33,6 +33,7 @@ from mlflow_plugin.objectstore import open_object_store
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.objectstore.os_failures import TmpfsMount, in_forked_child
 from tests.servers import S3Endpoint, interruptible_moto_endpoint
+from tests.sqlite_reference import migrated_sqlite_uri
 
 REPO = Path(__file__).resolve().parents[2]
 # Nothing is uploaded until a test says so: every upload below is one the test orders.
@@ -55,7 +56,7 @@ def _uri(request: pytest.FixtureRequest, tmp_path: Path, kind: str) -> str:
     if kind == "bucket_file":
         return f"bucket+file://{tmp_path / 'root'}?{HELD}&{spool}"
     if kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'mlflow.db'}"
+        return migrated_sqlite_uri(tmp_path / "mlflow.db")
     seaweedfs: S3Endpoint = request.getfixturevalue("seaweedfs_s3")
     prefix = f"ordering/{uuid.uuid4().hex}"
     return (
@@ -245,7 +246,7 @@ def test_points_logged_while_the_run_is_deleted_are_kept_and_the_next_call_refus
 
     refused = _refusal(trainer, run_id, 20)
     # MLflow's own error for a call to a deleted run, word for word (sqlite:/// as reference).
-    sql = open_store(f"sqlite:///{tmp_path / 'reference.db'}")
+    sql = open_store(migrated_sqlite_uri(tmp_path / "reference.db"))
     sql_run = new_run(sql)
     sql.delete_run(sql_run)
     expected = _refusal(sql, sql_run, 0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -11,6 +9,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 
 from tests.cli.conftest import Cli, cli_env
+from tests.processes import run_forked_python
 from tests.servers import S3Endpoint
 
 DYING_WRITER = textwrap.dedent(
@@ -38,14 +37,7 @@ def test_sync_uploads_a_dead_writers_spool_once(
     reader = MlflowClient(f"{root}?endpoint_url={moto_s3.url}&spool=false")
     run_id = reader.create_run(reader.create_experiment("sync")).info.run_id
 
-    writer = subprocess.run(
-        [sys.executable, "-c", DYING_WRITER, uri, run_id],
-        env=cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    writer = run_forked_python(DYING_WRITER, uri, run_id, env=cli_env(), timeout=120)
     assert writer.returncode == 0, writer.stderr
     assert reader.get_metric_history(run_id, "loss") == []
 

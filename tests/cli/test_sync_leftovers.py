@@ -8,14 +8,13 @@ spool file that cannot be read is named and left in place. Both schemes.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 
 from mlflow import MlflowClient
 
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.cli.conftest import REPO, Cli, cli_env
+from tests.processes import run_forked_python
 from tests.tracking.spool_helpers import (
     damage_run,
     new_run,
@@ -50,14 +49,8 @@ def _die_with_spooled_batches(uri: str) -> tuple[BucketTrackingStore, str, str, 
     experiment_id, damaged = new_run(store, "damaged")
     _, healthy = new_run(store, "healthy", experiment_id)
     writer_uri = with_options(uri, flush_interval="3600")
-    writer = subprocess.run(
-        [sys.executable, "-c", DYING_WRITER, writer_uri, damaged, healthy],
-        env=cli_env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    writer = run_forked_python(
+        DYING_WRITER, writer_uri, damaged, healthy, env=cli_env(), cwd=REPO, timeout=120
     )
     assert writer.returncode == 0, writer.stderr
     return store, experiment_id, damaged, healthy

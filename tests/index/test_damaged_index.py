@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -22,6 +20,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_plugin.index.schema import index_stamp
 from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.processes import ForkedPython
 from tests.servers import S3Endpoint
 
 _WARNING = "is damaged or not an index"
@@ -163,19 +162,12 @@ def test_processes_opening_one_damaged_file_at_once_replace_it_once(root_uri: st
     store.close()
     _overwrite(index_file, b"garbage" * 1000)
 
-    openers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _OPENER, root_uri, experiment_id],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(4)
-    ]
+    openers = [ForkedPython(_OPENER, root_uri, experiment_id, quiet=True) for _ in range(4)]
     answers = []
     for opener in openers:
-        out, err = opener.communicate(timeout=300)
-        assert opener.returncode == 0, err
+        status = opener.wait(timeout=300)
+        out, err = opener.output()
+        assert status == 0, err
         answers.append(tuple(int(word) for word in out.split()))
     assert sorted(answers) == [(2, 0), (2, 0), (2, 0), (2, 1)]
 

@@ -8,8 +8,6 @@ all cached files together must stay under ``cache_max_bytes`` whatever is charte
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import textwrap
 import uuid
 from pathlib import Path
@@ -23,6 +21,7 @@ from mlflow_plugin.cache.segment_files import DEFAULT_CACHE_MAX_BYTES, HistoryFi
 from mlflow_plugin.objectstore import parse_store_uri
 from mlflow_plugin.tracking.settings import cache_max_bytes
 from mlflow_plugin.tracking.store import BucketTrackingStore
+from tests.processes import run_forked_python
 from tests.servers import S3Endpoint
 
 # Histories this long are stored on disk (24 bytes a point: 2.4 MB each).
@@ -150,11 +149,8 @@ def test_a_superseded_copy_stays_readable_where_it_is_mapped(cache_dir: Path) ->
         )
         """
     )
-    subprocess.run(
-        [sys.executable, "-c", other_process, str(cache_dir / "histories" / "root")],
-        check=True,
-        timeout=120,
-    )
+    other = run_forked_python(other_process, str(cache_dir / "histories" / "root"), timeout=120)
+    assert other.returncode == 0, other.stderr
     assert files.get(["0", "run", "loss", "segment-1"]) is None  # superseded: gone from disk
     assert int(mapped[0].sum()) == int(steps.sum())  # yet every page still reads
     assert float(mapped[2][-1]) == (LONG - 1) / 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import stat
 import subprocess
@@ -31,6 +30,7 @@ from mlflow_plugin.index.schema import index_stamp
 from mlflow_plugin.objectstore import LocalObjectStore
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.polling import wait_until
+from tests.processes import ForkedPython
 from tests.servers import S3Endpoint
 
 
@@ -289,22 +289,13 @@ def test_processes_sharing_one_index_file_sync_side_by_side(tmp_path: Path) -> N
     uri = f"bucket+file:{tmp_path / 'root'}"
     store = BucketTrackingStore(uri)
     experiment_id, _ = _fill(store, 5)
-    env = dict(os.environ)
-    searchers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _SEARCHER, uri, experiment_id],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for _ in range(3)
-    ]
+    searchers = [ForkedPython(_SEARCHER, uri, experiment_id, quiet=True) for _ in range(3)]
     for i in range(20):
         store.create_run(experiment_id, "user", 100 + i, [], f"late-{i:02d}")
     for searcher in searchers:
-        out, err = searcher.communicate(timeout=300)
-        assert searcher.returncode == 0, err
+        status = searcher.wait(timeout=300)
+        out, err = searcher.output()
+        assert status == 0, err
         assert 5 <= int(out.strip()) <= 25
     assert len(store.search_runs([experiment_id], None, ViewType.ALL, max_results=1000)) == 25
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -28,6 +26,7 @@ from mlflow_plugin.tracking.spool import OpenLine
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from mlflow_plugin.tracking.write_buffer import WriteBuffer
 from tests.cli.conftest import REPO, cli_env
+from tests.processes import ForkedPython, run_forked_python
 from tests.tracking.spool_helpers import (
     dead_writer,
     die,
@@ -87,9 +86,7 @@ def test_a_killed_trainer_loses_no_acknowledged_point(
     setup = MlflowClient(reader_uri(root_uri))
     run_id = setup.create_run(setup.create_experiment("killed")).info.run_id
     ledger = tmp_path / "ledger.txt"
-    trainer = subprocess.Popen(
-        [sys.executable, "-c", TRAINER, root_uri, run_id, str(ledger)], env=cli_env(), cwd=REPO
-    )
+    trainer = ForkedPython(TRAINER, root_uri, run_id, str(ledger), env=cli_env(), cwd=REPO)
     try:
         # Killed once some points are uploaded and many more are acknowledged since.
         deadline = time.monotonic() + 120
@@ -109,15 +106,7 @@ def test_a_killed_trainer_loses_no_acknowledged_point(
     acknowledged = _acknowledged(ledger)
     assert _stored(root_uri, run_id) < len(acknowledged)  # the rest was only in the spool
 
-    first_read = subprocess.run(
-        [sys.executable, "-c", FIRST_READ, root_uri, run_id],
-        env=cli_env(),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    first_read = run_forked_python(FIRST_READ, root_uri, run_id, env=cli_env(), cwd=REPO)
     assert first_read.returncode == 0, first_read.stderr
     seen = json.loads(first_read.stdout)
     steps = seen["steps"]

@@ -32,6 +32,7 @@ from mlflow_plugin.format import keys
 from mlflow_plugin.objectstore import open_object_store
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.objectstore.os_failures import TmpfsMount, in_forked_child
+from tests.processes import ForkedPython
 from tests.servers import S3Endpoint, interruptible_moto_endpoint
 from tests.sqlite_reference import migrated_sqlite_uri
 
@@ -173,7 +174,7 @@ KILLED_WRITER = textwrap.dedent(
 
 def _start_and_kill(uri: str, run_id: str, tmp_path: Path) -> None:
     ready = tmp_path / "ready"
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, uri, run_id, str(ready)])
+    writer = ForkedPython(KILLED_WRITER, uri, run_id, str(ready))
     try:
         deadline = time.monotonic() + 120
         while not ready.exists() and writer.poll() is None and time.monotonic() < deadline:
@@ -442,6 +443,8 @@ def _end_run_in_an_outage_then_killed(
     uri: str, switch: Callable[[bool], None], tmp_path: Path
 ) -> tuple[str, int | None, list[int]]:
     ready, go, done = (tmp_path / name for name in ("ready", "go", "done"))
+    # A new interpreter, not a fork of the preloaded server: the folder case runs in a
+    # mount namespace of its own, which the server's children do not share.
     writer = subprocess.Popen(
         [sys.executable, "-c", ENDING_WRITER, uri, str(ready), str(go), str(done)]
     )

@@ -18,6 +18,7 @@ from mlflow.tracking._tracking_service.utils import _get_store
 
 from mlflow_plugin.tracking.store import BucketTrackingStore
 from tests.polling import wait_until
+from tests.processes import ForkedPython
 from tests.servers import S3Endpoint, interruptible_moto_endpoint
 
 
@@ -93,7 +94,7 @@ def test_a_killed_writer_loses_nothing_and_the_next_process_replays_it(
     client = MlflowClient(s3_uri)
     run_id = client.create_run(client.create_experiment("crash")).info.run_id
     ready = tmp_path / "ready"
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, s3_uri, run_id, str(ready)])
+    writer = ForkedPython(WRITER, s3_uri, run_id, str(ready))
     try:
         for _ in range(600):
             if ready.exists() or writer.poll() is not None:

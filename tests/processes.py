@@ -19,6 +19,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 # What the children import before they are forked from the server: MLflow and the stores.
 _PRELOADED = [
@@ -96,13 +97,37 @@ def run_python(
     )
 
 
-def _run_code(code: str, argv: list[str], cwd: str | None, stdout: str, stderr: str) -> None:
-    """What ``python -c code *argv`` does, in a child of the fork server."""
+class ChildProcess(Protocol):
+    """What a ``subprocess.Popen`` and a ``ForkedPython`` both offer."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def _run_code(
+    code: str, argv: list[str], cwd: str | None, outputs: list[str], new_session: bool
+) -> None:
+    """What ``python -c code *argv`` does, in a child of the fork server; ``outputs``:
+    the file of stdout then of stderr, or one file for both (appended to)."""
+    if new_session:
+        os.setsid()
     if cwd is not None:
         os.chdir(cwd)
-    for fd, path in ((1, stdout), (2, stderr)):
-        target = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    if len(outputs) == 1:
+        log = os.open(outputs[0], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        targets = [log, log]
+    else:
+        targets = [os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600) for path in outputs]
+    for fd, target in zip((1, 2), targets, strict=True):
         os.dup2(target, fd)
+    for target in set(targets):
         os.close(target)
     sys.argv = ["-c", *argv]
     try:
@@ -118,7 +143,9 @@ class ForkedPython:
     For a child a test kills or waits for, which imports MLflow and the stores as a new
     interpreter would but without paying for it: about two seconds of CPU per child.
     Its output goes to files; when it has ended, ``output()`` holds it and, unless
-    ``quiet``, it is echoed to the test's own output.
+    ``quiet``, it is echoed to the test's own output. With ``log``, both streams are
+    appended to that file instead. ``new_session``: the child leads a session (and process
+    group) of its own, as Popen's ``start_new_session``.
     """
 
     def __init__(
@@ -128,18 +155,27 @@ class ForkedPython:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         quiet: bool = False,
+        log: Path | None = None,
+        new_session: bool = False,
     ) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="forked-python-"))
         self._paths = (self._folder / "stdout", self._folder / "stderr")
-        self._quiet = quiet
+        self._quiet = quiet or log is not None
         self._output: tuple[str, str] | None = None
         where = None if cwd is None else str(cwd)
-        paths = [str(path) for path in self._paths]
-        self._process = SPAWN.Process(target=_run_code, args=(code, list(argv), where, *paths))
+        outputs = [str(log)] if log is not None else [str(path) for path in self._paths]
+        self._process = SPAWN.Process(
+            target=_run_code, args=(code, list(argv), where, outputs, new_session)
+        )
         if env is not None:
             self._process._environment = dict(env)
-        self._process.start()
-        self.pid = self._process.pid
+        try:
+            self._process.start()
+        except BaseException:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise
+        assert self._process.pid is not None
+        self.pid: int = self._process.pid
 
     @property
     def returncode(self) -> int | None:
@@ -159,7 +195,7 @@ class ForkedPython:
 
     def send_signal(self, signum: int) -> None:
         if self.returncode is None:
-            os.kill(self.pid or 0, signum)
+            os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)

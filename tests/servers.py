@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.moto_patches import patch_moto
+from tests.processes import ChildProcess, ForkedPython
 
 TEST_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -268,7 +269,7 @@ def _log_tail(log_path: str | Path) -> str:
 
 def _wait_until_serving(
     url: str,
-    process: subprocess.Popen[bytes],
+    process: ChildProcess,
     log_path: str | Path,
     timeout: float,
     name: str = "SeaweedFS",
@@ -344,7 +345,7 @@ class MlflowServer:
     """A running ``mlflow server``: its base URL, its process (``/proc/<pid>``) and its log."""
 
     url: str
-    process: subprocess.Popen[bytes]
+    process: ChildProcess
     log_path: Path
 
     @property
@@ -431,9 +432,7 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def stop_process_group(
-    process: subprocess.Popen[bytes], timeout: float = MLFLOW_SERVER_STOP_TIMEOUT
-) -> None:
+def stop_process_group(process: ChildProcess, timeout: float = MLFLOW_SERVER_STOP_TIMEOUT) -> None:
     """SIGTERM to the process's session (it must have been started in a new one), then SIGKILL.
 
     Returns once every process of the group is gone: a server's workers shut down after
@@ -476,6 +475,15 @@ def serving(
             env=env,
             start_new_session=True,
         )
+    with _served(process, url, log_path, timeout, name) as server:
+        yield server
+
+
+@contextmanager
+def _served(
+    process: ChildProcess, url: str, log_path: Path, timeout: float, name: str
+) -> Iterator[MlflowServer]:
+    """``process`` once ``url/health`` answers 200; its process group stopped on exit."""
     try:
         _wait_until_serving(
             f"{url}/health", process, log_path, timeout, name, lambda status: status == 200
@@ -483,6 +491,10 @@ def serving(
         yield MlflowServer(url, process, log_path)
     finally:
         stop_process_group(process)
+
+
+# What ``python -m mlflow`` runs.
+_MLFLOW_COMMAND = "import runpy; runpy.run_module('mlflow', run_name='__main__', alter_sys=True)"
 
 
 @contextmanager
@@ -498,12 +510,14 @@ def mlflow_server(
 
     ``workdir`` is its working folder (the default ./mlartifacts must not land in the
     repository) and holds its log, ``server.log``; ``env`` adds to this process's
-    environment, with MLflow's telemetry off.
+    environment, with MLflow's telemetry off. The command is forked from the server that
+    has imported MLflow (``tests.processes``), in a session of its own; the uvicorn it
+    starts is a new interpreter, as always.
 
     ``with mlflow_server("bucket+file:///tmp/store", workdir=tmp) as server: server.url``
     """
     port = free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri]
+    command = ["server", "--backend-store-uri", backend_store_uri]
     command += ["--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     if workers > 1 and not any(arg.startswith("--gunicorn-opts") for arg in extra_args):
         command += ["--uvicorn-opts", f"--timeout-worker-healthcheck {WORKER_HEALTHCHECK_TIMEOUT}"]
@@ -514,15 +528,13 @@ def mlflow_server(
         "DO_NOT_TRACK": "true",
         **(env or {}),
     }
-    with serving(
-        command,
-        f"http://127.0.0.1:{port}",
-        log_path=workdir / "server.log",
-        env=environment,
-        cwd=workdir,
-        timeout=timeout,
-        name=f"mlflow server on {backend_store_uri}",
-    ) as server:
+    log_path = workdir / "server.log"
+    log_path.write_bytes(b"")
+    process = ForkedPython(
+        _MLFLOW_COMMAND, *command, env=environment, cwd=workdir, log=log_path, new_session=True
+    )
+    name = f"mlflow server on {backend_store_uri}"
+    with _served(process, f"http://127.0.0.1:{port}", log_path, timeout, name) as server:
         yield server
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import run_forked_python
 from tests.servers import S3Endpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,20 +52,23 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     return run
 
 
+# What ``python -m mlflow_plugin`` runs.
+_AS_MODULE = "import runpy; runpy.run_module('mlflow_plugin', run_name='__main__', alter_sys=True)"
+
+
 @pytest.fixture
 def cli_process(tmp_path: Path) -> Cli:
-    """``cli_process("sync")``: ``python -m mlflow_plugin ...`` in a fresh process."""
+    """``cli_process("sync")``: ``python -m mlflow_plugin ...`` in another process.
+
+    Forked from the server that has imported MLflow (``tests.processes``): nothing of this
+    process (no store, cache or spool in memory), as a new interpreter, for a test whose
+    point is another process (the spool of a dead writer, a damaged index file).
+    """
 
     def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "mlflow_plugin", *args],
-            env=cli_env(),
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        result = run_forked_python(_AS_MODULE, *args, env=cli_env(), cwd=tmp_path, timeout=timeout)
+        result.args = ["mlflow-bucket", *args]
+        return result
 
     return run
 

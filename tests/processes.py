@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import atexit
 import builtins
+import contextlib
 import multiprocessing
 import multiprocessing.context
+import multiprocessing.util  # registers its exit hook (joins children) before ours
 import os
 import shutil
 import signal
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -145,7 +148,9 @@ class ForkedPython:
     Its output goes to files; when it has ended, ``output()`` holds it and, unless
     ``quiet``, it is echoed to the test's own output. With ``log``, both streams are
     appended to that file instead. ``new_session``: the child leads a session (and process
-    group) of its own, as Popen's ``start_new_session``.
+    group) of its own, as Popen's ``start_new_session``, by the time the call returns.
+    A child still running when this process exits is killed (``_kill_leftovers``):
+    multiprocessing would otherwise wait for it forever.
     """
 
     def __init__(
@@ -158,12 +163,12 @@ class ForkedPython:
         log: Path | None = None,
         new_session: bool = False,
     ) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="forked-python-"))
-        self._paths = (self._folder / "stdout", self._folder / "stderr")
+        self._folder = None if log else Path(tempfile.mkdtemp(prefix="forked-python-"))
+        self._paths = () if self._folder is None else (self._folder / "out", self._folder / "err")
         self._quiet = quiet or log is not None
         self._output: tuple[str, str] | None = None
         where = None if cwd is None else str(cwd)
-        outputs = [str(log)] if log is not None else [str(path) for path in self._paths]
+        outputs = [str(path) for path in (self._paths or [log])]
         self._process = SPAWN.Process(
             target=_run_code, args=(code, list(argv), where, outputs, new_session)
         )
@@ -172,10 +177,22 @@ class ForkedPython:
         try:
             self._process.start()
         except BaseException:
-            shutil.rmtree(self._folder, ignore_errors=True)
+            self._remove_folder()
             raise
         assert self._process.pid is not None
         self.pid: int = self._process.pid
+        _running.add(self)
+        if new_session:
+            self._await_own_session()
+
+    def _await_own_session(self) -> None:
+        """Until the child leads its group: a stop by ``killpg`` must find it."""
+        deadline = time.monotonic() + 30
+        while self.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(ProcessLookupError):
+                if os.getpgid(self.pid) == self.pid:
+                    return
+            time.sleep(0.005)
 
     @property
     def returncode(self) -> int | None:
@@ -190,6 +207,7 @@ class ForkedPython:
         code = self.returncode
         if code is None:
             raise subprocess.TimeoutExpired(["python", "-c"], timeout or 0.0)
+        _running.discard(self)
         self._collect()
         return code
 
@@ -209,11 +227,27 @@ class ForkedPython:
 
     def _collect(self) -> None:
         if self._output is None:
-            self._output = self.output()
-            shutil.rmtree(self._folder, ignore_errors=True)
+            self._output = self.output() if self._paths else ("", "")
+            self._remove_folder()
             if not self._quiet:
                 sys.stdout.write(self._output[0])
                 sys.stderr.write(self._output[1])
+
+    def _remove_folder(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+_running: set[ForkedPython] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Kill the children no test waited for (registered after multiprocessing's own exit
+    hook, so it runs before that hook joins them)."""
+    for child in list(_running):
+        child.kill()
+        child.wait()
 
 
 def run_forked_python(

@@ -44,7 +44,7 @@ def _migrated_template() -> Path:
 
 def migrated_sqlite_uri(path: Path) -> str:
     """The ``sqlite:///`` URI of a new database at ``path`` holding MLflow's current schema
-    and no rows; ``path`` must not exist yet."""
+    and what its migrations insert, no experiment yet; ``path`` must not exist yet."""
     if path.exists():
         raise FileExistsError(f"{path} exists: a reference database starts empty")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,3 +53,10 @@ def test_the_probe_runs_once_per_bucket_whatever_the_prefix(moto_s3: S3Endpoint)
 
     check_conditional_writes_once(S3ObjectStore(second, "team-a", settings))
     assert len(puts) == 8 and all(put.startswith(f"{second}/") for put in puts[4:])
+
+    # The same bucket name behind another endpoint is another bucket.
+    elsewhere = S3ClientSettings(moto_s3.url.replace("127.0.0.1", "localhost"), "us-east-1", 4)
+    store = S3ObjectStore(first, "team-a", elsewhere)
+    store.client.meta.events.register("before-parameter-build.s3.PutObject", count)
+    check_conditional_writes_once(store)
+    assert len(puts) == 12

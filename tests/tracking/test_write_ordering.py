@@ -181,7 +181,7 @@ def _start_and_kill(uri: str, run_id: str, tmp_path: Path) -> None:
             time.sleep(0.05)
         assert ready.exists(), "the writer did not get through its logging"
     finally:
-        os.kill(writer.pid, signal.SIGKILL)
+        writer.kill()
         writer.wait()
 
 

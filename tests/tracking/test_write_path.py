@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -102,7 +101,7 @@ def test_a_killed_writer_loses_nothing_and_the_next_process_replays_it(
             subprocess.run(["sleep", "0.1"], check=True)
         assert ready.exists(), "the writer did not get through its logging"
     finally:
-        os.kill(writer.pid, signal.SIGKILL)
+        writer.kill()
         writer.wait()
 
     # Nothing reached the bucket: the writer died with its points buffered and spooled.

@@ -219,15 +219,18 @@ class ForkedPython:
         self.send_signal(signal.SIGKILL)
 
     def output(self) -> tuple[str, str]:
-        """(stdout, stderr): all of it once the child was waited for, else what is written."""
+        """(stdout, stderr): all of it once the child was waited for, else what is written
+        (nothing when it writes to a ``log``)."""
         if self._output is not None:
             return self._output
+        if not self._paths:
+            return "", ""
         stdout, stderr = (p.read_text(errors="replace") if p.exists() else "" for p in self._paths)
         return stdout, stderr
 
     def _collect(self) -> None:
         if self._output is None:
-            self._output = self.output() if self._paths else ("", "")
+            self._output = self.output()
             self._remove_folder()
             if not self._quiet:
                 sys.stdout.write(self._output[0])

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from playwright.sync_api import Locator, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.browser.page import UiPage
 
 # The UI's own pages are hash routes; the sidebar's other links leave the UI (the Docs
 # entry opens mlflow.org in a new tab) and are no page of this server to check.
 SIDEBAR_LINKS = "aside nav a[href]"
-PAGE_TABS = 'main [role="tab"]:not([aria-disabled="true"])'
+VISIBLE_PAGE_TABS = 'main [role="tab"]:not([aria-disabled="true"]):visible'
+# A visible tab is clicked at once; this long, it has gone (re-read) or cannot be clicked.
+TAB_CLICK_TIMEOUT_MS = 10_000
 
 # The UI's two views (its sidebar's GenAI / Model training switch), each with its own
 # sidebar, as the UI's localStorage names them (conftest.PREFERENCES sets one per tab).
@@ -97,22 +100,40 @@ class SidebarWalk:
         route = route or route_of(page.url.split("#", 1)[1])
         # Taken, not just read: each page and tab is charged only with what it caused.
         visit = PageVisit(route, label, problems=self.ui.take_problems())
-        tabs = page.locator(PAGE_TABS)
-        index = 0
-        # Counted again before each click: a page may swap its tabs once its data arrives
-        # (an empty state's set-up tabs give way to the content), and a tab counted before
-        # that would be waited for until the test times out.
-        while index < tabs.count():
-            tab = tabs.nth(index)
-            index += 1
-            name = " ".join(tab.inner_text().split())
-            tab.click()
+        # Read again before each click, by name: a page may swap its tabs once its data
+        # arrives (an empty state's set-up tabs give way to the content, a loading overview
+        # hides its tabs), and a tab found before that would be waited for until the test
+        # times out. Only visible tabs count: a user cannot click the others.
+        tried: set[str] = set()
+        while pending := [name for name in self._visible_tabs() if name not in tried]:
+            name = pending[0]
+            tried.add(name)
+            if not self._click_tab(name):
+                continue  # gone since it was read: the page swapped its tabs
+            visit.tabs.append(name)
             self.ui.settle()
             problems = self.ui.take_problems()
             visit.problems += [f"[tab {name!r}] {problem}" for problem in problems]
-            visit.tabs.append(name)
         self.visits[visit.route] = visit
         self._read_sidebar()
+
+    def _visible_tabs(self) -> list[str]:
+        texts = self.ui.page.locator(VISIBLE_PAGE_TABS).all_inner_texts()
+        return [" ".join(text.split()) for text in texts]
+
+    def _click_tab(self, name: str) -> bool:
+        """Click the visible tab ``name``; False when the page no longer shows it."""
+        words = r"\s+".join(re.escape(word) for word in name.split())
+        tab = self.ui.page.locator(VISIBLE_PAGE_TABS).filter(
+            has_text=re.compile(rf"^\s*{words}\s*$")
+        )
+        try:
+            tab.first.click(timeout=TAB_CLICK_TIMEOUT_MS)
+        except PlaywrightTimeoutError:
+            if name in self._visible_tabs():
+                raise  # still shown, yet it could not be clicked: a real problem
+            return False
+        return True
 
     def _sidebar(self) -> list[tuple[str, Locator]]:
         """Each link of the sidebar as it is now, with its href."""

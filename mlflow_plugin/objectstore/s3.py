@@ -11,6 +11,8 @@ Every botocore failure is translated here, once, into the package's error tree.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import io
 import os
 import threading
@@ -24,6 +26,8 @@ import botocore.config
 import botocore.exceptions
 import botocore.retries.quota
 import botocore.retries.standard
+import botocore.session
+import botocore.utils
 from boto3.s3.transfer import TransferConfig
 
 from mlflow_plugin.objectstore.backoff import Backoff
@@ -149,6 +153,22 @@ def _retry_without_budget(client: S3Client, settings: S3ClientSettings) -> None:
     )
 
 
+def parse_s3_timestamp(value: str) -> datetime.datetime:
+    """A timestamp of an S3 answer, as botocore parses it, in microseconds rather than a
+    tenth of a millisecond: botocore's parser (dateutil's general one) took about three
+    quarters of the CPU of a 1,000-key listing. Listings carry ISO 8601 with a zone
+    (``2026-12-08T01:47:44.000Z``), headers RFC 1123 (``Tue, 08 Dec 2026 01:47:44 GMT``);
+    anything else (no zone, epoch seconds) is botocore's to read."""
+    for parse in (datetime.datetime.fromisoformat, email.utils.parsedate_to_datetime):
+        try:
+            parsed = parse(value)
+        except (TypeError, ValueError, IndexError):
+            continue
+        if parsed.tzinfo is not None:
+            return parsed
+    return botocore.utils.parse_timestamp(value)
+
+
 def s3_client(settings: S3ClientSettings) -> S3Client:
     """Return the process-wide client for ``settings``, creating it once."""
     with _clients_lock:
@@ -163,7 +183,11 @@ def s3_client(settings: S3ClientSettings) -> S3Client:
                 s3={"addressing_style": "path"} if settings.endpoint_url else None,
             )
             # A session per client: boto3's default session is not thread-safe to share.
-            session = boto3.session.Session()
+            core_session = botocore.session.get_session()
+            core_session.get_component("response_parser_factory").set_parser_defaults(
+                timestamp_parser=parse_s3_timestamp
+            )
+            session = boto3.session.Session(botocore_session=core_session)
             client = session.client(
                 "s3",
                 endpoint_url=settings.endpoint_url,

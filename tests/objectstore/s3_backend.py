@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from typing import Any
 
 import boto3
 import botocore.exceptions
+import dateutil.parser
 import pytest
 
 from mlflow_plugin.objectstore import ObjectStore
@@ -71,3 +74,32 @@ class S3Conformance(ObjectStoreConformance):
     def check_large_object_transfer(self, store: ObjectStore, key: str) -> None:
         # A multipart upload's ETag is "<md5 of part md5s>-<number of parts>".
         assert "-" in store.head(key).etag
+
+    def test_listed_and_read_times_are_botocore_s_without_its_slow_parser(
+        self, store: ObjectStore, raw: _BotoRaw, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Listings carry one timestamp per key; the store's client reads them (and the
+        Last-Modified header of a read) to the same instant as a plain boto3 client, without
+        the general date parser that cost three quarters of a 1,000-key listing's CPU."""
+        for index in range(3):
+            store.put(f"times/{index}.json", b"{}")
+        listed = raw.client.list_objects_v2(Bucket=raw.bucket, Prefix=f"{raw.prefix}times/")
+        expected = {
+            entry["Key"].removeprefix(raw.prefix): entry["LastModified"].timestamp()
+            for entry in listed["Contents"]
+        }
+        read = raw.client.head_object(Bucket=raw.bucket, Key=f"{raw.prefix}times/0.json")
+        expected_read = read["LastModified"].timestamp()
+
+        general_parser = dateutil.parser.parse
+        client_thread = threading.current_thread()
+
+        def parse_unless_for_the_client(*args: Any, **kwargs: Any) -> Any:
+            # moto's in-process server parses dates with it too, on its own threads.
+            if threading.current_thread() is client_thread:
+                raise AssertionError("the store's client used dateutil's general parser")
+            return general_parser(*args, **kwargs)
+
+        monkeypatch.setattr(dateutil.parser, "parse", parse_unless_for_the_client)
+        assert {info.key: info.last_modified for info in store.list("times/")} == expected
+        assert store.head("times/0.json").last_modified == expected_read

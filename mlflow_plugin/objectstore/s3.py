@@ -57,6 +57,7 @@ __all__ = [
     "MULTIPART_THRESHOLD",
     "S3ClientSettings",
     "S3ObjectStore",
+    "parse_s3_timestamp",
     "s3_client",
 ]
 

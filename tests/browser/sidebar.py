@@ -11,7 +11,9 @@ policies / alerts ...), and it records, per page, everything the tab reported.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -24,9 +26,11 @@ from tests.browser.page import UiPage
 # The UI's own pages are hash routes; the sidebar's other links leave the UI (the Docs
 # entry opens mlflow.org in a new tab) and are no page of this server to check.
 SIDEBAR_LINKS = "aside nav a[href]"
-VISIBLE_PAGE_TABS = 'main [role="tab"]:not([aria-disabled="true"]):visible'
-# A visible tab is clicked at once; this long, it has gone (re-read) or cannot be clicked.
-TAB_CLICK_TIMEOUT_MS = 10_000
+PAGE_TABS = 'main [role="tab"]:not([aria-disabled="true"])'
+VISIBLE_PAGE_TABS = f"{PAGE_TABS}:visible"
+# A visible tab is clicked at once, and a page's hidden tabs show within this; past it, a
+# tab has gone (the tabs are read again), cannot be clicked (a failure), or stays hidden.
+TAB_WAIT_MS = 10_000
 
 # The UI's two views (its sidebar's GenAI / Model training switch), each with its own
 # sidebar, as the UI's localStorage names them (conftest.PREFERENCES sets one per tab).
@@ -50,10 +54,14 @@ class PageVisit:
     route: str
     label: str
     tabs: list[str] = field(default_factory=list)
+    # Tabs that went away between being read and being clicked (the page swapped them).
+    skipped_tabs: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         tabs = f" (tabs: {', '.join(self.tabs)})" if self.tabs else ""
+        if self.skipped_tabs:
+            tabs += f" (gone before their click: {', '.join(self.skipped_tabs)})"
         return f"{self.label!r} {self.route}{tabs}"
 
 
@@ -100,37 +108,54 @@ class SidebarWalk:
         route = route or route_of(page.url.split("#", 1)[1])
         # Taken, not just read: each page and tab is charged only with what it caused.
         visit = PageVisit(route, label, problems=self.ui.take_problems())
-        # Read again before each click, by name: a page may swap its tabs once its data
-        # arrives (an empty state's set-up tabs give way to the content, a loading overview
-        # hides its tabs), and a tab found before that would be waited for until the test
-        # times out. Only visible tabs count: a user cannot click the others.
-        tried: set[str] = set()
-        while pending := [name for name in self._visible_tabs() if name not in tried]:
-            name = pending[0]
-            tried.add(name)
-            if not self._click_tab(name):
-                continue  # gone since it was read: the page swapped its tabs
-            visit.tabs.append(name)
-            self.ui.settle()
+        # Read again before each click: a page may swap its tabs once its data arrives (an
+        # empty state's set-up tabs give way to the content, a loading overview hides its
+        # tabs), and a tab found before that would be waited for until the test times out.
+        # Only visible tabs count (a user cannot click the others); a tab is known by its
+        # name and how many tabs before it have that name.
+        tried: set[tuple[str, int]] = set()
+        while pending := [
+            (index, key) for index, key in enumerate(self._visible_tabs()) if key not in tried
+        ]:
+            index, key = pending[0]
+            tried.add(key)
+            clicked = self._click_tab(index, key[0])
             problems = self.ui.take_problems()
-            visit.problems += [f"[tab {name!r}] {problem}" for problem in problems]
+            if clicked:
+                self.ui.settle()
+                problems += self.ui.take_problems()
+                visit.tabs.append(key[0])
+            else:  # gone or renamed since it was read: the page swapped its tabs
+                visit.skipped_tabs.append(key[0])
+            visit.problems += [f"[tab {key[0]!r}] {problem}" for problem in problems]
         self.visits[visit.route] = visit
         self._read_sidebar()
 
-    def _visible_tabs(self) -> list[str]:
-        texts = self.ui.page.locator(VISIBLE_PAGE_TABS).all_inner_texts()
-        return [" ".join(text.split()) for text in texts]
+    def _visible_tabs(self) -> list[tuple[str, int]]:
+        """The visible tabs in order, each as (name, how many before it have that name);
+        when the page has tabs but shows none yet, it is given time to show them."""
+        page = self.ui.page
+        if page.locator(PAGE_TABS).count() and not page.locator(VISIBLE_PAGE_TABS).count():
+            with contextlib.suppress(PlaywrightTimeoutError):
+                page.locator(VISIBLE_PAGE_TABS).first.wait_for(timeout=TAB_WAIT_MS)
+        seen: Counter[str] = Counter()
+        keys = []
+        for text in page.locator(VISIBLE_PAGE_TABS).all_inner_texts():
+            name = " ".join(text.split())
+            keys.append((name, seen[name]))
+            seen[name] += 1
+        return keys
 
-    def _click_tab(self, name: str) -> bool:
-        """Click the visible tab ``name``; False when the page no longer shows it."""
-        words = r"\s+".join(re.escape(word) for word in name.split())
-        tab = self.ui.page.locator(VISIBLE_PAGE_TABS).filter(
-            has_text=re.compile(rf"^\s*{words}\s*$")
-        )
+    def _click_tab(self, index: int, name: str) -> bool:
+        """Click the ``index``-th visible tab if it is still ``name``; False when the
+        page no longer shows it there."""
+        tab = self.ui.page.locator(VISIBLE_PAGE_TABS).nth(index)
         try:
-            tab.first.click(timeout=TAB_CLICK_TIMEOUT_MS)
+            if " ".join(tab.inner_text(timeout=TAB_WAIT_MS).split()) != name:
+                return False
+            tab.click(timeout=TAB_WAIT_MS)
         except PlaywrightTimeoutError:
-            if name in self._visible_tabs():
+            if name in (shown for shown, _ in self._visible_tabs()):
                 raise  # still shown, yet it could not be clicked: a real problem
             return False
         return True

@@ -9,6 +9,8 @@ create the reference schema; it may override how a client opens a store.
 
 from __future__ import annotations
 
+import os
+import pickle
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -78,6 +80,21 @@ class DifferentialSuite:
         """Normalised sqlite results, computed once per scenario and shared by both candidates."""
         return {}
 
+    @pytest.fixture(scope="class")
+    @classmethod
+    def shared_references(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
+        """Where this test run's processes leave the sqlite results they computed.
+
+        Two suites drive the same scenarios (the tracking one on a SQLite index and on a
+        PostgreSQL one), often at once in two processes: each scenario's reference then
+        costs one sqlite run per test run, not one per suite. The folder is this run's
+        own (pytest's numbered folder; under pytest-xdist, the one above the workers')."""
+        base = tmp_path_factory.getbasetemp()
+        run_folder = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+        folder = run_folder / "differential-references"
+        folder.mkdir(exist_ok=True)
+        return folder
+
     @pytest.fixture(autouse=True)
     def _isolated(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         # The sqlite store resolves its default artifact root (./mlruns) against the cwd.
@@ -96,9 +113,20 @@ class DifferentialSuite:
         finally:
             path.unlink()
 
-    def reference(self, name: str, template: Path, results: dict[str, object]) -> object:
+    def reference(
+        self, name: str, template: Path, results: dict[str, object], shared: Path
+    ) -> object:
         if name not in results:
-            results[name] = self.run_on_sqlite(name, template)
+            scenario = self.book.scenarios[name]
+            # The scenario's module and name: two books may name a scenario alike.
+            path = shared / f"{scenario.__module__}.{name}.pickle"
+            try:
+                results[name] = pickle.loads(path.read_bytes())
+            except FileNotFoundError:
+                results[name] = self.run_on_sqlite(name, template)
+                written = path.with_name(f"{path.name}.{uuid4().hex}")
+                written.write_bytes(pickle.dumps(results[name]))
+                written.replace(path)  # whole or absent for a reader in another process
         return results[name]
 
     def candidate_uri(self, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
@@ -109,10 +137,10 @@ class DifferentialSuite:
         return f"bucket+s3://{moto.shared_bucket}/{prefix}?endpoint_url={moto.url}"
 
     def check_reference_is_deterministic(
-        self, name: str, template: Path, results: dict[str, object]
+        self, name: str, template: Path, results: dict[str, object], shared: Path
     ) -> None:
         """Two sqlite runs agree: a difference on a candidate is the store's, not the harness's."""
-        first = self.reference(name, template, results)
+        first = self.reference(name, template, results, shared)
         second = self.run_on_sqlite(name, template)
         if first != second:
             pytest.fail(f"{name} is not deterministic:\n{difference(first, second)}", pytrace=False)
@@ -124,9 +152,10 @@ class DifferentialSuite:
         tmp_path: Path,
         sqlite_template: Path,
         reference_results: dict[str, object],
+        shared_references: Path,
         request: pytest.FixtureRequest,
     ) -> None:
-        expected = self.reference(name, sqlite_template, reference_results)
+        expected = self.reference(name, sqlite_template, reference_results, shared_references)
         client = self.client(self.candidate_uri(backend, tmp_path, request))
         actual = self.book.observe(name, client)
         if actual != expected:

@@ -41,8 +41,13 @@ class TestRegistryDifferential(DifferentialSuite):
         return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
     def test_reference_is_deterministic(
-        self, sqlite_template: Path, reference_results: dict[str, object]
+        self,
+        sqlite_template: Path,
+        reference_results: dict[str, object],
+        shared_references: Path,
     ) -> None:
         """Two sqlite runs agree on every scenario: a difference is the candidate's fault."""
         for name in sorted(self.book.scenarios):
-            self.check_reference_is_deterministic(name, sqlite_template, reference_results)
+            self.check_reference_is_deterministic(
+                name, sqlite_template, reference_results, shared_references
+            )

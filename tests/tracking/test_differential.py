@@ -42,6 +42,12 @@ class TestTrackingDifferential(DifferentialSuite):
         client.search_experiments()
 
     def test_scenario_is_deterministic_on_the_reference(
-        self, name: str, sqlite_template: Path, reference_results: dict[str, object]
+        self,
+        name: str,
+        sqlite_template: Path,
+        reference_results: dict[str, object],
+        shared_references: Path,
     ) -> None:
-        self.check_reference_is_deterministic(name, sqlite_template, reference_results)
+        self.check_reference_is_deterministic(
+            name, sqlite_template, reference_results, shared_references
+        )

@@ -11,6 +11,7 @@ Every botocore failure is translated here, once, into the package's error tree.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import email.utils
 import io
@@ -172,13 +173,12 @@ def parse_s3_timestamp(value: Any) -> datetime.datetime:
     Only the two shapes S3 sends are read here (``2026-12-08T01:47:44.000Z`` in listings,
     ``Tue, 08 Dec 2026 01:47:44 GMT`` in headers); anything else is botocore's to read."""
     parsed = None
-    try:
+    # A shape it cannot read (hour 24 ...) gets botocore's error, in botocore's words.
+    with contextlib.suppress(ValueError):
         if isinstance(value, str) and _ISO_TIMESTAMP.fullmatch(value):
             parsed = datetime.datetime.fromisoformat(value)
         elif isinstance(value, str) and _HTTP_DATE.fullmatch(value):
             parsed = email.utils.parsedate_to_datetime(value)
-    except ValueError:  # such as hour 24: botocore's error, in botocore's words
-        parsed = None
     if parsed is None or parsed.tzinfo is None:  # -0000 reads as "zone unknown"
         return botocore.utils.parse_timestamp(value)
     return parsed

@@ -13,7 +13,7 @@ import os
 import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 from uuid import uuid4
@@ -32,6 +32,32 @@ SHARED_MEMORY = Path("/dev/shm")
 
 #: "<suite>: <count>" lines, printed by tests/conftest.py at the end of the run.
 SCENARIO_COUNTS: list[str] = []
+
+
+class ReferenceResults:
+    """The sqlite results of one test run, by scenario (its module and name: two books may
+    name a scenario alike).
+
+    Two suites drive the same scenarios (the tracking one on a SQLite index and on a
+    PostgreSQL one), often at once in two processes: each result is left in ``folder`` for
+    the other, so a scenario's reference costs one sqlite run per test run.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._results: dict[str, object] = {}
+
+    def get(self, key: str, compute: Callable[[], object]) -> object:
+        if key not in self._results:
+            path = self.folder / f"{key}.pickle"
+            try:
+                self._results[key] = pickle.loads(path.read_bytes())
+            except FileNotFoundError:
+                self._results[key] = compute()
+                written = path.with_name(f"{path.name}.{uuid4().hex}")
+                written.write_bytes(pickle.dumps(self._results[key]))
+                written.replace(path)  # whole or absent for a reader in another process
+        return self._results[key]
 
 
 class DifferentialSuite:
@@ -76,24 +102,15 @@ class DifferentialSuite:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def reference_results(cls) -> dict[str, object]:
-        """Normalised sqlite results, computed once per scenario and shared by both candidates."""
-        return {}
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def shared_references(cls, tmp_path_factory: pytest.TempPathFactory) -> Path:
-        """Where this test run's processes leave the sqlite results they computed.
-
-        Two suites drive the same scenarios (the tracking one on a SQLite index and on a
-        PostgreSQL one), often at once in two processes: each scenario's reference then
-        costs one sqlite run per test run, not one per suite. The folder is this run's
-        own (pytest's numbered folder; under pytest-xdist, the one above the workers')."""
+    def reference_results(cls, tmp_path_factory: pytest.TempPathFactory) -> ReferenceResults:
+        """Normalised sqlite results, computed once per scenario and test run."""
         base = tmp_path_factory.getbasetemp()
+        # This run's own folder: pytest's numbered one, or under pytest-xdist the one
+        # above the workers'.
         run_folder = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
         folder = run_folder / "differential-references"
         folder.mkdir(exist_ok=True)
-        return folder
+        return ReferenceResults(folder)
 
     @pytest.fixture(autouse=True)
     def _isolated(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
@@ -113,21 +130,11 @@ class DifferentialSuite:
         finally:
             path.unlink()
 
-    def reference(
-        self, name: str, template: Path, results: dict[str, object], shared: Path
-    ) -> object:
-        if name not in results:
-            scenario = self.book.scenarios[name]
-            # The scenario's module and name: two books may name a scenario alike.
-            path = shared / f"{scenario.__module__}.{name}.pickle"
-            try:
-                results[name] = pickle.loads(path.read_bytes())
-            except FileNotFoundError:
-                results[name] = self.run_on_sqlite(name, template)
-                written = path.with_name(f"{path.name}.{uuid4().hex}")
-                written.write_bytes(pickle.dumps(results[name]))
-                written.replace(path)  # whole or absent for a reader in another process
-        return results[name]
+    def reference(self, name: str, template: Path, results: ReferenceResults) -> object:
+        scenario = self.book.scenarios[name]
+        return results.get(
+            f"{scenario.__module__}.{name}", lambda: self.run_on_sqlite(name, template)
+        )
 
     def candidate_uri(self, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
         if backend == "bucket_file":
@@ -137,10 +144,10 @@ class DifferentialSuite:
         return f"bucket+s3://{moto.shared_bucket}/{prefix}?endpoint_url={moto.url}"
 
     def check_reference_is_deterministic(
-        self, name: str, template: Path, results: dict[str, object], shared: Path
+        self, name: str, template: Path, results: ReferenceResults
     ) -> None:
         """Two sqlite runs agree: a difference on a candidate is the store's, not the harness's."""
-        first = self.reference(name, template, results, shared)
+        first = self.reference(name, template, results)
         second = self.run_on_sqlite(name, template)
         if first != second:
             pytest.fail(f"{name} is not deterministic:\n{difference(first, second)}", pytrace=False)
@@ -151,11 +158,10 @@ class DifferentialSuite:
         backend: str,
         tmp_path: Path,
         sqlite_template: Path,
-        reference_results: dict[str, object],
-        shared_references: Path,
+        reference_results: ReferenceResults,
         request: pytest.FixtureRequest,
     ) -> None:
-        expected = self.reference(name, sqlite_template, reference_results, shared_references)
+        expected = self.reference(name, sqlite_template, reference_results)
         client = self.client(self.candidate_uri(backend, tmp_path, request))
         actual = self.book.observe(name, client)
         if actual != expected:

@@ -13,7 +13,7 @@ import mlflow
 import pytest
 from mlflow import MlflowClient
 
-from tests.differential.suite import DifferentialSuite
+from tests.differential.suite import DifferentialSuite, ReferenceResults
 from tests.registry import scenarios
 from tests.registry.harness import BOOK
 
@@ -43,11 +43,8 @@ class TestRegistryDifferential(DifferentialSuite):
     def test_reference_is_deterministic(
         self,
         sqlite_template: Path,
-        reference_results: dict[str, object],
-        shared_references: Path,
+        reference_results: ReferenceResults,
     ) -> None:
         """Two sqlite runs agree on every scenario: a difference is the candidate's fault."""
         for name in sorted(self.book.scenarios):
-            self.check_reference_is_deterministic(
-                name, sqlite_template, reference_results, shared_references
-            )
+            self.check_reference_is_deterministic(name, sqlite_template, reference_results)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
-from tests.differential.suite import DifferentialSuite
+from tests.differential.suite import DifferentialSuite, ReferenceResults
 from tests.tracking import (
     scenarios_experiment_delete,
     scenarios_experiments,
@@ -45,9 +45,6 @@ class TestTrackingDifferential(DifferentialSuite):
         self,
         name: str,
         sqlite_template: Path,
-        reference_results: dict[str, object],
-        shared_references: Path,
+        reference_results: ReferenceResults,
     ) -> None:
-        self.check_reference_is_deterministic(
-            name, sqlite_template, reference_results, shared_references
-        )
+        self.check_reference_is_deterministic(name, sqlite_template, reference_results)
